@@ -1,0 +1,53 @@
+# Development entry points. `make run` starts a server on a development config;
+# `make test` runs the whole test suite; both work on a fresh Debian 12 machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEV := dev
+
+.PHONY: run test lint format bench deb deb-test clean
+
+$(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(BIN)/matrix-conduit
+
+# A development config: server_name localhost, LevelDB under ./dev/, port 6167,
+# registration open with a generated token (printed by `make run`).
+$(DEV)/conduit.toml:
+	mkdir -p $(DEV) && chmod 700 $(DEV)
+	token=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(16))'); \
+	printf '%s\n' '[global]' 'server_name = "localhost"' 'database_backend = "leveldb"' \
+	  'database_path = "$(DEV)/db"' 'address = "127.0.0.1"' 'port = 6167' \
+	  'allow_registration = true' "registration_token = \"$$token\"" \
+	  'allow_federation = false' 'log = "info"' > $@
+	chmod 600 $@
+
+run: venv $(DEV)/conduit.toml
+	@echo "Development server on http://127.0.0.1:6167 (server_name localhost)"
+	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
+	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
+
+test: venv
+	$(BIN)/ruff check matrix_conduit tests bench
+	$(BIN)/ruff format --check matrix_conduit tests bench
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check matrix_conduit tests bench
+	$(BIN)/ruff format --check matrix_conduit tests bench
+
+format: venv
+	$(BIN)/ruff check --fix matrix_conduit tests bench
+	$(BIN)/ruff format matrix_conduit tests bench
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,18 @@
+"""The HTTP API: thin handlers that parse, authenticate, call a service and shape JSON.
+
+One module per spec area; each exposes a `blueprint`. Handlers never decide
+policy and never touch a tree (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint
+
+
+def blueprints() -> list[Blueprint]:
+    """Every blueprint of the API, in the order they are registered."""
+    from . import well_known
+    from .client import versions
+    from .federation import version
+
+    return [versions.blueprint, well_known.blueprint, version.blueprint]

@@ -1,0 +1,1 @@
+"""The client-server API (`/_matrix/client/...`), one module per spec area."""

@@ -1,0 +1,1 @@
+"""The server-server API (`/_matrix/federation/...`)."""

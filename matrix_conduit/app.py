@@ -1,0 +1,110 @@
+"""The HTTP application: a QuartTrio app with the spec's error shapes and CORS.
+
+Spec: `content/client-server-api/_index.md`, "API Standards" (errors, CORS in
+"Web Browser Clients"). Routes live in `api/` (one blueprint per area); this
+module only assembles them and makes every answer, including failures, look
+the way Matrix clients expect: JSON `{"errcode", "error"}` with the right
+status, CORS headers on every response, and OPTIONS answered without running
+any endpoint logic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from quart import Response, request
+from quart.json.provider import DefaultJSONProvider
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .api import blueprints
+from .config import Config
+from .errors import MatrixError
+from .http_connection import ClosingHTTPConnection
+from .service import Services
+
+log = logging.getLogger(__name__)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+}
+
+
+class MatrixJSONProvider(DefaultJSONProvider):
+    """Compact UTF-8 JSON, keys in insertion order: what clients expect, and cheap."""
+
+    compact = True
+    ensure_ascii = False
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class MatrixApp(QuartTrio):
+    """The app, holding the configuration and the services its handlers call."""
+
+    json_provider_class = MatrixJSONProvider
+    asgi_http_class = ClosingHTTPConnection
+
+    def __init__(self, config: Config, services: Services) -> None:
+        super().__init__(__name__)
+        self.matrix_config = config
+        self.services = services
+
+
+def error_response(error: MatrixError) -> Response:
+    return Response(
+        json.dumps(error.to_json(), ensure_ascii=False, separators=(",", ":")),
+        status=error.status,
+        content_type="application/json",
+    )
+
+
+_HTTP_ERRORS = {
+    404: ("M_UNRECOGNIZED", "Unrecognized request: no endpoint at this path."),
+    405: ("M_UNRECOGNIZED", "Unrecognized request: this endpoint does not take that method."),
+    413: ("M_TOO_LARGE", "The request body is larger than this server accepts."),
+}
+
+
+def create_app(config: Config, services: Services) -> MatrixApp:
+    app = MatrixApp(config, services)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_size
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    for blueprint in blueprints():
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def answer_preflight() -> Response | None:
+        if request.method == "OPTIONS":
+            return Response("{}", status=200, content_type="application/json")
+        return None
+
+    @app.after_request
+    async def add_cors_headers(response: Response) -> Response:
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.errorhandler(MatrixError)
+    async def matrix_error(error: MatrixError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        errcode, message = _HTTP_ERRORS.get(
+            status, ("M_UNKNOWN", error.description or "The request failed.")
+        )
+        return error_response(MatrixError(status, errcode, message))
+
+    @app.errorhandler(Exception)
+    async def unexpected_error(error: Exception) -> Response:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(MatrixError(500, "M_UNKNOWN", "Internal server error."))
+
+    return app

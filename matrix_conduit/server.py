@@ -1,0 +1,130 @@
+"""Run the homeserver: open the database, build the services, serve HTTP.
+
+Startup order matters for admins: the database is opened (and its server name
+checked) before the port is bound, so a misconfigured server fails with one
+clear message instead of half-starting. Shutdown (SIGTERM/SIGINT) stops
+accepting connections, lets in-flight requests finish within
+`GRACEFUL_SECONDS`, stops background work and closes the database, so the
+process exits 0 with everything on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import hypercorn
+import hypercorn.trio
+import trio
+
+from . import sd_notify
+from .app import create_app
+from .config import Config
+from .service import Services
+from .storage import DatabaseError, open_database
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """What `serve` reports once it listens: its URLs and its services (for tests)."""
+
+    urls: list[str]
+    services: Services
+
+
+class StartupError(Exception):
+    """The server cannot start; the message tells the admin why."""
+
+
+def bind_address(address: str, port: int) -> str:
+    """hypercorn's bind syntax: IPv6 literals in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def hypercorn_config(config: Config) -> hypercorn.Config:
+    hyper = hypercorn.Config()
+    hyper.bind = [bind_address(config.address, config.port)]
+    hyper.accesslog = None
+    hyper.errorlog = logging.getLogger("hypercorn.error")
+    hyper.graceful_timeout = GRACEFUL_SECONDS
+    hyper.include_server_header = False
+    if config.tls is not None:
+        for key, path in (("tls.certs", config.tls.certs), ("tls.key", config.tls.key)):
+            if not os.access(path, os.R_OK):
+                raise StartupError(f"{key}: cannot read {path}")
+        hyper.certfile = config.tls.certs
+        hyper.keyfile = config.tls.key
+    return hyper
+
+
+async def wait_for_signal() -> None:
+    """Return at the first SIGTERM or SIGINT: the trigger for a graceful shutdown."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+async def serve(
+    config: Config,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `shutdown_trigger` returns; `task_status` gets a `Running`."""
+    try:
+        db = open_database(
+            config.storage_engine,
+            config.database_path,
+            cache_capacity_mb=config.db_cache_capacity_mb,
+            max_open_files=config.rocksdb_max_open_files,
+        )
+    except DatabaseError as error:
+        raise StartupError(str(error)) from None
+    if config.database_backend == "rocksdb":
+        log.info('database_backend "rocksdb": using the embedded LevelDB store')
+    try:
+        try:
+            services = Services(config, db)
+        except DatabaseError as error:
+            raise StartupError(str(error)) from None
+        app = create_app(config, services)
+        hyper = hypercorn_config(config)
+
+        async def stop_when_triggered() -> None:
+            await shutdown_trigger()
+            sd_notify.notify("STOPPING=1")
+
+        async with trio.open_nursery() as nursery:
+
+            async def serve_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await hypercorn.trio.serve(
+                        app, hyper, shutdown_trigger=stop_when_triggered, task_status=task_status
+                    )
+                except OSError as error:
+                    where = hyper.bind[0]
+                    raise StartupError(f"cannot listen on {where}: {error.strerror}") from None
+                # HTTP has drained: stop the background work too.
+                nursery.cancel_scope.cancel()
+
+            binds = await nursery.start(serve_http)
+            log.warning("matrix-conduit serving %s on %s", config.server_name, ", ".join(binds))
+            sd_notify.notify("READY=1")
+            task_status.started(Running(binds, services))
+    finally:
+        db.close()
+    log.info("stopped; database closed")
+
+
+def run(config: Config) -> None:
+    """Serve in this process until SIGTERM/SIGINT (the `matrix-conduit` command)."""
+    trio.run(functools.partial(serve, config, wait_for_signal))

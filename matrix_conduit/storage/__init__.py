@@ -1,0 +1,116 @@
+"""Opening the database: the right backend, in the right place, by one process only.
+
+Layout of `database_path` (created mode 0700):
+- `leveldb/`   the LevelDB store (backends "leveldb" and "rocksdb")
+- `conduit.db` the SQLite store (backend "sqlite")
+- `conduit.lock` held (flock) while a process has the database open
+- `media/`     uploaded files (the media service)
+
+Conduit configs say `database_backend = "rocksdb"`; we run those on LevelDB,
+but refuse a directory that really holds a RocksDB database (its `OPTIONS-*`
+files) or the other backend's data, rather than silently starting empty.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+
+from .kv import Database, DatabaseError, DatabaseInUse, Tree, WriteBatch
+
+__all__ = ["Database", "DatabaseError", "DatabaseInUse", "Tree", "WriteBatch", "open_database"]
+
+log = logging.getLogger(__name__)
+
+LEVELDB_DIRECTORY = "leveldb"
+LOCK_FILE = "conduit.lock"
+
+
+def _holds_rocksdb(directory: str) -> bool:
+    return any(name.startswith("OPTIONS-") for name in os.listdir(directory))
+
+
+def _holds_leveldb(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, LEVELDB_DIRECTORY, "CURRENT"))
+
+
+def _holds_sqlite(directory: str) -> bool:
+    from .sqlite import SQLiteDatabase
+
+    return os.path.exists(os.path.join(directory, SQLiteDatabase.FILENAME))
+
+
+def _check_contents(directory: str, engine: str) -> None:
+    if _holds_rocksdb(directory):
+        raise DatabaseError(
+            f"{directory} holds a RocksDB database (probably from Conduit). matrix-conduit "
+            "cannot read RocksDB; it would start with an empty database and lose every "
+            "account and room. Point database_path at a new, empty directory."
+        )
+    if engine == "leveldb" and _holds_sqlite(directory):
+        raise DatabaseError(
+            f"{directory} holds an SQLite database (conduit.db) but database_backend "
+            'is not "sqlite". Set database_backend = "sqlite" to use it.'
+        )
+    if engine == "sqlite" and _holds_leveldb(directory):
+        raise DatabaseError(
+            f"{directory} holds a LevelDB database (leveldb/) but database_backend is "
+            '"sqlite". Set database_backend = "leveldb" to use it.'
+        )
+
+
+class _DirectoryLock:
+    """An exclusive flock on `conduit.lock`: one process per database."""
+
+    def __init__(self, directory: str) -> None:
+        path = os.path.join(directory, LOCK_FILE)
+        self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._descriptor)
+            raise DatabaseInUse(directory) from None
+
+    def release(self) -> None:
+        os.close(self._descriptor)
+
+
+def open_database(
+    engine: str,
+    directory: str,
+    *,
+    cache_capacity_mb: float = 300.0,
+    max_open_files: int = 1000,
+) -> Database:
+    """Open (creating if needed) the `engine` ("leveldb"/"sqlite") database in `directory`."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise DatabaseError(f"cannot create database_path {directory}: {error.strerror}") from None
+    if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"database_path {directory} is not writable by this user (uid {os.getuid()})"
+        )
+    _check_contents(directory, engine)
+    lock = _DirectoryLock(directory)
+    try:
+        if engine == "sqlite":
+            from .sqlite import SQLiteDatabase
+
+            database: Database = SQLiteDatabase(directory, cache_capacity_mb=cache_capacity_mb)
+        elif engine == "leveldb":
+            from .leveldb import LevelDBDatabase
+
+            leveldb_path = os.path.join(directory, LEVELDB_DIRECTORY)
+            os.makedirs(leveldb_path, mode=0o700, exist_ok=True)
+            database = LevelDBDatabase(
+                leveldb_path, cache_capacity_mb=cache_capacity_mb, max_open_files=max_open_files
+            )
+        else:
+            raise DatabaseError(f"unknown database engine {engine!r}")
+    except BaseException:
+        lock.release()
+        raise
+    database.release_on_close.append(lock.release)
+    return database

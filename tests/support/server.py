@@ -1,0 +1,63 @@
+"""Start the real server for a test: hypercorn on a free 127.0.0.1 port, real LevelDB.
+
+In-process (same trio loop as the test) so tests can also reach the services
+directly; everything a client sees still goes over real HTTP. For behaviour
+that needs a separate process (signals, kill -9) see `support/process.py`.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from matrix_conduit.config import Config, build_config
+from matrix_conduit.server import serve
+from matrix_conduit.service import Services
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the config refuses port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_config(database_path: Path, **overrides: Any) -> Config:
+    """A test server's config: a free port, LevelDB in `database_path`."""
+    values: dict[str, Any] = {
+        "server_name": "localhost",
+        "database_backend": "leveldb",
+        "database_path": str(database_path),
+        "port": free_port(),
+        "allow_federation": False,
+        "trusted_servers": [],
+    }
+    values.update(overrides)
+    return build_config(values)
+
+
+@dataclass
+class TestServer:
+    """A running server and an HTTP client pointed at it."""
+
+    config: Config
+    services: Services
+    base_url: str
+    client: httpx.AsyncClient
+    _stop: trio.Event
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+async def start_server(nursery: trio.Nursery, config: Config) -> TestServer:
+    stop = trio.Event()
+    running = await nursery.start(serve, config, stop.wait)
+    base_url = running.urls[0]
+    client = httpx.AsyncClient(base_url=base_url, timeout=30, verify=False)
+    return TestServer(config, running.services, base_url, client, stop)
