@@ -79,6 +79,11 @@ class RoomVersion:
     def event_id_in_event(self) -> bool:
         return self.event_format is EventFormat.V1
 
+    @property
+    def redacts_in_content(self) -> bool:
+        """v11+: `m.room.redaction` names its target in `content.redacts`, not top-level."""
+        return self.redaction_rules is RedactionRules.V11
+
 
 def _version(identifier: str, number: int) -> RoomVersion:
     """The properties of stable room version `number`, from the spec's changelogs."""
