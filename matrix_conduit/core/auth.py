@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from matrix_conduit.core import power_levels as pl
-from matrix_conduit.core.errors import InvalidIdentifier, InvalidSigningKey, SignatureError
+from matrix_conduit.core.errors import (
+    InvalidIdentifier,
+    InvalidSigningKey,
+    ProtocolError,
+    SignatureError,
+)
+from matrix_conduit.core.events import compute_event_id
 from matrix_conduit.core.ids import is_valid_user_id, server_name_of
 from matrix_conduit.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from matrix_conduit.core.signing import decode_verify_key, verify_json
@@ -91,8 +97,8 @@ def check_auth(
     the event's own auth events, the state before it, the current state, or a
     partial state during state resolution. It must hold the room's create event
     in every version — in v12, where events do not cite it, the caller finds it
-    by `room_id`. Events that the rules compare by id (the create event; a v1/v2
-    redaction) must carry their `event_id`.
+    by `room_id`. The create event's ID is its `event_id` key if it has one, else
+    computed from it as a PDU.
 
     `cited_auth_events`, when given, is the event's `auth_events` as the list the
     event cites, for the rules that look at that list (duplicates, entries outside
@@ -296,8 +302,10 @@ def _check_room_id_names_create_event(
     """Rule 2 (v12): the room ID is the create event's ID with `!` for `$`."""
     create = check.create_event
     room_id = check.event.get("room_id")
-    create_id = None if create is None else create.get("event_id")
-    if not isinstance(create_id, str) or room_id != "!" + create_id.removeprefix("$"):
+    create_id = None if create is None else _event_id(create, check.version)
+    if not (isinstance(create_id, str) and create_id.startswith("$")) or room_id != (
+        "!" + create_id[1:]
+    ):
         return check.reject(
             ("room_id",), f"the room ID {room_id!r} does not name the room's create event"
         )
@@ -433,7 +441,7 @@ def _is_creators_first_join(check: _Check, target: str) -> bool:
         prev_event_id = prev_event_id[0] if prev_event_id else None
     return (
         prev_event_id is not None
-        and prev_event_id == create.get("event_id")
+        and prev_event_id == _event_id(create, check.version)
         and target == pl.creator_of(create, check.version)
     )
 
@@ -744,6 +752,18 @@ def _domain(identifier: object) -> str | None:
     try:
         return server_name_of(identifier)
     except InvalidIdentifier:
+        return None
+
+
+def _event_id(event: Mapping[str, Any], room_version: RoomVersion) -> str | None:
+    """The event's ID: its `event_id` if it carries one (as stored events do), else
+    computed from the PDU (rooms v3+); None if neither works."""
+    event_id = event.get("event_id")
+    if isinstance(event_id, str):
+        return event_id
+    try:
+        return compute_event_id(event, room_version)
+    except ProtocolError:
         return None
 
 
