@@ -38,11 +38,7 @@ def resolve_v2(
     if not conflicts.conflicted:
         return conflicts.unconflicted
     revised = room_version.state_resolution is StateResolution.V2_1
-
-    full_conflicted_set = conflicts.conflicted_events | auth_difference(state_sets, conflicts, dag)
-    if revised:
-        full_conflicted_set |= conflicted_state_subgraph(conflicts.conflicted_events, dag)
-    full_conflicted_set = frozenset(filter(dag.has, full_conflicted_set))
+    full_conflicted_set = full_conflicted_set_of(state_sets, conflicts, dag, revised=revised)
 
     # Step 1: the power events and the conflicted parts of their auth chains.
     power_events = [
@@ -63,6 +59,18 @@ def resolve_v2(
     # Step 5.
     resolved.update(conflicts.unconflicted)
     return resolved
+
+
+def full_conflicted_set_of(
+    state_sets: Sequence[StateMap], conflicts: Conflicts, dag: AuthDag, *, revised: bool
+) -> frozenset[str]:
+    """The conflicted state set and the auth difference, plus in v12 the conflicted state
+    subgraph; only the events that can be fetched, as no other can be ordered or checked.
+    """
+    full = conflicts.conflicted_events | auth_difference(state_sets, conflicts, dag)
+    if revised:
+        full |= conflicted_state_subgraph(conflicts.conflicted_events, dag)
+    return frozenset(filter(dag.has, full))
 
 
 def is_power_event(event: Event) -> bool:
