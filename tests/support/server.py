@@ -8,6 +8,8 @@ that needs a separate process (signals, kill -9) see `support/process.py`.
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ def make_config(database_path: Path, **overrides: Any) -> Config:
 class TestServer:
     """A running server and an HTTP client pointed at it."""
 
+    __test__ = False  # a helper, not a test class, despite its name
+
     config: Config
     services: Services
     base_url: str
@@ -61,3 +65,14 @@ async def start_server(nursery: trio.Nursery, config: Config) -> TestServer:
     base_url = running.urls[0]
     client = httpx.AsyncClient(base_url=base_url, timeout=30, verify=False)
     return TestServer(config, running.services, base_url, client, stop)
+
+
+@asynccontextmanager
+async def serving(nursery: trio.Nursery, config: Config) -> AsyncIterator[TestServer]:
+    """A server running for the duration of the block (for fixtures with their own config)."""
+    test_server = await start_server(nursery, config)
+    try:
+        yield test_server
+    finally:
+        await test_server.client.aclose()
+        await test_server.stop()
