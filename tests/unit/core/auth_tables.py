@@ -276,3 +276,27 @@ def cases_by_version(cases: Iterable[Case]) -> Any:
         for case in cases
         for version in case.room_versions
     ]
+
+
+def room_with(
+    join_rule: str = "invite",
+    members: Mapping[str, str] | None = None,
+    **power_levels: Any,
+) -> Callable[[RoomVersion], Room]:
+    """A setup for `Case`: the established room, with these memberships and power levels.
+
+    `power_levels` are merged over the established room's (ALICE 100, DAVE 50).
+    """
+
+    def setup(version: RoomVersion) -> Room:
+        room = established_room(version, join_rule)
+        for user_id, membership in (members or {}).items():
+            sender = user_id if membership in ("join", "leave", "knock") else ALICE
+            room.set_member(user_id, membership, sender=sender)
+        if power_levels:
+            current = room.state[("m.room.power_levels", "")]["content"]
+            users = {**current.get("users", {}), **power_levels.get("users", {})}
+            room.set_power_levels(**{**current, **power_levels, "users": users})
+        return room
+
+    return setup
