@@ -95,8 +95,11 @@ def test_power_levels_passed_down_a_chain_of_delegates_survive(room: Room) -> No
         START → PA (alice: bob 50) → PB (bob: charlie 50) → PC (charlie: charlie 0)
                   └ (the other fork ends at PA)
 
-    Conflicted: power levels {PA, PC}. Auth difference {PA, PB} (only the PC fork's chain
-    has them). X = {PA, PB, PC}, a chain by auth events: PA → PB → PC, each allowed by the
+    Conflicted: power levels {PA, PC}. Auth difference {PA, PB, IMB, IMC}: only the PC
+    fork's chain has them (PC cites PB and charlie's join IMC, PB cites PA and bob's join
+    IMB; nothing in the PA fork's state cites bob's or charlie's join). X is all of these:
+    PA (alice 100) goes first, then the joins IMB (ts 5) and IMC (ts 6) at power 0, then
+    PB and PC, which cite them. Every one passes, each power levels event allowed by the
     one before (charlie may lower his own level). Result: PC.
     """
     room.power_levels("PA", ALICE, admin_levels(room, bob=50), after=["START"])
@@ -114,11 +117,13 @@ def test_a_topic_from_a_user_demoted_on_the_other_fork_is_rejected(room: Room) -
         START → T1 → PA1 (bob 50) → T2 (alice) → PA2 (alice: bob 0)
                         └─────────→ PB (bob: bob 50) → T3 (bob)
 
-    Conflicted: topic {T2, T3}, power levels {PA2, PB}. Auth difference {PB}. X = {PA2,
-    PB}: PA2 (alice 100) before PB (bob 50). PA2 passes; PB does not (bob is now 0, power
-    levels need 50). Mainline of PA2: [PA2, PA1, IPOWER]. T2 cites PA1 (position 1), T3
-    cites PB, whose power levels are PA1 (position 1): a tie, so T2 (ts 11) before
-    T3 (ts 14). T2 passes, T3 fails (bob 0 < 50). Result: PA2, T2.
+    Conflicted: topic {T2, T3}, power levels {PA2, PB}. Auth difference {PB, IMB} (bob's
+    join is cited only on his fork). X = {PA2, PB, IMB}: PA2 (alice 100) and IMB (bob 0)
+    are ready first, PA2 goes first; then IMB, then PB, which cites it. PA2 and IMB pass;
+    PB does not (bob is now 0, power levels need 50). Mainline of PA2: [PA2, PA1,
+    IPOWER]. T2 cites PA1 (position 1), T3 cites PB, whose power levels are PA1
+    (position 1): a tie, so T2 (ts 11) before T3 (ts 14). T2 passes, T3 fails
+    (bob 0 < 50). Result: PA2, T2.
     """
     room.topic("T1", ALICE, after=["START"])
     room.power_levels("PA1", ALICE, admin_levels(room, bob=50), after=["T1"])
@@ -208,11 +213,14 @@ def test_the_mainline_puts_the_topic_based_on_older_power_levels_first(room: Roo
 
 
 def test_topics_based_on_the_same_power_levels_are_decided_by_timestamp(room: Room) -> None:
-    """Two topics on two forks, both citing IPOWER: the mainline ties, the later one wins.
+    """Two topics on two forks after PC (alice gives charlie 50, ts 9): TB by alice (ts 10)
+    and TA by charlie (ts 11).
 
-    Conflicted: topic {TB, TA} only; no power events. Mainline of IPOWER: both at
-    position 0; ordered by timestamp: TB (ts 9) then TA (ts 10); both pass, TA is applied
-    last. Result: TA — even though TB's sender, alice, has more power than charlie.
+    Conflicted: topic {TA, TB}; auth difference {IMC} (charlie's join is cited only by
+    TA). No power events. Mainline of PC: [PC, IPOWER]; IMC cites IPOWER (position 1),
+    both topics cite PC (position 0). Order: IMC, then the tie TB (ts 10) before TA
+    (ts 11). All pass; TA is applied last. Result: TA — although TB's sender, alice, has
+    more power than charlie: power orders only power events.
     """
     room.power_levels("PC", ALICE, admin_levels(room, charlie=50), after=["START"])
     room.topic("TB", ALICE, after=["PC"])
