@@ -5,6 +5,9 @@ delivers: events, account data, receipts, to-device messages, key changes.
 Each new value is written before it is handed out, so a restart never hands
 out a value twice.
 
+The server's ed25519 signing key is generated on first start and kept here:
+every event and federation request this server sends is signed with it.
+
 The server name is recorded when the database is created: user ids, room ids
 and signatures all contain it, so a database made for one name must never be
 served under another.
@@ -12,6 +15,9 @@ served under another.
 
 from __future__ import annotations
 
+from nacl.signing import SigningKey
+
+from ..core.signing import decode_signing_key, encode_signing_key, generate_signing_key, key_id_of
 from ..storage import Database, DatabaseError
 from ..storage.kv import from_u64, u64
 
@@ -19,6 +25,7 @@ TREES = ("global",)
 
 _SERVER_NAME = b"server_name"
 _COUNTER = b"counter"
+_SIGNING_KEY = b"signing_key"
 
 
 class WrongServerName(DatabaseError):
@@ -39,6 +46,8 @@ class Globals:
         self._claim_server_name(db.path)
         stored = self._tree.get(_COUNTER)
         self._counter = from_u64(stored) if stored else 0
+        self.signing_key = self._load_or_create_signing_key()
+        self.signing_key_id = key_id_of(self.signing_key)
 
     def _claim_server_name(self, path: str) -> None:
         recorded = self._tree.get(_SERVER_NAME)
@@ -47,8 +56,21 @@ class Globals:
         elif recorded.decode() != self.server_name:
             raise WrongServerName(path, recorded.decode(), self.server_name)
 
+    def _load_or_create_signing_key(self) -> SigningKey:
+        stored = self._tree.get(_SIGNING_KEY)
+        if stored is not None:
+            return decode_signing_key(stored.decode())
+        key = generate_signing_key()
+        self._tree.put(_SIGNING_KEY, encode_signing_key(key).encode())
+        return key
+
     def next_count(self) -> int:
-        """A new position on the global counter, already persisted."""
+        """A new position on the global counter, already persisted.
+
+        Whoever takes a position must write what it orders in the same
+        synchronous stretch of code (no `await` in between): `/sync` treats
+        every position up to `current_count()` as written.
+        """
         self._counter += 1
         self._tree.put(_COUNTER, u64(self._counter))
         return self._counter

@@ -93,8 +93,12 @@ class WriteBatch(ABC):
     """Writes to any trees of one database that commit together, atomically.
 
     Used as a context manager: the batch commits when the block ends without
-    an exception and is dropped otherwise.
+    an exception and is dropped otherwise. In-memory caches that mirror what
+    the batch writes register `after_commit` callbacks, so they change only
+    once the data is on disk.
     """
+
+    _after_commit: list[Callable[[], None]] | None = None
 
     @abstractmethod
     def put(self, tree: Tree, key: bytes, value: bytes) -> None: ...
@@ -103,7 +107,18 @@ class WriteBatch(ABC):
     def delete(self, tree: Tree, key: bytes) -> None: ...
 
     @abstractmethod
-    def commit(self) -> None: ...
+    def _write(self) -> None:
+        """Apply every queued operation atomically."""
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        if self._after_commit is None:
+            self._after_commit = []
+        self._after_commit.append(callback)
+
+    def commit(self) -> None:
+        self._write()
+        for callback in self._after_commit or ():
+            callback()
 
     def __enter__(self) -> Self:
         return self

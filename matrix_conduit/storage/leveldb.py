@@ -68,7 +68,7 @@ class LevelDBBatch(WriteBatch):
     def delete(self, tree: Tree, key: bytes) -> None:
         self._batch.delete(tree._prefix + key)  # type: ignore[attr-defined]
 
-    def commit(self) -> None:
+    def _write(self) -> None:
         self._batch.write()
 
 

@@ -96,7 +96,7 @@ class SQLiteBatch(WriteBatch):
         table = tree.table  # type: ignore[attr-defined]
         self._operations.append((f"DELETE FROM {table} WHERE key = ?", (key,)))
 
-    def commit(self) -> None:
+    def _write(self) -> None:
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
