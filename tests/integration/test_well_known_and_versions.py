@@ -1,0 +1,61 @@
+"""The discovery endpoints: client versions, server version, `.well-known` delegation.
+
+Spec: `data/api/client-server/versions.yaml`,
+`data/api/server-server/version.yaml`, `content/client-server-api/_index.md`
+("Well-known URIs") and `content/server-server-api.md` ("Resolving server
+names"). `.well-known` defaults to `https://<server_name>` and
+`<server_name>:443`; `[global.well_known]` replaces them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from matrix_conduit import __version__
+from tests.support.server import TestServer, make_config, serving
+
+
+async def test_client_versions_lists_spec_versions_and_unstable_features(server: TestServer):
+    response = await server.client.get("/_matrix/client/versions")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert isinstance(body["versions"], list)
+    assert all(isinstance(version, str) for version in body["versions"])
+    assert isinstance(body["unstable_features"], dict)
+    assert all(isinstance(enabled, bool) for enabled in body["unstable_features"].values())
+
+
+async def test_federation_version_names_this_server_and_its_version(server: TestServer):
+    response = await server.client.get("/_matrix/federation/v1/version")
+
+    assert response.status_code == 200
+    assert response.json() == {"server": {"name": "matrix-conduit", "version": __version__}}
+
+
+async def test_well_known_defaults_point_at_the_server_name(server: TestServer):
+    client = await server.client.get("/.well-known/matrix/client")
+    federation = await server.client.get("/.well-known/matrix/server")
+
+    assert client.status_code == federation.status_code == 200
+    assert client.json() == {"m.homeserver": {"base_url": "https://localhost"}}
+    assert federation.json() == {"m.server": "localhost:443"}
+
+
+@pytest.fixture
+async def delegating_server(nursery, tmp_path) -> TestServer:
+    config = make_config(
+        tmp_path / "db",
+        server_name="example.org",
+        well_known={"client": "https://matrix.example.org", "server": "matrix.example.org:8448"},
+    )
+    async with serving(nursery, config) as test_server:
+        yield test_server
+
+
+async def test_well_known_answers_the_configured_delegation(delegating_server: TestServer):
+    client = await delegating_server.client.get("/.well-known/matrix/client")
+    federation = await delegating_server.client.get("/.well-known/matrix/server")
+
+    assert client.json() == {"m.homeserver": {"base_url": "https://matrix.example.org"}}
+    assert federation.json() == {"m.server": "matrix.example.org:8448"}
