@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from ..config import Config
 from ..storage import Database
+from .devices import Devices
 from .globals import Globals
+from .passwords import PasswordHashing
+from .registration import Registration
+from .uiaa import UserInteractiveAuth
+from .users import Users
 
 
 class Services:
@@ -19,3 +24,8 @@ class Services:
         self.config = config
         self.db = db
         self.globals = Globals(db, config.server_name)
+        passwords = PasswordHashing()
+        self.devices = Devices(db, self.globals)
+        self.users = Users(db, config, self.devices, passwords)
+        self.registration = Registration(db, config, self.users, self.devices, passwords)
+        self.uiaa = UserInteractiveAuth(db, self.users, self.registration)

@@ -1,0 +1,142 @@
+"""Who may register, under which name, and creating the account (logged in or not).
+
+Spec: `data/api/client-server/registration.yaml` (`POST /register`,
+`GET /register/available`), `registration_tokens.yaml`,
+`content/client-server-api/_index.md` "Token-authenticated registration",
+the Guest Access module, and `content/appendices.md` "User Identifiers"
+(new localparts: `a-z 0-9 . _ = - / +`; the server downcases the requested
+name, so `@Alice` registers `@alice`).
+
+Policy, as Conduit's configuration describes it: with `allow_registration`
+off nobody registers (403); on, `registration_token` set, the
+`m.login.registration_token` stage is required; on without a token, the
+`m.login.dummy` stage is enough. Guest accounts exist only on open servers
+(on and no token), since a guest account would otherwise get around the
+token. The admin can always create accounts offline (`matrix-conduit
+create-user`), whatever the policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+
+from ..config import Config
+from ..core.ids import is_valid_localpart, is_valid_user_id
+from ..errors import MatrixError, forbidden
+from ..storage import Database
+from .devices import DeviceLogin, Devices, Tokens
+from .passwords import PasswordHashing
+from .users import Users
+
+REGISTRATION_DISABLED = (
+    "Registration is disabled on this server; ask its admin to create an account for you."
+)
+_GENERATED_LOCALPART_ALPHABET = string.ascii_lowercase + string.digits
+_GENERATED_LOCALPART_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class Registered:
+    user_id: str
+    tokens: Tokens | None
+    """None when the client asked for `inhibit_login`."""
+
+
+class Registration:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        users: Users,
+        devices: Devices,
+        passwords: PasswordHashing,
+    ) -> None:
+        self._db = db
+        self._allow_registration = config.allow_registration
+        self._registration_token = config.registration_token
+        self._users = users
+        self._devices = devices
+        self._passwords = passwords
+
+    def check_allowed(self, *, guest: bool) -> None:
+        """403 unless this kind of account may register here."""
+        if not self._allow_registration:
+            raise forbidden(REGISTRATION_DISABLED)
+        if guest and self._registration_token is not None:
+            raise forbidden("Guest accounts are not available on this server.")
+
+    def flows(self) -> list[list[str]]:
+        """The user-interactive auth flows of `POST /register`."""
+        if self._registration_token is not None:
+            return [["m.login.registration_token"]]
+        return [["m.login.dummy"]]
+
+    def token_is_valid(self, token: object) -> bool:
+        """Whether `token` is this server's registration token (compared in constant time)."""
+        if not self._allow_registration:
+            raise forbidden(REGISTRATION_DISABLED)
+        expected = self._registration_token
+        return (
+            expected is not None
+            and isinstance(token, str)
+            and hmac.compare_digest(token.encode(), expected.encode())
+        )
+
+    def available_user_id(self, username: object) -> str:
+        """The user id `username` would register, or `M_INVALID_USERNAME`/`M_USER_IN_USE`."""
+        if not isinstance(username, str):
+            raise _invalid_username("The username must be a string.")
+        localpart = username.lower()
+        if not is_valid_localpart(localpart):
+            raise _invalid_username(
+                "A username may only contain the letters a-z, digits and the characters "
+                "'.', '_', '=', '-', '/' and '+'."
+            )
+        user_id = f"@{localpart}:{self._users.server_name}"
+        if not is_valid_user_id(user_id, historical=False):
+            raise _invalid_username("The username is too long (user ids have at most 255 bytes).")
+        self._check_free(user_id)
+        return user_id
+
+    async def register(
+        self,
+        *,
+        username: str | None,
+        password: str | None,
+        guest: bool = False,
+        login: DeviceLogin | None,
+        admin: bool = False,
+    ) -> Registered:
+        """Create the account and, unless `login` is None, its first device and tokens."""
+        if username is None:
+            user_id = self._generated_user_id()
+        else:
+            user_id = self.available_user_id(username)
+        password_hash = await self._passwords.hash(password) if password else ""
+        # From here on no `await`: the name check and the write are one step.
+        self._check_free(user_id)
+        with self._db.batch() as batch:
+            self._users.write_new_account(batch, user_id, password_hash, guest=guest, admin=admin)
+            tokens = None if login is None else self._devices.log_in(user_id, login, batch=batch)
+        return Registered(user_id, tokens)
+
+    def _check_free(self, user_id: str) -> None:
+        if self._users.exists(user_id):
+            raise MatrixError(400, "M_USER_IN_USE", "This user id is already taken.")
+
+    def _generated_user_id(self) -> str:
+        while True:
+            localpart = "".join(
+                secrets.choice(_GENERATED_LOCALPART_ALPHABET)
+                for _ in range(_GENERATED_LOCALPART_LENGTH)
+            )
+            user_id = f"@{localpart}:{self._users.server_name}"
+            if not self._users.exists(user_id):
+                return user_id
+
+
+def _invalid_username(message: str) -> MatrixError:
+    return MatrixError(400, "M_INVALID_USERNAME", message)

@@ -1,0 +1,277 @@
+"""Local accounts: passwords, profiles, the admin flag, guests, deactivation.
+
+Spec: `content/client-server-api/_index.md`, "Account registration and
+management" (password management, account deactivation), "Profiles", the
+Guest Access module, and the user identifier grammar of
+`content/appendices.md` ("User Identifiers": new localparts are lower-case,
+and `@USER:server` must reach `@user:server`).
+
+An account exists as long as it has a `userid_password` entry, even an empty
+one: guests have no password, deactivated accounts had theirs wiped (so they
+can never log in again, and the name stays taken), and the server's own user
+`@conduit:<server_name>` has one only while `emergency_password` is set.
+That server user is created at startup; when the emergency password is
+removed from the config, the next start wipes its password and logs out its
+devices, so the emergency access ends.
+
+Profile changes are announced through `profile_changed` (the rooms service
+updates the user's membership events with it) and deactivations through
+`account_deactivated` (the rooms service makes the user leave their rooms).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..config import Config
+from ..core.errors import InvalidIdentifier
+from ..core.ids import UserId
+from ..errors import MatrixError, bad_json
+from ..storage import Database, Tree, WriteBatch
+from ..storage.kv import u64
+from .clock import Clock, now_ms
+from .devices import Devices
+from .passwords import PasswordHashing
+
+log = logging.getLogger(__name__)
+
+TREES = (
+    "userid_password",
+    "userid_displayname",
+    "userid_avatarurl",
+    "userid_guest",
+    "userid_deactivated",
+    "userid_admin",
+    "milestone_userid",
+)
+
+SERVER_USER_LOCALPART = "conduit"
+LIGHTNING_BOLT = " ⚡️"
+_FIRST_USER = b"first_user"
+
+UserHook = Callable[[str], Awaitable[None]]
+
+
+class Users:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        devices: Devices,
+        passwords: PasswordHashing,
+        *,
+        clock: Clock = now_ms,
+    ) -> None:
+        self._db = db
+        self._devices = devices
+        self._passwords = passwords
+        self._clock = clock
+        self._enable_lightning_bolt = config.enable_lightning_bolt
+        self.server_name = config.server_name
+        self.server_user_id = f"@{SERVER_USER_LOCALPART}:{config.server_name}"
+        self._password = db.tree("userid_password")
+        self._displayname = db.tree("userid_displayname")
+        self._avatar_url = db.tree("userid_avatarurl")
+        self._guest = db.tree("userid_guest")
+        self._deactivated = db.tree("userid_deactivated")
+        self._admin = db.tree("userid_admin")
+        self._milestones = db.tree("milestone_userid")
+        self.profile_changed: list[UserHook] = []
+        """Awaited with the user id after its display name or avatar changed."""
+        self.account_deactivated: list[UserHook] = []
+        """Awaited with the user id after the account was deactivated."""
+        self._set_up_server_user(config.emergency_password)
+
+    # ------------------------------------------------------------ facts
+
+    def exists(self, user_id: str) -> bool:
+        return self._password.get(user_id.encode()) is not None
+
+    def is_deactivated(self, user_id: str) -> bool:
+        return self._deactivated.get(user_id.encode()) is not None
+
+    def is_guest(self, user_id: str) -> bool:
+        return self._guest.get(user_id.encode()) is not None
+
+    def is_admin(self, user_id: str) -> bool:
+        return self._admin.get(user_id.encode()) is not None
+
+    def first_user(self) -> str | None:
+        """The first account ever created besides the server user (it became admin)."""
+        stored = self._milestones.get(_FIRST_USER)
+        return None if stored is None else stored.decode()
+
+    def set_admin(self, user_id: str, admin: bool) -> None:
+        if admin:
+            self._admin.put(user_id.encode(), b"")
+        else:
+            self._admin.delete(user_id.encode())
+
+    def local_user_id(self, user: str) -> str | None:
+        """The local user a login names, by localpart or full id (any case); None if foreign."""
+        if user.startswith("@"):
+            try:
+                parsed = UserId.parse(user)
+            except InvalidIdentifier:
+                return None
+            if parsed.server_name != self.server_name:
+                return None
+            user = parsed.localpart
+        return f"@{user.lower()}:{self.server_name}"
+
+    def user_id_from_identifier(self, body: dict[str, Any]) -> str | None:
+        """The local user named by a login body or a password auth dict.
+
+        Spec: "Identifier types". `m.id.user` (or the deprecated top-level
+        `user`) names a user by localpart or user id; None when that cannot be
+        a local user. Third-party identifiers get 403, as the spec requires
+        for a 3PID the server does not know: this server keeps none.
+        """
+        identifier = body.get("identifier")
+        if identifier is None:
+            if "medium" in body or "address" in body:
+                raise _unknown_third_party_identifier()
+            identifier = {"type": "m.id.user", "user": body.get("user")}
+        if not isinstance(identifier, dict):
+            raise bad_json("identifier must be an object.")
+        kind = identifier.get("type")
+        if kind in ("m.id.thirdparty", "m.id.phone"):
+            raise _unknown_third_party_identifier()
+        if kind != "m.id.user":
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown identifier type {kind!r}.")
+        user = identifier.get("user")
+        if not isinstance(user, str):
+            raise bad_json("The identifier needs a string `user`.")
+        return self.local_user_id(user)
+
+    # ------------------------------------------------------------ passwords
+
+    async def check_password(self, user_id: str, password: object) -> bool:
+        """Whether `password` is the account's password (never true without one).
+
+        A hash made with older argon2 parameters is replaced after a match.
+        """
+        stored = self._password.get(user_id.encode())
+        stored_hash = "" if stored is None else stored.decode()
+        if not isinstance(password, str):
+            return False
+        if not await self._passwords.verify(stored_hash, password):
+            return False
+        if self._passwords.needs_rehash(stored_hash):
+            new_hash = await self._passwords.hash(password)
+            if self._password.get(user_id.encode()) == stored:
+                self._password.put(user_id.encode(), new_hash.encode())
+        return True
+
+    async def set_password(
+        self, user_id: str, password: str, *, log_out_devices: bool, keep_device_id: str | None
+    ) -> None:
+        """A new password; with `log_out_devices`, every other device is deleted."""
+        password_hash = await self._passwords.hash(password)
+        with self._db.batch() as batch:
+            batch.put(self._password, user_id.encode(), password_hash.encode())
+            if log_out_devices:
+                self._devices.delete_all(user_id, except_device_id=keep_device_id, batch=batch)
+
+    # ------------------------------------------------------------ profiles
+
+    def displayname(self, user_id: str) -> str | None:
+        stored = self._displayname.get(user_id.encode())
+        return None if stored is None else stored.decode()
+
+    def avatar_url(self, user_id: str) -> str | None:
+        stored = self._avatar_url.get(user_id.encode())
+        return None if stored is None else stored.decode()
+
+    async def set_displayname(self, user_id: str, displayname: str | None) -> None:
+        """Set (None: remove) the display name, then tell `profile_changed`."""
+        _put_or_delete(self._displayname, user_id, displayname)
+        await self._announce(self.profile_changed, user_id)
+
+    async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
+        """Set (None: remove) the avatar, then tell `profile_changed`."""
+        _put_or_delete(self._avatar_url, user_id, avatar_url)
+        await self._announce(self.profile_changed, user_id)
+
+    # ------------------------------------------------------------ account lifecycle
+
+    def default_displayname(self, localpart: str) -> str:
+        return localpart + LIGHTNING_BOLT if self._enable_lightning_bolt else localpart
+
+    def write_new_account(
+        self,
+        batch: WriteBatch,
+        user_id: str,
+        password_hash: str,
+        *,
+        guest: bool = False,
+        admin: bool = False,
+    ) -> None:
+        """Queue a new account's records in `batch` (the caller checked the name is free).
+
+        The first non-guest account of the server becomes its admin.
+        """
+        key = user_id.encode()
+        batch.put(self._password, key, password_hash.encode())
+        localpart = UserId.parse(user_id).localpart
+        batch.put(self._displayname, key, self.default_displayname(localpart).encode())
+        if guest:
+            batch.put(self._guest, key, b"")
+            return
+        if self.first_user() is None:
+            batch.put(self._milestones, _FIRST_USER, key)
+            admin = True
+        if admin:
+            batch.put(self._admin, key, b"")
+
+    async def deactivate(self, user_id: str) -> None:
+        """Deactivate for good: no password, no devices, no profile, no admin flag.
+
+        The `userid_password` entry stays (empty), so the name stays taken.
+        """
+        key = user_id.encode()
+        with self._db.batch() as batch:
+            batch.put(self._password, key, b"")
+            batch.put(self._deactivated, key, u64(self._clock()))
+            for tree in (self._displayname, self._avatar_url, self._admin):
+                batch.delete(tree, key)
+            self._devices.delete_all(user_id, batch=batch)
+        log.info("deactivated %s", user_id)
+        await self._announce(self.account_deactivated, user_id)
+
+    def _set_up_server_user(self, emergency_password: str | None) -> None:
+        """Create `@conduit:<server_name>`; its password is the emergency password, if any."""
+        key = self.server_user_id.encode()
+        password_hash = (
+            self._passwords.hash_blocking(emergency_password) if emergency_password else ""
+        )
+        with self._db.batch() as batch:
+            batch.put(self._password, key, password_hash.encode())
+            if not emergency_password:
+                self._devices.delete_all(self.server_user_id, batch=batch)
+        if emergency_password:
+            log.warning(
+                "emergency_password is set: %s can log in with it; remove it when done",
+                self.server_user_id,
+            )
+
+    async def _announce(self, hooks: list[UserHook], user_id: str) -> None:
+        for hook in hooks:
+            await hook(user_id)
+
+
+def _put_or_delete(tree: Tree, user_id: str, value: str | None) -> None:
+    if value is None:
+        tree.delete(user_id.encode())
+    else:
+        tree.put(user_id.encode(), value.encode())
+
+
+def _unknown_third_party_identifier() -> MatrixError:
+    return MatrixError(
+        403,
+        "M_FORBIDDEN",
+        "This server keeps no third-party identifiers (email, phone); use your user id.",
+    )
