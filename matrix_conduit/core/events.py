@@ -96,6 +96,17 @@ def compute_reference_hash(event: Mapping[str, Any], room_version: RoomVersion) 
     return _sha256(redact(event, room_version), leave_out=("signatures", "unsigned"))
 
 
+def _v1_event_id(event: Mapping[str, Any]) -> tuple[str, str]:
+    """Rooms v1–v2: the `event_id` key, which must be `$opaque:server`, and its server."""
+    try:
+        event_id = EventId.parse(event.get("event_id"))
+    except InvalidIdentifier as error:
+        raise InvalidEvent(f"event_id: {error}", key="event_id") from None
+    if event_id.server_name is None:
+        raise InvalidEvent("event_id: rooms v1 and v2 use '$opaque:server' ids", key="event_id")
+    return str(event_id), event_id.server_name
+
+
 def compute_event_id(event: Mapping[str, Any], room_version: RoomVersion) -> str:
     """The event's id: its `event_id` key in rooms v1–v2, else `$` + its reference hash.
 
@@ -104,11 +115,7 @@ def compute_event_id(event: Mapping[str, Any], room_version: RoomVersion) -> str
     without a valid `event_id`.
     """
     if room_version.event_format is EventFormat.V1:
-        event_id = event.get("event_id")
-        try:
-            EventId.parse(event_id)
-        except InvalidIdentifier as error:
-            raise InvalidEvent(f"event_id: {error}", key="event_id") from None
+        event_id, _ = _v1_event_id(event)
         return event_id
     urlsafe = room_version.event_format is EventFormat.V3
     return "$" + encode_base64(compute_reference_hash(event, room_version), urlsafe=urlsafe)
@@ -179,10 +186,8 @@ def required_signature_servers(event: Mapping[str, Any], room_version: RoomVersi
     if not _is_third_party_invite(event):
         servers.add(_server_of_user(event.get("sender"), "sender"))
     if room_version.event_format is EventFormat.V1:
-        event_id = compute_event_id(event, room_version)
-        event_id_server = EventId.parse(event_id).server_name
-        if event_id_server is not None:
-            servers.add(event_id_server)
+        _, event_id_server = _v1_event_id(event)
+        servers.add(event_id_server)
     content = event.get("content")
     if (
         room_version.restricted_join_rule

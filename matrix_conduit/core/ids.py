@@ -19,6 +19,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from matrix_conduit.core.errors import InvalidIdentifier, preview
 
@@ -287,11 +288,7 @@ def _is_valid(parse: Callable[[object], object], value: object) -> bool:
 
 
 def is_valid_user_id(user_id: object, *, historical: bool = True) -> bool:
-    try:
-        UserId.parse(user_id, historical=historical)
-    except InvalidIdentifier:
-        return False
-    return True
+    return _is_valid(partial(UserId.parse, historical=historical), user_id)
 
 
 def is_valid_room_id(room_id: object) -> bool:

@@ -545,6 +545,11 @@ def setting(key: str, value: Any):
         (range(3, 13), setting("auth_events", [f"$a{i}" for i in range(11)]), "auth_events"),
         (range(1, 3), without("event_id"), "event_id"),
         (range(1, 3), setting("event_id", "$no-server"), "event_id"),
+        (
+            range(1, 3),
+            setting("event_id", "$7ey4DGZKw7LCsru-jL_kGkSr210BX0jg_jvNUdRRwsg"),
+            "event_id",
+        ),
         (range(1, 11), setting("redacts", 5), "redacts"),
     ],
 )
