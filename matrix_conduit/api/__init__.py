@@ -12,7 +12,17 @@ from quart import Blueprint
 def blueprints() -> list[Blueprint]:
     """Every blueprint of the API, in the order they are registered."""
     from . import well_known
-    from .client import versions
+    from .client import account, devices, profile, register, session, threepid, versions
     from .federation import version
 
-    return [versions.blueprint, well_known.blueprint, version.blueprint]
+    return [
+        versions.blueprint,
+        well_known.blueprint,
+        version.blueprint,
+        register.blueprint,
+        session.blueprint,
+        account.blueprint,
+        threepid.blueprint,
+        devices.blueprint,
+        profile.blueprint,
+    ]

@@ -11,6 +11,7 @@ from ..config import Config
 from ..storage import Database
 from .devices import Devices
 from .globals import Globals
+from .jwt_login import JwtLogin
 from .passwords import PasswordHashing
 from .registration import Registration
 from .uiaa import UserInteractiveAuth
@@ -29,3 +30,4 @@ class Services:
         self.users = Users(db, config, self.devices, passwords)
         self.registration = Registration(db, config, self.users, self.devices, passwords)
         self.uiaa = UserInteractiveAuth(db, self.users, self.registration)
+        self.jwt_login = JwtLogin(config, self.users, self.registration)

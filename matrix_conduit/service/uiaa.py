@@ -36,6 +36,9 @@ PASSWORD = "m.login.password"
 DUMMY = "m.login.dummy"
 REGISTRATION_TOKEN = "m.login.registration_token"
 
+PASSWORD_FLOWS = ((PASSWORD,),)
+"""The flows of endpoints that ask the user to confirm with their password."""
+
 Flows = Sequence[Sequence[str]]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from ..config import Config
 from ..core.errors import InvalidIdentifier
 from ..core.ids import UserId
-from ..errors import MatrixError, bad_json
+from ..errors import MatrixError, bad_json, forbidden
 from ..storage import Database, Tree, WriteBatch
 from ..storage.kv import u64
 from .clock import Clock, now_ms
@@ -230,7 +230,10 @@ class Users:
         """Deactivate for good: no password, no devices, no profile, no admin flag.
 
         The `userid_password` entry stays (empty), so the name stays taken.
+        The server's own user cannot be deactivated: the server acts through it.
         """
+        if user_id == self.server_user_id:
+            raise forbidden("The server's own user cannot be deactivated.")
         key = user_id.encode()
         with self._db.batch() as batch:
             batch.put(self._password, key, b"")

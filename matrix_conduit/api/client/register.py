@@ -1,0 +1,77 @@
+"""Registering accounts: `POST /register`, name availability, registration tokens.
+
+Spec: `data/api/client-server/registration.yaml` (`POST /register`,
+`GET /register/available`), `registration_tokens.yaml`
+(`GET /v1/register/m.login.registration_token/validity`), and
+`content/client-server-api/_index.md`, "User-Interactive Authentication
+API", "Token-authenticated registration", Guest Access module.
+
+The name checks (`M_INVALID_USERNAME`, `M_USER_IN_USE`) come before
+user-interactive auth, as registration.yaml requires. Guest registration
+skips user-interactive auth and ignores every body field but
+`initial_device_display_name`.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, request
+
+from ...errors import invalid_param, missing_param
+from ...service.devices import DeviceLogin
+from ..auth import user_interactive_auth
+from ..fields import optional_bool, optional_str
+from ..request import config, json_object, services
+from .routes import client_route
+from .session import device_login, login_json
+
+blueprint = Blueprint("register", __name__)
+
+
+@client_route(blueprint, "/register", methods=["POST"])
+async def register() -> dict:
+    kind = request.args.get("kind", "user")
+    if kind not in ("user", "guest"):
+        raise invalid_param("`kind` must be `user` or `guest`.")
+    body = await json_object()
+    registration = services().registration
+    registration.check_allowed(guest=kind == "guest")
+    if kind == "guest":
+        display_name = optional_str(body, "initial_device_display_name")
+        login: DeviceLogin | None = DeviceLogin(initial_display_name=display_name)
+        username = password = None
+    else:
+        username = optional_str(body, "username")
+        if username is not None:
+            registration.available_user_id(username)
+        password = optional_str(body, "password")
+        inhibit_login = optional_bool(body, "inhibit_login", default=False)
+        login = None if inhibit_login else device_login(body)
+        await user_interactive_auth(body, registration.flows(), user_id=None)
+    registered = await registration.register(
+        username=username, password=password, guest=kind == "guest", login=login
+    )
+    if registered.tokens is None:
+        return {"user_id": registered.user_id, "home_server": config().server_name}
+    return login_json(registered.tokens)
+
+
+@client_route(blueprint, "/register/available", methods=["GET"])
+async def username_available() -> dict:
+    username = request.args.get("username")
+    if username is None:
+        raise missing_param("username")
+    services().registration.available_user_id(username)
+    return {"available": True}
+
+
+@client_route(
+    blueprint,
+    "/register/m.login.registration_token/validity",
+    methods=["GET"],
+    versions=("v1",),
+)
+async def registration_token_validity() -> dict:
+    token = request.args.get("token")
+    if token is None:
+        raise missing_param("token")
+    return {"valid": services().registration.token_is_valid(token)}
