@@ -1,0 +1,265 @@
+#!/bin/sh
+# The Debian package's test (`make deb-test`): build the .deb from the source
+# tree as git sees it, lint it, then install, configure, run, reconfigure,
+# reinstall and purge it on this machine, and finally install/purge it in a
+# clean bookworm chroot (piuparts) and boot it under real systemd
+# (systemd-nspawn). Installs every tool it needs; prints each step's time.
+#
+# It installs and purges the package on this machine: run it as root on a
+# test or CI machine, not on a server that has matrix-conduit in use.
+set -eu
+
+cd "$(dirname "$0")/../.."
+OUT=build/deb
+ROOT=$OUT/bookworm
+CONFIG=/etc/matrix-conduit/conduit.toml
+DATA=/var/lib/matrix-conduit
+UNIT=/lib/systemd/system/matrix-conduit.service
+# Exposure level x 10 (systemd-analyze security): the unit scores 1.1.
+SECURITY_THRESHOLD=12
+# Not 6167: a developer's `make run` may be using that one.
+PORT=16167
+export DEBIAN_FRONTEND=noninteractive
+
+TIMES=
+STEPS=0
+step() {
+    name=$1
+    shift
+    echo "=== $name"
+    started=$(date +%s)
+    "$@"
+    took=$(($(date +%s) - started))
+    TIMES="$TIMES$(printf '%-14s %4ss' "$name" "$took")
+"
+    echo "=== $name: ${took}s"
+    STEPS=$((STEPS + 1))
+}
+
+fail() {
+    echo "FAILED: $*" >&2
+    exit 1
+}
+
+# Runs "$@" with its output in $OUT/$1.log; shows the end of it on failure.
+logged() {
+    log=$OUT/$1.log
+    if ! "$@" >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        fail "$1 (whole log: $log)"
+    fi
+}
+
+# The first Debian mirror apt uses here, for debootstrap and piuparts.
+debian_mirror() {
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+        2>/dev/null |
+        sed -n -e 's|^URIs: *\(https\{0,1\}://[^ ]*/debian\)/\{0,1\}$|\1|p' \
+            -e 's|^deb  *\(https\{0,1\}://[^ ]*/debian\)/\{0,1\}  *bookworm .*|\1|p' |
+        head -n 1
+}
+
+conf_get() {
+    /opt/venvs/matrix-conduit/bin/python -m matrix_conduit.debian_config get "$CONFIG" "$1"
+}
+
+expect() { # WHAT ACTUAL EXPECTED
+    [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
+}
+
+owner_mode() {
+    stat -c '%U:%G %a' "$1"
+}
+
+tools() {
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends \
+        lintian piuparts debootstrap systemd-container man-db >/dev/null
+    apt-get build-dep -y -q ./ >/dev/null
+}
+
+build() {
+    rm -rf "$OUT/src" "$OUT"/*.deb "$OUT"/*.buildinfo "$OUT"/*.changes
+    mkdir -p "$OUT/src"
+    # Tracked and new files, less ignored ones (.venv, build/) and deleted ones.
+    # shellcheck disable=SC2016 # $f is for the inner shell
+    git ls-files -z --cached --others --exclude-standard |
+        xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
+        tar --null -T - -cf - | tar -xf - -C "$OUT/src"
+    (cd "$OUT/src" && dpkg-buildpackage -us -uc -b) >"$OUT/build.log" 2>&1 ||
+        { tail -n 40 "$OUT/build.log" >&2; fail "dpkg-buildpackage (log: $OUT/build.log)"; }
+    DEB=$(ls "$OUT"/matrix-conduit_*.deb)
+}
+
+lint() {
+    status=0
+    lintian --fail-on error,warning "$DEB" >"$OUT/lintian.log" 2>&1 || status=$?
+    cat "$OUT/lintian.log"
+    [ $status = 0 ] || fail "lintian"
+}
+
+install_preseeded() {
+    if dpkg -s matrix-conduit >/dev/null 2>&1; then
+        dpkg --purge matrix-conduit >/dev/null
+    fi
+    debconf-set-selections <<EOF
+matrix-conduit matrix-conduit/hostname string deb-test.example
+matrix-conduit matrix-conduit/address string 127.0.0.1
+matrix-conduit matrix-conduit/port string $PORT
+EOF
+    logged install apt-get install -y "./$DEB"
+}
+
+check_install() {
+    getent passwd conduit | grep -q ':/var/lib/matrix-conduit:/usr/sbin/nologin$' ||
+        fail "conduit user: $(getent passwd conduit)"
+    [ "$(id -u conduit)" -lt 1000 ] || fail "conduit is not a system user"
+    expect "data directory" "$(owner_mode $DATA)" "conduit:conduit 700"
+    expect "config file" "$(owner_mode $CONFIG)" "root:conduit 640"
+    expect server_name "$(conf_get server_name)" deb-test.example
+    expect address "$(conf_get address)" 127.0.0.1
+    expect port "$(conf_get port)" "$PORT"
+    # The rest is the example config, comments and all.
+    expect "lines changed from the example" \
+        "$(diff /usr/share/matrix-conduit/conduit.toml $CONFIG | grep -c '^>')" 2
+    [ -L /etc/systemd/system/multi-user.target.wants/matrix-conduit.service ] ||
+        fail "the unit is not enabled"
+    [ -L /etc/systemd/system/conduit.service ] || fail "no conduit.service alias"
+    /usr/bin/matrix-conduit --version
+    /usr/bin/matrix-conduit check-config $CONFIG
+}
+
+check_unit() {
+    verify=$(systemd-analyze verify $UNIT 2>&1) || true
+    [ -z "$verify" ] || fail "systemd-analyze verify: $verify"
+    systemd-analyze security --offline=true --threshold=$SECURITY_THRESHOLD $UNIT \
+        >"$OUT/security.log" 2>&1 || { cat "$OUT/security.log"; fail "security threshold"; }
+    SECURITY=$(sed -n 's/.*Overall exposure level for [^:]*: //p' "$OUT/security.log")
+    echo "exposure level: $SECURITY"
+}
+
+# Starts the server the way the unit does: its user, group, umask, working
+# directory, environment and command, with registration opened by
+# environment variables for the test.
+run_as_unit() {
+    unit_value() {
+        sed -n "s/^$1=//p" $UNIT
+    }
+    token=deb-test-$$
+    (
+        cd "$(unit_value WorkingDirectory)"
+        umask "$(unit_value UMask)"
+        # shellcheck disable=SC2046 # one NAME=VALUE word per Environment= line
+        exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin $(unit_value Environment) \
+            CONDUIT_ALLOW_REGISTRATION=true CONDUIT_REGISTRATION_TOKEN=$token \
+            setpriv --reuid="$(unit_value User)" --regid="$(unit_value Group)" \
+            --init-groups --no-new-privs -- $(unit_value ExecStart)
+    ) >"$OUT/server.log" 2>&1 &
+    server=$!
+    if ! python3 tests/packaging/http_check.py "http://127.0.0.1:$PORT" \
+        --register "alice$$" --token "$token"; then
+        kill -TERM $server
+        cat "$OUT/server.log"
+        fail "the server did not answer"
+    fi
+    kill -TERM $server
+    status=0
+    wait $server || status=$?
+    [ $status = 0 ] || { cat "$OUT/server.log"; fail "the server exited with $status on SIGTERM"; }
+    expect "database owner" "$(find $DATA -mindepth 1 ! -user conduit | head -n 1)" ""
+}
+
+reconfigure() {
+    sed -i 's/^allow_federation = true$/allow_federation = false # hand edit/' $CONFIG
+    echo "# a comment of the admin's" >>$CONFIG
+    chmod 0600 $CONFIG
+    cp $CONFIG "$OUT/config.before"
+    printf '%s\n' reconf.example 0.0.0.0 18448 |
+        DEBIAN_FRONTEND=teletype dpkg-reconfigure matrix-conduit >"$OUT/reconfigure.log" 2>&1 ||
+        { cat "$OUT/reconfigure.log"; fail "dpkg-reconfigure"; }
+    expect server_name "$(conf_get server_name)" reconf.example
+    expect address "$(conf_get address)" 0.0.0.0
+    expect port "$(conf_get port)" 18448
+    expect "owner and mode kept" "$(owner_mode $CONFIG)" "root:conduit 600"
+    expect "lines changed by the reconfigure" "$(diff "$OUT/config.before" $CONFIG | grep -c '^>')" 3
+    grep -q '^allow_federation = false # hand edit$' $CONFIG || fail "hand edit lost"
+    tail -n 1 $CONFIG | grep -qx "# a comment of the admin's" || fail "comment lost"
+}
+
+reinstall() {
+    before=$(sha256sum $CONFIG; stat -c '%y %U:%G %a' $CONFIG)
+    logged reinstall apt-get install -y --reinstall "./$DEB"
+    expect "config after reinstall" "$(sha256sum $CONFIG; stat -c '%y %U:%G %a' $CONFIG)" "$before"
+}
+
+remove_and_purge() {
+    logged remove apt-get remove -y matrix-conduit
+    [ -f $CONFIG ] || fail "remove deleted the config"
+    [ -d $DATA ] || fail "remove deleted the data"
+    debconf-show matrix-conduit | grep -q reconf.example || fail "remove lost the debconf answers"
+    logged purge apt-get purge -y matrix-conduit
+    for path in $CONFIG /etc/matrix-conduit $DATA /opt/venvs/matrix-conduit \
+        /etc/systemd/system/conduit.service; do
+        [ ! -e "$path" ] || fail "purge left $path"
+    done
+    [ -z "$(debconf-show matrix-conduit)" ] || fail "purge left the debconf answers"
+}
+
+chroot_root() {
+    if [ ! -f "$ROOT/.complete" ]; then
+        rm -rf "$ROOT"
+        logged debootstrap debootstrap --variant=minbase --include=systemd-sysv \
+            bookworm "$ROOT" "$(debian_mirror)"
+        touch "$ROOT/.complete"
+    fi
+}
+
+run_piuparts() {
+    logged piuparts piuparts --distribution=bookworm --mirror="$(debian_mirror)" \
+        --existing-chroot="$ROOT" "$DEB"
+}
+
+boot() {
+    machine=$OUT/boot
+    rm -rf "$machine"
+    cp -a "$ROOT" "$machine"
+    mkdir "$machine/deb-test"
+    cp "$DEB" tests/packaging/http_check.py tests/packaging/boot_check.sh "$machine/deb-test/"
+    cp tests/packaging/deb-boot-check.service "$machine/etc/systemd/system/"
+    ln -s ../deb-boot-check.service \
+        "$machine/etc/systemd/system/multi-user.target.wants/deb-boot-check.service"
+    logged boot-install systemd-nspawn --quiet --register=no --keep-unit -D "$machine" \
+        sh -c 'apt-get update -q && apt-get install -y -q /deb-test/*.deb'
+    timeout 300 systemd-nspawn --quiet --register=no --keep-unit --private-network \
+        -D "$machine" --boot >"$OUT/boot.log" 2>&1 || true
+    grep 'boot check' "$OUT/boot.log" || true
+    if [ "$(cat "$machine/deb-test/result" 2>/dev/null)" != success ]; then
+        tail -n 40 "$OUT/boot.log"
+        cat "$machine/deb-test/journal" 2>/dev/null || true
+        fail "the boot check (log: $OUT/boot.log)"
+    fi
+    rm -rf "$machine"
+}
+
+mkdir -p $OUT
+step tools tools
+step build build
+step lintian lint
+step install install_preseeded
+step check-install check_install
+step unit check_unit
+step run-as-unit run_as_unit
+step reconfigure reconfigure
+step reinstall reinstall
+step purge remove_and_purge
+step chroot chroot_root
+step piuparts run_piuparts
+step boot boot
+
+echo
+echo ".deb: $(basename "$DEB"), $(du -k "$DEB" | cut -f1) KiB;" \
+    "installed size $(dpkg-deb -f "$DEB" Installed-Size) KiB"
+echo "lintian --fail-on error,warning: passed ($(grep -c . "$OUT/lintian.log" || true) tags shown)"
+echo "systemd-analyze security: $SECURITY (threshold $SECURITY_THRESHOLD/10)"
+printf '%s' "$TIMES"
+echo "deb-test: $STEPS passed, 0 failed"
