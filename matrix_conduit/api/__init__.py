@@ -12,7 +12,20 @@ from quart import Blueprint
 def blueprints() -> list[Blueprint]:
     """Every blueprint of the API, in the order they are registered."""
     from . import well_known
-    from .client import account, devices, profile, register, session, threepid, versions
+    from .client import (
+        account,
+        devices,
+        directory,
+        membership,
+        messages,
+        profile,
+        register,
+        rooms,
+        session,
+        state,
+        threepid,
+        versions,
+    )
     from .federation import version
 
     return [
@@ -25,4 +38,9 @@ def blueprints() -> list[Blueprint]:
         threepid.blueprint,
         devices.blueprint,
         profile.blueprint,
+        rooms.blueprint,
+        membership.blueprint,
+        messages.blueprint,
+        state.blueprint,
+        directory.blueprint,
     ]

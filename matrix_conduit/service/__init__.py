@@ -13,7 +13,10 @@ from .devices import Devices
 from .globals import Globals
 from .jwt_login import JwtLogin
 from .passwords import PasswordHashing
+from .notifier import Notifier
 from .registration import Registration
+from .rooms import Rooms
+from .transaction_ids import TransactionIds
 from .uiaa import UserInteractiveAuth
 from .users import Users
 
@@ -31,3 +34,9 @@ class Services:
         self.registration = Registration(db, config, self.users, self.devices, passwords)
         self.uiaa = UserInteractiveAuth(db, self.users, self.registration)
         self.jwt_login = JwtLogin(config, self.users, self.registration)
+        self.notifier = Notifier()
+        self.transaction_ids = TransactionIds(db)
+        self.rooms = Rooms(
+            config, db, self.globals, self.notifier, self.transaction_ids, self.users
+        )
+        self.users.profile_changed.append(self.rooms.membership.update_profile)

@@ -1,0 +1,151 @@
+"""Room aliases and the public room directory.
+
+Spec: `data/api/client-server/directory.yaml` (`/directory/room/{roomAlias}`,
+`/rooms/{roomId}/aliases`), `list_public_rooms.yaml` (`/publicRooms`,
+`/directory/list/room/{roomId}`).
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, request
+
+from ...core.ids import InvalidIdentifier, RoomAlias
+from ...errors import MatrixError, bad_json, forbidden, not_found
+from ..auth import authenticate, authenticate_if_present
+from ..fields import optional_int, optional_object, optional_str, required_str
+from ..request import config, json_object, services
+from .routes import client_route
+
+blueprint = Blueprint("directory", __name__)
+
+
+def _local_alias(alias: str) -> RoomAlias:
+    try:
+        parsed = RoomAlias.parse(alias)
+    except InvalidIdentifier as error:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"{alias!r} is not a room alias: {error}"
+        ) from None
+    if parsed.server_name != config().server_name:
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"{alias} is on another server; only local aliases here."
+        )
+    return parsed
+
+
+@client_route(blueprint, "/directory/room/<room_alias>", methods=["GET"])
+async def get_alias(room_alias: str) -> dict:
+    _local_alias(room_alias)
+    room_id = services().rooms.aliases.resolve(room_alias)
+    if room_id is None:
+        raise not_found(f"Room alias {room_alias} not found.")
+    return {"room_id": room_id, "servers": [config().server_name]}
+
+
+@client_route(blueprint, "/directory/room/<room_alias>", methods=["PUT"])
+async def put_alias(room_alias: str) -> dict:
+    requester = authenticate()
+    _local_alias(room_alias)
+    room_id = required_str(await json_object(), "room_id")
+    rooms = services().rooms
+    if rooms.aliases.resolve(room_alias) is not None:
+        raise MatrixError(409, "M_UNKNOWN", f"Room alias {room_alias} already exists.")
+    if not rooms.state_cache.is_joined(requester.user_id, room_id):
+        raise forbidden("You must be in the room to give it an alias.")
+    with services().db.batch() as batch:
+        rooms.aliases.set(room_alias, room_id, requester.user_id, batch)
+    return {}
+
+
+@client_route(blueprint, "/directory/room/<room_alias>", methods=["DELETE"])
+async def delete_alias(room_alias: str) -> dict:
+    requester = authenticate()
+    _local_alias(room_alias)
+    rooms = services().rooms
+    room_id = rooms.aliases.resolve(room_alias)
+    if room_id is None:
+        raise not_found(f"Room alias {room_alias} not found.")
+    allowed = (
+        rooms.aliases.creator(room_alias) == requester.user_id
+        or services().users.is_admin(requester.user_id)
+        or rooms.timeline.power_levels(room_id).can_send(
+            requester.user_id, "m.room.canonical_alias", True
+        )
+    )
+    if not allowed:
+        raise forbidden("Only the alias's creator or a room moderator may delete it.")
+    with services().db.batch() as batch:
+        rooms.aliases.remove(room_alias, batch)
+    return {}
+
+
+@client_route(blueprint, "/rooms/<room_id>/aliases", methods=["GET"])
+async def room_aliases(room_id: str) -> dict:
+    requester = authenticate()
+    rooms = services().rooms
+    if not rooms.visibility.can_read_current_state(requester.user_id, room_id):
+        raise forbidden(f"You are not a member of {room_id}.")
+    return {"aliases": rooms.aliases.local_aliases(room_id)}
+
+
+@client_route(blueprint, "/directory/list/room/<room_id>", methods=["GET"])
+async def get_room_visibility(room_id: str) -> dict:
+    rooms = services().rooms
+    try:
+        rooms.timeline.room_version(room_id)
+    except KeyError:
+        raise not_found(f"Room {room_id} not found.") from None
+    return {"visibility": "public" if rooms.directory.is_public(room_id) else "private"}
+
+
+@client_route(blueprint, "/directory/list/room/<room_id>", methods=["PUT"])
+async def set_room_visibility(room_id: str) -> dict:
+    requester = authenticate()
+    visibility = optional_str(await json_object(), "visibility") or "public"
+    if visibility not in ("public", "private"):
+        raise bad_json('`visibility` must be "public" or "private".')
+    rooms = services().rooms
+    try:
+        power_levels = rooms.timeline.power_levels(room_id)
+    except KeyError:
+        raise not_found(f"Room {room_id} not found.") from None
+    if not (
+        services().users.is_admin(requester.user_id)
+        or power_levels.can_send(requester.user_id, "m.room.canonical_alias", True)
+    ):
+        raise forbidden("You need the power to change the room's aliases to list it.")
+    with services().db.batch() as batch:
+        rooms.directory.set_public(room_id, visibility == "public", batch)
+    return {}
+
+
+def _server_param(server: str | None) -> None:
+    if server is not None and server != config().server_name:
+        raise MatrixError(
+            400, "M_UNKNOWN", "Listing other servers' rooms needs federation, not available yet."
+        )
+
+
+@client_route(blueprint, "/publicRooms", methods=["GET"])
+async def public_rooms() -> dict:
+    authenticate_if_present(allow_guest=True)
+    _server_param(request.args.get("server"))
+    limit = request.args.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise MatrixError(400, "M_INVALID_PARAM", "`limit` must be a non-negative integer.")
+    return services().rooms.directory.page(
+        int(limit) if limit is not None else None, request.args.get("since"), None
+    )
+
+
+@client_route(blueprint, "/publicRooms", methods=["POST"])
+async def search_public_rooms() -> dict:
+    authenticate()
+    _server_param(request.args.get("server"))
+    body = await json_object()
+    search = optional_object(body, "filter") or {}
+    return services().rooms.directory.page(
+        optional_int(body, "limit"),
+        optional_str(body, "since"),
+        optional_str(search, "generic_search_term"),
+    )

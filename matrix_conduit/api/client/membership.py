@@ -1,0 +1,118 @@
+"""Joining, leaving, inviting, kicking, banning, knocking and forgetting.
+
+Spec: `content/client-server-api/_index.md` ("Room membership") and the
+OpenAPI of `joining.yaml`, `leaving.yaml`, `inviting.yaml`, `kicking.yaml`,
+`banning.yaml`, `knocking.yaml`.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint
+
+from ...errors import MatrixError
+from ..auth import authenticate
+from ..fields import optional_bool, optional_str, required_str
+from ..request import json_object, services
+from .routes import client_route
+
+blueprint = Blueprint("membership", __name__)
+
+
+def resolve_room(room_id_or_alias: str) -> str:
+    """A room id, or the room an alias on this server points to."""
+    if room_id_or_alias.startswith("#"):
+        room_id = services().rooms.aliases.resolve(room_id_or_alias)
+        if room_id is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Room alias {room_id_or_alias} not found.")
+        return room_id
+    if not room_id_or_alias.startswith("!"):
+        raise MatrixError(
+            400, "M_INVALID_PARAM", f"{room_id_or_alias!r} is not a room id or alias."
+        )
+    return room_id_or_alias
+
+
+@client_route(blueprint, "/join/<room_id_or_alias>", methods=["POST"])
+async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
+    requester = authenticate()
+    body = await json_object(optional=True)
+    room_id = resolve_room(room_id_or_alias)
+    await services().rooms.membership.join(
+        room_id, requester.user_id, reason=optional_str(body, "reason")
+    )
+    return {"room_id": room_id}
+
+
+@client_route(blueprint, "/rooms/<room_id>/join", methods=["POST"])
+async def join(room_id: str) -> dict:
+    return await join_by_id_or_alias(room_id)
+
+
+@client_route(blueprint, "/rooms/<room_id>/leave", methods=["POST"])
+async def leave(room_id: str) -> dict:
+    requester = authenticate(allow_guest=True)
+    body = await json_object(optional=True)
+    await services().rooms.membership.leave(
+        room_id, requester.user_id, reason=optional_str(body, "reason")
+    )
+    return {}
+
+
+@client_route(blueprint, "/rooms/<room_id>/forget", methods=["POST"])
+async def forget(room_id: str) -> dict:
+    requester = authenticate(allow_guest=True)
+    services().rooms.membership.forget(room_id, requester.user_id)
+    return {}
+
+
+@client_route(blueprint, "/rooms/<room_id>/invite", methods=["POST"])
+async def invite(room_id: str) -> dict:
+    requester = authenticate()
+    body = await json_object()
+    await services().rooms.membership.invite(
+        room_id,
+        requester.user_id,
+        required_str(body, "user_id"),
+        reason=optional_str(body, "reason"),
+        is_direct=optional_bool(body, "is_direct", default=False),
+    )
+    return {}
+
+
+async def _targeted(room_id: str, action: str) -> dict:
+    requester = authenticate()
+    body = await json_object()
+    perform = getattr(services().rooms.membership, action)
+    await perform(
+        room_id,
+        requester.user_id,
+        required_str(body, "user_id"),
+        reason=optional_str(body, "reason"),
+    )
+    return {}
+
+
+@client_route(blueprint, "/rooms/<room_id>/kick", methods=["POST"])
+async def kick(room_id: str) -> dict:
+    return await _targeted(room_id, "kick")
+
+
+@client_route(blueprint, "/rooms/<room_id>/ban", methods=["POST"])
+async def ban(room_id: str) -> dict:
+    return await _targeted(room_id, "ban")
+
+
+@client_route(blueprint, "/rooms/<room_id>/unban", methods=["POST"])
+async def unban(room_id: str) -> dict:
+    return await _targeted(room_id, "unban")
+
+
+@client_route(blueprint, "/knock/<room_id_or_alias>", methods=["POST"], versions=("v3",))
+async def knock(room_id_or_alias: str) -> dict:
+    requester = authenticate()
+    body = await json_object(optional=True)
+    room_id = resolve_room(room_id_or_alias)
+    await services().rooms.membership.knock(
+        room_id, requester.user_id, reason=optional_str(body, "reason")
+    )
+    return {"room_id": room_id}

@@ -1,0 +1,100 @@
+"""Rooms on this server: storage of events and state, and what users do in rooms.
+
+Modules (each owns its trees):
+- `short`             short ids for event ids, state keys, room ids
+- `state_compressor`  state snapshots as layered diffs
+- `state`             current state and state before each event
+- `state_cache`       membership indexes (who is in which room)
+- `timeline`          events in stream order; appending
+- `builder`           this server's own events: build, authorise, sign
+- `visibility`        history visibility on every read path
+- `room_events`       send / read / paginate / redact for clients
+- `membership`        join, leave, invite, kick, ban, knock, forget
+- `create`            createRoom
+- `alias`, `directory`  aliases and the public room list
+- `upgrade`           room upgrades
+"""
+
+from __future__ import annotations
+
+from ...config import Config
+from ...storage import Database
+from ..globals import Globals
+from ..notifier import Notifier
+from ..transaction_ids import TransactionIds
+from .alias import Aliases
+from .builder import EventBuilder, RoomLocks
+from .create import RoomCreation
+from .directory import Directory
+from .membership import Membership, Profiles
+from .room_events import RoomEvents
+from .short import ShortIds
+from .state import RoomState
+from .state_cache import StateCache
+from .state_compressor import StateCompressor
+from .timeline import Timeline
+from .upgrade import RoomUpgrades
+from .visibility import Visibility
+
+
+class Rooms:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        globals_: Globals,
+        notifier: Notifier,
+        transaction_ids: TransactionIds,
+        profiles: Profiles,
+    ) -> None:
+        capacity = max(
+            1000, int(config.pdu_cache_capacity * config.conduit_cache_capacity_modifier)
+        )
+        server_name = config.server_name
+        self.short = ShortIds(db, globals_, capacity)
+        self.compressor = StateCompressor(db, globals_, max(100, capacity // 1000))
+        self.state = RoomState(db, self.short, self.compressor, max(100, capacity // 1000))
+        self.state_cache = StateCache(db)
+        self.timeline = Timeline(
+            db, globals_, self.short, self.state, self.state_cache, notifier, capacity
+        )
+        self.locks = RoomLocks()
+        self.builder = EventBuilder(globals_, self.state, self.timeline, self.locks)
+        self.visibility = Visibility(self.short, self.state, self.state_cache, self.timeline)
+        self.aliases = Aliases(db)
+        self.directory = Directory(db, self.timeline, self.state_cache)
+        self.events = RoomEvents(
+            server_name,
+            self.short,
+            self.state,
+            self.state_cache,
+            self.timeline,
+            self.builder,
+            self.visibility,
+            transaction_ids,
+            self.aliases,
+            allow_encryption=config.allow_encryption,
+        )
+        self.membership = Membership(
+            db, server_name, self.builder, self.timeline, self.state_cache, profiles
+        )
+        self.creation = RoomCreation(
+            db,
+            server_name,
+            self.builder,
+            self.membership,
+            self.aliases,
+            self.directory,
+            profiles,
+            allow_encryption=config.allow_encryption,
+        )
+        self.upgrades = RoomUpgrades(
+            self.timeline,
+            self.state_cache,
+            self.builder,
+            self.creation,
+            self.membership,
+            self.aliases,
+            db,
+            server_name,
+        )

@@ -1,0 +1,95 @@
+"""The public room directory of this server: which rooms are listed.
+
+Spec: `data/api/client-server/list_public_rooms.yaml` and `directory.yaml`
+(`/directory/list/room/{roomId}`). Listing is separate from room state: a
+room is listed when its creator asked for `visibility: public` or an admin
+of the room set it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ...errors import MatrixError
+from ...storage import Database, WriteBatch
+from .state_cache import StateCache
+from .timeline import Timeline
+
+TREES = ("publicroomids",)
+
+
+class Directory:
+    def __init__(self, db: Database, timeline: Timeline, state_cache: StateCache) -> None:
+        self._public = db.tree("publicroomids")
+        self._timeline = timeline
+        self._state_cache = state_cache
+
+    def is_public(self, room_id: str) -> bool:
+        return room_id.encode() in self._public
+
+    def set_public(self, room_id: str, public: bool, batch: WriteBatch) -> None:
+        if public:
+            batch.put(self._public, room_id.encode(), b"")
+        else:
+            batch.delete(self._public, room_id.encode())
+
+    def public_rooms(self) -> Iterator[str]:
+        return (key.decode() for key in self._public.keys_with_prefix())
+
+    def summary(self, room_id: str) -> dict[str, Any]:
+        """The room as the directory shows it (spec: PublishedRoomsChunk)."""
+        content = self._timeline.state_content
+        chunk: dict[str, Any] = {
+            "room_id": room_id,
+            "num_joined_members": self._state_cache.member_count(room_id, "joined"),
+            "world_readable": content(room_id, "m.room.history_visibility").get(
+                "history_visibility"
+            )
+            == "world_readable",
+            "guest_can_join": content(room_id, "m.room.guest_access").get("guest_access")
+            == "can_join",
+            "join_rule": content(room_id, "m.room.join_rules").get("join_rule", "invite"),
+        }
+        for key, event_type, field in (
+            ("name", "m.room.name", "name"),
+            ("topic", "m.room.topic", "topic"),
+            ("canonical_alias", "m.room.canonical_alias", "alias"),
+            ("avatar_url", "m.room.avatar", "url"),
+        ):
+            value = content(room_id, event_type).get(field)
+            if isinstance(value, str) and value:
+                chunk[key] = value
+        room_type = content(room_id, "m.room.create").get("type")
+        if isinstance(room_type, str):
+            chunk["room_type"] = room_type
+        return chunk
+
+    def page(self, limit: int | None, since: str | None, search_term: str | None) -> dict:
+        """One page of the public room list, biggest rooms first (spec: `/publicRooms`)."""
+        rooms = [self.summary(room_id) for room_id in self.public_rooms()]
+        if search_term:
+            needle = search_term.lower()
+            rooms = [
+                room
+                for room in rooms
+                if any(
+                    needle in str(room.get(key, "")).lower()
+                    for key in ("name", "topic", "canonical_alias", "room_id")
+                )
+            ]
+        rooms.sort(key=lambda room: (-room["num_joined_members"], room["room_id"]))
+        try:
+            offset = int(since) if since is not None else 0
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", "`since` is not a valid token.") from None
+        end = len(rooms) if limit is None else offset + max(limit, 0)
+        answer: dict[str, Any] = {
+            "chunk": rooms[offset:end],
+            "total_room_count_estimate": len(rooms),
+        }
+        if end < len(rooms):
+            answer["next_batch"] = str(end)
+        if offset > 0:
+            answer["prev_batch"] = str(max(0, offset - (end - offset)))
+        return answer

@@ -1,0 +1,134 @@
+"""Short ids: 8-byte numbers standing for long strings in the room storage.
+
+Conduit's idea: state snapshots and indexes store numbers instead of event
+ids and `(type, state_key)` pairs, so a state entry is 16 bytes and a room
+with 10,000 members keeps its state small. Short ids are allocated from the
+global counter and never reused.
+"""
+
+from __future__ import annotations
+
+from ...lru import LRUCache
+from ...storage import Database, WriteBatch
+from ...storage.kv import SEPARATOR, from_u64, u64
+from ..globals import Globals
+
+TREES = (
+    "eventid_shorteventid",
+    "shorteventid_eventid",
+    "statekey_shortstatekey",
+    "shortstatekey_statekey",
+    "roomid_shortroomid",
+)
+
+StateKey = tuple[str, str]
+
+
+class ShortIds:
+    def __init__(self, db: Database, globals_: Globals, cache_capacity: int) -> None:
+        self._globals = globals_
+        self._eventid_short = db.tree("eventid_shorteventid")
+        self._short_eventid = db.tree("shorteventid_eventid")
+        self._statekey_short = db.tree("statekey_shortstatekey")
+        self._short_statekey = db.tree("shortstatekey_statekey")
+        self._roomid_short = db.tree("roomid_shortroomid")
+        self._event_cache: LRUCache[str, int] = LRUCache(cache_capacity)
+        self._eventid_cache: LRUCache[int, str] = LRUCache(cache_capacity)
+        self._statekey_cache: dict[StateKey, int] = {}
+        self._short_statekey_cache: dict[int, StateKey] = {}
+
+    # ---- events
+
+    def short_event_id(self, event_id: str, batch: WriteBatch | None = None) -> int:
+        """The short id of `event_id`, allocated (in `batch`, or at once) if new."""
+        cached = self._event_cache.get(event_id)
+        if cached is not None:
+            return cached
+        key = event_id.encode()
+        stored = self._eventid_short.get(key)
+        if stored is not None:
+            short = from_u64(stored)
+        else:
+            short = self._globals.next_count()
+            if batch is None:
+                self._eventid_short.put(key, u64(short))
+                self._short_eventid.put(u64(short), key)
+            else:
+                batch.put(self._eventid_short, key, u64(short))
+                batch.put(self._short_eventid, u64(short), key)
+        self._event_cache.put(event_id, short)
+        return short
+
+    def event_id(self, short: int) -> str:
+        cached = self._eventid_cache.get(short)
+        if cached is not None:
+            return cached
+        stored = self._short_eventid.get(u64(short))
+        if stored is None:
+            raise KeyError(f"unknown short event id {short}")
+        event_id = stored.decode()
+        self._eventid_cache.put(short, event_id)
+        return event_id
+
+    # ---- state keys
+
+    def short_state_key(self, state_key: StateKey, batch: WriteBatch | None = None) -> int:
+        """The short id of a `(type, state_key)` pair, allocated if new."""
+        cached = self._statekey_cache.get(state_key)
+        if cached is not None:
+            return cached
+        key = state_key[0].encode() + SEPARATOR + state_key[1].encode()
+        stored = self._statekey_short.get(key)
+        if stored is not None:
+            short = from_u64(stored)
+        else:
+            short = self._globals.next_count()
+            if batch is None:
+                self._statekey_short.put(key, u64(short))
+                self._short_statekey.put(u64(short), key)
+            else:
+                batch.put(self._statekey_short, key, u64(short))
+                batch.put(self._short_statekey, u64(short), key)
+        self._statekey_cache[state_key] = short
+        self._short_statekey_cache[short] = state_key
+        return short
+
+    def existing_short_state_key(self, state_key: StateKey) -> int | None:
+        """The short id of a pair if it was ever used, without allocating one."""
+        cached = self._statekey_cache.get(state_key)
+        if cached is not None:
+            return cached
+        stored = self._statekey_short.get(state_key[0].encode() + SEPARATOR + state_key[1].encode())
+        if stored is None:
+            return None
+        short = from_u64(stored)
+        self._statekey_cache[state_key] = short
+        self._short_statekey_cache[short] = state_key
+        return short
+
+    def state_key(self, short: int) -> StateKey:
+        cached = self._short_statekey_cache.get(short)
+        if cached is not None:
+            return cached
+        stored = self._short_statekey.get(u64(short))
+        if stored is None:
+            raise KeyError(f"unknown short state key {short}")
+        event_type, _, state_key = stored.partition(SEPARATOR)
+        pair = (event_type.decode(), state_key.decode())
+        self._short_statekey_cache[short] = pair
+        self._statekey_cache[pair] = short
+        return pair
+
+    # ---- rooms
+
+    def short_room_id(self, room_id: str) -> int | None:
+        stored = self._roomid_short.get(room_id.encode())
+        return from_u64(stored) if stored is not None else None
+
+    def create_short_room_id(self, room_id: str, batch: WriteBatch) -> int:
+        existing = self.short_room_id(room_id)
+        if existing is not None:
+            return existing
+        short = self._globals.next_count()
+        batch.put(self._roomid_short, room_id.encode(), u64(short))
+        return short

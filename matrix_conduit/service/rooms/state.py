@@ -1,0 +1,148 @@
+"""The state of each room: now, and before any event.
+
+Spec: `content/server-server-api.md` ("Room State Resolution" overview) and
+`content/client-server-api/_index.md` ("Room state"). The current state of a
+room and the state before each of its events are snapshots of the state
+compressor; this service maps them to `(type, state_key) -> event_id` and
+keeps the current state of every room in memory once read (a message reads
+it to choose its auth events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ...lru import LRUCache
+from ...storage import Database, WriteBatch
+from ...storage.kv import from_u64, u64
+from .short import ShortIds, StateKey
+from .state_compressor import StateCompressor, entry
+
+TREES = ("roomid_shortstatehash", "shorteventid_shortstatehash")
+
+StateIds = Mapping[StateKey, str]
+EMPTY_STATE: StateIds = MappingProxyType({})
+
+
+class RoomState:
+    def __init__(
+        self, db: Database, short: ShortIds, compressor: StateCompressor, cache_capacity: int
+    ) -> None:
+        self._short = short
+        self._compressor = compressor
+        self._room_hash = db.tree("roomid_shortstatehash")
+        self._event_hash = db.tree("shorteventid_shortstatehash")
+        self._current: dict[str, tuple[int, StateIds]] = {}
+        self._snapshots: LRUCache[int, StateIds] = LRUCache(cache_capacity)
+
+    # ---- reading
+
+    def current_shortstatehash(self, room_id: str) -> int | None:
+        cached = self._current.get(room_id)
+        if cached is not None:
+            return cached[0]
+        stored = self._room_hash.get(room_id.encode())
+        return from_u64(stored) if stored is not None else None
+
+    def current_state_ids(self, room_id: str) -> StateIds:
+        """The room's current state (read-only; a new mapping after each change)."""
+        cached = self._current.get(room_id)
+        if cached is not None:
+            return cached[1]
+        shortstatehash = self.current_shortstatehash(room_id)
+        if shortstatehash is None:
+            return EMPTY_STATE
+        state = self.state_ids(shortstatehash)
+        self._current[room_id] = (shortstatehash, state)
+        return state
+
+    def state_ids(self, shortstatehash: int) -> StateIds:
+        """The snapshot `shortstatehash` as `(type, state_key) -> event_id`."""
+        cached = self._snapshots.get(shortstatehash)
+        if cached is not None:
+            return cached
+        mapping = self._compressor.full_state(shortstatehash).mapping()
+        state = MappingProxyType(
+            {
+                self._short.state_key(short_key): self._short.event_id(short_event)
+                for short_key, short_event in mapping.items()
+            }
+        )
+        self._snapshots.put(shortstatehash, state)
+        return state
+
+    def shortstatehash_before(self, short_event_id: int) -> int | None:
+        stored = self._event_hash.get(u64(short_event_id))
+        return from_u64(stored) if stored is not None else None
+
+    def state_ids_before(self, short_event_id: int) -> StateIds | None:
+        """The state before the event (None if the event has no recorded state)."""
+        shortstatehash = self.shortstatehash_before(short_event_id)
+        return self.state_ids(shortstatehash) if shortstatehash is not None else None
+
+    # ---- writing (within the caller's batch)
+
+    def record_state_before(
+        self, short_event_id: int, shortstatehash: int | None, batch: WriteBatch
+    ) -> None:
+        if shortstatehash is not None:
+            batch.put(self._event_hash, u64(short_event_id), u64(shortstatehash))
+
+    def save_with_event(
+        self,
+        parent: int | None,
+        state_key: StateKey,
+        event_id: str,
+        batch: WriteBatch,
+    ) -> int:
+        """A new snapshot: `parent` with `state_key` now pointing at `event_id`."""
+        short_key = self._short.short_state_key(state_key, batch)
+        short_event = self._short.short_event_id(event_id, batch)
+        if parent is None:
+            full = frozenset({entry(short_key, short_event)})
+        else:
+            layer = self._compressor.full_state(parent)
+            previous = layer.mapping().get(short_key)
+            full = layer.full | {entry(short_key, short_event)}
+            if previous is not None:
+                full = full - {entry(short_key, previous)}
+        return self._compressor.save(full, parent, batch)
+
+    def save_state(self, state: StateIds, parent: int | None, batch: WriteBatch) -> int:
+        """A snapshot of a whole state map (after state resolution, or a join over federation)."""
+        full = frozenset(
+            entry(
+                self._short.short_state_key(state_key, batch),
+                self._short.short_event_id(event_id, batch),
+            )
+            for state_key, event_id in state.items()
+        )
+        return self._compressor.save(full, parent, batch)
+
+    def set_current(
+        self,
+        room_id: str,
+        shortstatehash: int,
+        batch: WriteBatch,
+        *,
+        changed: tuple[StateKey, str] | None = None,
+    ) -> None:
+        """Make `shortstatehash` the room's current state once `batch` commits.
+
+        `changed` is the one entry that differs from the cached current state,
+        when the caller knows it: the cache is then updated without reloading.
+        """
+        batch.put(self._room_hash, room_id.encode(), u64(shortstatehash))
+        cached = self._current.get(room_id)
+
+        def update_cache() -> None:
+            if changed is not None and cached is not None:
+                state = dict(cached[1])
+                state[changed[0]] = changed[1]
+                self._current[room_id] = (shortstatehash, MappingProxyType(state))
+                self._snapshots.put(shortstatehash, self._current[room_id][1])
+            else:
+                self._current.pop(room_id, None)
+
+        batch.after_commit(update_cache)

@@ -1,0 +1,172 @@
+"""Who is in which room: the membership cache, kept in step with room state.
+
+Spec: `content/client-server-api/_index.md`, "Room membership". The state of a
+room says everything, but `/sync`, `/joined_rooms` and the notifier ask "which
+rooms is this user in?" and "who is joined here?" on every request, so the
+answers are kept as indexes, written in the same batch as the membership
+event. Each non-join membership also records the stream position at which it
+happened, so `/sync` can tell what changed since a token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from ...storage import Database, WriteBatch
+from ...storage.kv import SEPARATOR, from_u64, join_key, u64
+
+TREES = (
+    "userroomid_joined",
+    "roomuserid_joined",
+    "userroomid_invitestate",
+    "roomuserid_invitecount",
+    "userroomid_knockstate",
+    "roomuserid_knockcount",
+    "userroomid_leftstate",
+    "roomuserid_leftcount",
+    "roomid_joinedcount",
+    "roomid_invitedcount",
+)
+
+MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+
+
+def _split(key: bytes) -> tuple[str, str]:
+    first, _, second = key.partition(SEPARATOR)
+    return first.decode(), second.decode()
+
+
+class StateCache:
+    def __init__(self, db: Database) -> None:
+        self._user_joined = db.tree("userroomid_joined")
+        self._room_joined = db.tree("roomuserid_joined")
+        self._user_invited = db.tree("userroomid_invitestate")
+        self._room_invited = db.tree("roomuserid_invitecount")
+        self._user_knocked = db.tree("userroomid_knockstate")
+        self._room_knocked = db.tree("roomuserid_knockcount")
+        self._user_left = db.tree("userroomid_leftstate")
+        self._room_left = db.tree("roomuserid_leftcount")
+        self._joined_count = db.tree("roomid_joinedcount")
+        self._invited_count = db.tree("roomid_invitedcount")
+        self._counts: dict[tuple[str, str], int] = {}
+
+    # ---- writing
+
+    def update_membership(
+        self,
+        batch: WriteBatch,
+        room_id: str,
+        user_id: str,
+        membership: str,
+        count: int,
+        stripped_state: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Record that `user_id` now has `membership` in `room_id` (at position `count`).
+
+        `stripped_state` is what an invited or knocking user is shown of the room.
+        """
+        previous = self.membership(room_id, user_id)
+        user_room = join_key(user_id, room_id)
+        room_user = join_key(room_id, user_id)
+        for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
+            batch.delete(tree, user_room)
+        for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
+            batch.delete(tree, room_user)
+        state = json.dumps(stripped_state or []).encode()
+        if membership == "join":
+            batch.put(self._user_joined, user_room, b"")
+            batch.put(self._room_joined, room_user, b"")
+        elif membership == "invite":
+            batch.put(self._user_invited, user_room, state)
+            batch.put(self._room_invited, room_user, u64(count))
+        elif membership == "knock":
+            batch.put(self._user_knocked, user_room, state)
+            batch.put(self._room_knocked, room_user, u64(count))
+        else:  # leave, ban
+            batch.put(self._user_left, user_room, b"")
+            batch.put(self._room_left, room_user, u64(count))
+        for kind, tree, role in (
+            ("joined", self._joined_count, "join"),
+            ("invited", self._invited_count, "invite"),
+        ):
+            delta = (membership == role) - (previous == role)
+            if delta:
+                new_count = self.member_count(room_id, kind) + delta
+                batch.put(tree, room_id.encode(), u64(new_count))
+                batch.after_commit(
+                    lambda kind=kind, new_count=new_count: self._counts.__setitem__(
+                        (room_id, kind), new_count
+                    )
+                )
+
+    def forget(self, batch: WriteBatch, room_id: str, user_id: str) -> None:
+        """Drop a left room from the user's lists (`/forget`)."""
+        batch.delete(self._user_left, join_key(user_id, room_id))
+        batch.delete(self._room_left, join_key(room_id, user_id))
+
+    # ---- reading
+
+    def membership(self, room_id: str, user_id: str) -> str | None:
+        """join / invite / knock / leave (left or banned) / None (never here or forgotten)."""
+        room_user = join_key(room_id, user_id)
+        if room_user in self._room_joined:
+            return "join"
+        if room_user in self._room_invited:
+            return "invite"
+        if room_user in self._room_knocked:
+            return "knock"
+        if room_user in self._room_left:
+            return "leave"
+        return None
+
+    def is_joined(self, user_id: str, room_id: str) -> bool:
+        return join_key(room_id, user_id) in self._room_joined
+
+    def joined_rooms(self, user_id: str) -> Iterator[str]:
+        for key in self._user_joined.keys_with_prefix(user_id.encode() + SEPARATOR):
+            yield _split(key)[1]
+
+    def invited_rooms(self, user_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        for key, value in self._user_invited.iter_prefix(user_id.encode() + SEPARATOR):
+            yield _split(key)[1], json.loads(value)
+
+    def knocked_rooms(self, user_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        for key, value in self._user_knocked.iter_prefix(user_id.encode() + SEPARATOR):
+            yield _split(key)[1], json.loads(value)
+
+    def left_rooms(self, user_id: str) -> Iterator[str]:
+        for key in self._user_left.keys_with_prefix(user_id.encode() + SEPARATOR):
+            yield _split(key)[1]
+
+    def membership_count(self, room_id: str, user_id: str) -> int | None:
+        """The stream position of the user's current invite, knock or leave."""
+        room_user = join_key(room_id, user_id)
+        for tree in (self._room_invited, self._room_knocked, self._room_left):
+            stored = tree.get(room_user)
+            if stored is not None:
+                return from_u64(stored)
+        return None
+
+    def joined_members(self, room_id: str) -> Iterator[str]:
+        for key in self._room_joined.keys_with_prefix(room_id.encode() + SEPARATOR):
+            yield _split(key)[1]
+
+    def invited_members(self, room_id: str) -> Iterator[str]:
+        for key in self._room_invited.keys_with_prefix(room_id.encode() + SEPARATOR):
+            yield _split(key)[1]
+
+    def member_count(self, room_id: str, kind: str) -> int:
+        """How many members are `"joined"` or `"invited"`."""
+        cached = self._counts.get((room_id, kind))
+        if cached is not None:
+            return cached
+        tree = self._joined_count if kind == "joined" else self._invited_count
+        stored = tree.get(room_id.encode())
+        count = from_u64(stored) if stored is not None else 0
+        self._counts[(room_id, kind)] = count
+        return count
+
+    def rooms_shared(self, user_id: str, other_user_id: str) -> bool:
+        return any(self.is_joined(other_user_id, room) for room in self.joined_rooms(user_id))
