@@ -2,6 +2,9 @@
 
     matrix-conduit                      serve, configured by $CONDUIT_CONFIG
     matrix-conduit check-config [PATH]  print every problem of a config file
+    matrix-conduit create-user NAME [--admin] [--password PASSWORD]
+    matrix-conduit reset-password NAME [--password PASSWORD]
+                                        manage accounts while the service is stopped
     matrix-conduit --version
 
 Every failure an admin can cause (bad config, database in use, port taken)
@@ -65,6 +68,43 @@ def _check_config(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _account_command(arguments: argparse.Namespace) -> int:
+    from . import offline_accounts
+
+    config, status = _load_from_environment()
+    if config is None:
+        return status
+    generated = arguments.password is None
+    password = offline_accounts.generate_password() if generated else arguments.password
+    try:
+        if arguments.command == "create-user":
+            user_id, admin = offline_accounts.create_user(
+                config, arguments.name, password=password, admin=arguments.admin
+            )
+            done = f"created {user_id}" + (" (server admin)" if admin else "")
+        else:
+            user_id = offline_accounts.reset_password(config, arguments.name, password=password)
+            done = f"new password set for {user_id}"
+    except offline_accounts.OfflineCommandError as error:
+        return _fail(str(error))
+    print(done + (f"; password: {password}" if generated else ""))
+    return 0
+
+
+def _add_account_command(
+    commands: argparse._SubParsersAction, name: str, help_text: str
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help_text)
+    command.add_argument("name", help="localpart (alice) or user id (@alice:example.com)")
+    command.add_argument(
+        "--password",
+        help="the password (default: generate one and print it); note that command "
+        "lines are visible to other local users",
+    )
+    command.set_defaults(handler=_account_command, command=name)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="matrix-conduit",
@@ -85,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", nargs="?", help="the file to check (default: $CONDUIT_CONFIG)")
     check.set_defaults(handler=_check_config)
+
+    create_user = _add_account_command(
+        commands, "create-user", "create an account (stop the service first)"
+    )
+    create_user.add_argument("--admin", action="store_true", help="make it a server admin")
+    _add_account_command(
+        commands, "reset-password", "set a new password for an account (stop the service first)"
+    )
     return parser
 
 
