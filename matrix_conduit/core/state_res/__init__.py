@@ -11,8 +11,8 @@ Contract with callers:
   room v1/v2 events carry one on the wire, v3+ events do not, so whoever loads or receives
   an event adds its id before handing it here.
 - `fetch_event(event_id)` returns the event, or None if it is not available. It is
-  synchronous: async callers pre-fetch what resolution needs (the conflicted events and
-  their auth chains). An event that cannot be fetched takes no part in the conflicted part
+  synchronous: async callers pre-fetch what resolution needs (the events of the state
+  sets and their auth chains). An event that cannot be fetched takes no part in the conflicted part
   of resolution (it can be neither ordered nor auth-checked); unconflicted state is kept
   as given.
 - `auth_chain(event_id)`, if given, returns the event's (cached) auth chain; otherwise

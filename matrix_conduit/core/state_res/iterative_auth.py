@@ -64,16 +64,21 @@ def iterative_auth_checks(
     dag: AuthDag,
     is_rejected: IsRejected,
 ) -> dict[StateKey, str]:
-    """`initial_state` with each allowed event of `event_ids` applied, in order."""
+    """`initial_state` with each allowed event of `event_ids` applied, in order.
+
+    Events that cannot be fetched, or are not state events (only a forged auth chain
+    could hold one), are passed over: they have no place in a state map.
+    """
     state = dict(initial_state)
     for event_id in event_ids:
         event = dag.event(event_id)
-        if event is None:
+        key = None if event is None else state_key_of(event)
+        if event is None or key is None:
             continue
         fallback = _own_auth_events(event, dag, is_rejected)
         auth_events = auth_events_in_state(event, state, dag, room_version, fallback)
         if _is_allowed(event, auth_events, room_version):
-            state[state_key_of(event)] = event_id
+            state[key] = event_id
     return state
 
 
