@@ -102,6 +102,7 @@ async def serve(
         async def stop_when_triggered() -> None:
             await shutdown_trigger()
             sd_notify.notify("STOPPING=1")
+            services.notifier.wake_all()  # long-polling syncs answer now
 
         async with trio.open_nursery() as nursery:
 
@@ -116,6 +117,7 @@ async def serve(
                 # HTTP has drained: stop the background work too.
                 nursery.cancel_scope.cancel()
 
+            await nursery.start(services.run_background)
             binds = await nursery.start(serve_http)
             log.warning("matrix-conduit serving %s on %s", config.server_name, ", ".join(binds))
             sd_notify.notify("READY=1")

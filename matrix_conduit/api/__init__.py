@@ -23,6 +23,7 @@ def blueprints() -> list[Blueprint]:
         rooms,
         session,
         state,
+        sync,
         threepid,
         versions,
     )
@@ -43,4 +44,5 @@ def blueprints() -> list[Blueprint]:
         messages.blueprint,
         state.blueprint,
         directory.blueprint,
+        sync.blueprint,
     ]

@@ -7,15 +7,21 @@ layer calls. Each service declares the trees it owns at the top of its module
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import trio
+
 from ..config import Config
 from ..storage import Database
 from .devices import Devices
 from .globals import Globals
 from .jwt_login import JwtLogin
-from .passwords import PasswordHashing
+from .notification_counts import EventRating, NotificationCounts
 from .notifier import Notifier
+from .passwords import PasswordHashing
 from .registration import Registration
 from .rooms import Rooms
+from .sync import Sync
 from .transaction_ids import TransactionIds
 from .uiaa import UserInteractiveAuth
 from .users import Users
@@ -27,6 +33,8 @@ class Services:
     def __init__(self, config: Config, db: Database) -> None:
         self.config = config
         self.db = db
+        self.background_tasks: list[Callable[[], Awaitable[None]]] = []
+        """Loops `run_background` runs for the server's lifetime (expiry, queues...)."""
         self.globals = Globals(db, config.server_name)
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
@@ -40,3 +48,20 @@ class Services:
             config, db, self.globals, self.notifier, self.transaction_ids, self.users
         )
         self.users.profile_changed.append(self.rooms.membership.update_profile)
+        self.sync = Sync(
+            self.globals,
+            self.notifier,
+            self.rooms,
+            NotificationCounts(self.rooms.timeline, EventRating(self.users.displayname)),
+            self,
+        )
+
+    async def run_background(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The services' background work (expiry, timeouts, queues) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for task in self.background_tasks:
+                nursery.start_soon(task)
+            task_status.started()
+            await trio.sleep_forever()

@@ -1,0 +1,430 @@
+"""`/sync`: everything new for a user since a token, long-polling when there is nothing.
+
+Spec: `content/client-server-api/_index.md` ("Syncing", "Filtering",
+"Lazy-loading room members") and `data/api/client-server/sync.yaml`.
+
+Tokens are positions on the global counter (`Globals.next_count`), so one
+number says "everything up to here was delivered". A response is built in one
+synchronous stretch: `next_batch` is the counter when building starts, and
+nothing can be written before the response is built, so every event lands in
+exactly one response. Long-polling takes the notifier's listener *before*
+looking for news, then waits on it only if there was none.
+
+Per joined room: the timeline since the token (the newest `limit` events,
+`limited` when there were more), and the state delta that makes a limited
+timeline correct: the difference between the state the client knew (at the
+token) and the state at the start of the returned timeline. A room joined
+since the token is sent in full, as at an initial sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..core.filters import EventFilter, Filter, select_fields
+from .globals import Globals
+from .notification_counts import NotificationCounts
+from .notifier import Notifier
+from .rooms import Rooms
+from .rooms.timeline import Event
+
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_TIMELINE_LIMIT = 500
+MAX_HEROES = 5
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    user_id: str
+    device_id: str | None
+    since: int | None
+    filter: Filter = field(default_factory=Filter)
+    full_state: bool = False
+    timeout_ms: int = 0
+    set_presence: str = "online"
+
+
+class Sync:
+    def __init__(
+        self,
+        globals_: Globals,
+        notifier: Notifier,
+        rooms: Rooms,
+        counts: NotificationCounts,
+        services: Any,
+    ) -> None:
+        self._globals = globals_
+        self._notifier = notifier
+        self._rooms = rooms
+        self._counts = counts
+        self._services = services
+        """The companions sync reads: account_data, typing, receipts, presence, ...
+        (looked up when used, so they can be built after this service)."""
+
+    async def sync(self, request: SyncRequest) -> dict[str, Any]:
+        if request.set_presence != "offline":
+            presence = self._services.presence
+            if request.set_presence == "unavailable":
+                presence.set_presence(request.user_id, "unavailable")
+            else:
+                presence.ping(request.user_id)
+        listener = self._notifier.listener(request.user_id)
+        response, has_news = self._build(request)
+        if has_news or request.since is None or request.full_state or request.timeout_ms <= 0:
+            return response
+        with trio.move_on_after(request.timeout_ms / 1000):
+            await listener.wait()
+        return self._build(request)[0]
+
+    # ---- building a response
+
+    def _build(self, request: SyncRequest) -> tuple[dict[str, Any], bool]:
+        next_batch = self._globals.current_count()
+        builder = _ResponseBuilder(self, request, next_batch)
+        return builder.build()
+
+
+class _ResponseBuilder:
+    """One `/sync` response: the sections, each read up to `next_batch`."""
+
+    def __init__(self, sync: Sync, request: SyncRequest, next_batch: int) -> None:
+        self.sync = sync
+        self.rooms = sync._rooms
+        self.services = sync._services
+        self.request = request
+        self.user_id = request.user_id
+        self.since = request.since
+        self.next_batch = next_batch
+        self.filter = request.filter
+        self.room_filter = request.filter.room
+        self.timeline_limit = self.room_filter.timeline.limit_or(
+            DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT
+        )
+        self.ignored = self.services.account_data.ignored_users(self.user_id)
+
+    def build(self) -> tuple[dict[str, Any], bool]:
+        join = {}
+        for room_id in list(self.rooms.state_cache.joined_rooms(self.user_id)):
+            if self.room_filter.allows_room(room_id):
+                entry = self._joined_room(room_id)
+                if entry is not None:
+                    join[room_id] = entry
+        invite = self._stripped_rooms(self.rooms.state_cache.invited_rooms, "invite_state")
+        knock = self._stripped_rooms(self.rooms.state_cache.knocked_rooms, "knock_state")
+        leave = self._left_rooms()
+        account_data = self._account_data(None, self.filter.account_data)
+        presence = self._presence()
+        response: dict[str, Any] = {
+            "next_batch": str(self.next_batch),
+            "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
+            "account_data": {"events": account_data},
+            "presence": {"events": presence},
+        }
+        extras = self._device_sections()
+        response.update(extras)
+        has_news = bool(
+            join
+            or invite
+            or leave
+            or knock
+            or account_data
+            or presence
+            or extras.get("to_device", {}).get("events")
+            or extras.get("device_lists", {}).get("changed")
+            or extras.get("device_lists", {}).get("left")
+        )
+        return response, has_news
+
+    # ---- formatting
+
+    def _format(self, event: Event, *, with_room_id: bool = False) -> dict[str, Any]:
+        if self.filter.event_format == "federation":
+            formatted = dict(event)
+        else:
+            formatted = self.rooms.events.for_client(
+                event, self.user_id, self.request.device_id, with_room_id=with_room_id
+            )
+        if self.filter.event_fields is not None:
+            formatted = select_fields(formatted, self.filter.event_fields)
+        return formatted
+
+    def _events(self, event_ids: Mapping[tuple[str, str], str]) -> list[Event]:
+        timeline = self.rooms.timeline
+        return [
+            event
+            for event_id in event_ids.values()
+            if (event := timeline.get_event(event_id)) is not None
+        ]
+
+    # ---- joined rooms
+
+    def _joined_room(self, room_id: str) -> dict[str, Any] | None:
+        timeline = self.rooms.timeline
+        since = self.since
+        member_id = self.rooms.state.current_state_ids(room_id).get(("m.room.member", self.user_id))
+        join_position = timeline.position(member_id) if member_id else None
+        newly_joined = since is None or (join_position is not None and join_position > since)
+        full_state = newly_joined or self.request.full_state
+
+        events, limited = self._timeline_events(room_id, None if newly_joined else since)
+        ephemeral = self._ephemeral(room_id)
+        account_data = self._account_data(room_id, self.room_filter.account_data)
+        if not (events or ephemeral or account_data or full_state):
+            return None
+
+        start_state = self._state_at_start(room_id, events)
+        if full_state:
+            state_ids = dict(start_state)
+        elif limited:
+            known = self._state_at_position(room_id, since or 0)
+            state_ids = {key: eid for key, eid in start_state.items() if known.get(key) != eid}
+        else:
+            state_ids = {}
+        state_events = self._filter_state(state_ids, start_state, events, full_state)
+
+        prev_batch = timeline.position(events[0]["event_id"]) - 1 if events else self.next_batch
+        entry: dict[str, Any] = {
+            "timeline": {
+                "events": [self._format(e) for e in events],
+                "limited": limited,
+                "prev_batch": str(prev_batch),
+            },
+            "state": {"events": [self._format(e) for e in state_events]},
+            "ephemeral": {"events": ephemeral},
+            "account_data": {"events": account_data},
+            "unread_notifications": self.sync._counts.counts(
+                room_id, self.user_id, self.services.receipts.read_event(room_id, self.user_id)
+            ),
+        }
+        summary = self._summary(room_id)
+        if summary:
+            entry["summary"] = summary
+        return entry
+
+    def _timeline_events(self, room_id: str, since: int | None) -> tuple[list[Event], bool]:
+        """The newest visible events after `since` (all history if None), and `limited`."""
+        timeline = self.rooms.timeline
+        event_filter = self.room_filter.timeline
+        wanted = self.timeline_limit
+        collected: list[Event] = []
+        limited = False
+        candidates: list[Event] = []
+        for position, event in timeline.events_before(room_id, self.next_batch):
+            if since is not None and position <= since:
+                break
+            if not event_filter.matches(event) or event.get("sender") in self.ignored:
+                continue
+            candidates.append(event)
+            if len(candidates) >= 2 * (wanted + 1):
+                collected.extend(self._visible(room_id, candidates))
+                candidates = []
+                if len(collected) > wanted:
+                    break
+        collected.extend(self._visible(room_id, candidates))
+        if len(collected) > wanted:
+            limited = True
+            collected = collected[:wanted]
+        elif since is None and collected:
+            # An initial timeline is limited whenever older events exist.
+            oldest = timeline.position(collected[-1]["event_id"]) or 0
+            limited = next(timeline.events_before(room_id, oldest - 1), None) is not None
+        collected.reverse()
+        return collected, limited
+
+    def _visible(self, room_id: str, events: list[Event]) -> list[Event]:
+        return self.rooms.visibility.filter_events(self.user_id, room_id, events)
+
+    def _state_at_start(self, room_id: str, events: list[Event]) -> Mapping[tuple[str, str], str]:
+        """The state before the first returned timeline event (current state if none)."""
+        if not events:
+            return self.rooms.state.current_state_ids(room_id)
+        short = self.rooms.short.short_event_id(events[0]["event_id"])
+        before = self.rooms.state.state_ids_before(short)
+        return before if before is not None else self.rooms.state.current_state_ids(room_id)
+
+    def _state_at_position(self, room_id: str, position: int) -> Mapping[tuple[str, str], str]:
+        """The state after the newest event at or before `position`."""
+        for _, event in self.rooms.timeline.events_before(room_id, position):
+            short = self.rooms.short.short_event_id(event["event_id"])
+            state = dict(self.rooms.state.state_ids_before(short) or {})
+            if "state_key" in event:
+                state[(event["type"], event["state_key"])] = event["event_id"]
+            return state
+        return {}
+
+    def _filter_state(
+        self,
+        state_ids: Mapping[tuple[str, str], str],
+        start_state: Mapping[tuple[str, str], str],
+        timeline_events: list[Event],
+        full_state: bool,
+    ) -> list[Event]:
+        """The state section, filtered; lazy-loading members when the filter asks.
+
+        Lazy-loading (spec: "Lazy-loading room members") keeps, of a full
+        state, only the members who sent timeline events and the user; an
+        incremental delta keeps every membership change in the gap, and the
+        timeline senders' memberships are added (redundancy is allowed).
+        """
+        state_filter: EventFilter = self.room_filter.state
+        timeline_ids = {event["event_id"] for event in timeline_events}
+        selected = {key: eid for key, eid in state_ids.items() if eid not in timeline_ids}
+        if state_filter.lazy_load_members:
+            senders = {event.get("sender") for event in timeline_events}
+            if full_state:
+                senders.add(self.user_id)
+                selected = {
+                    key: eid
+                    for key, eid in selected.items()
+                    if key[0] != "m.room.member" or key[1] in senders
+                }
+            for sender in senders:
+                event_id = start_state.get(("m.room.member", sender))
+                if event_id is not None and event_id not in timeline_ids:
+                    selected[("m.room.member", sender)] = event_id
+        return [event for event in self._events(selected) if state_filter.matches(event)]
+
+    def _summary(self, room_id: str) -> dict[str, Any]:
+        state_cache = self.rooms.state_cache
+        summary: dict[str, Any] = {
+            "m.joined_member_count": state_cache.member_count(room_id, "joined"),
+            "m.invited_member_count": state_cache.member_count(room_id, "invited"),
+        }
+        content = self.rooms.timeline.state_content
+        if not content(room_id, "m.room.name").get("name") and not content(
+            room_id, "m.room.canonical_alias"
+        ).get("alias"):
+            heroes = []
+            for member in state_cache.joined_members(room_id):
+                if member != self.user_id:
+                    heroes.append(member)
+                if len(heroes) >= MAX_HEROES:
+                    break
+            if len(heroes) < MAX_HEROES:
+                for member in state_cache.invited_members(room_id):
+                    if member != self.user_id and len(heroes) < MAX_HEROES:
+                        heroes.append(member)
+            summary["m.heroes"] = sorted(heroes)
+        return summary
+
+    def _ephemeral(self, room_id: str) -> list[dict[str, Any]]:
+        since = self.since or 0
+        event_filter = self.room_filter.ephemeral
+        events = []
+        typing = self.services.typing
+        if self.since is None or typing.last_change(room_id) > since:
+            events.append(
+                {"type": "m.typing", "content": {"user_ids": typing.typing_users(room_id)}}
+            )
+        receipts = self.services.receipts.receipts_since(room_id, since, self.user_id)
+        if receipts:
+            events.append({"type": "m.receipt", "content": receipts})
+        return [event for event in events if event_filter.matches(event)]
+
+    def _account_data(self, room_id: str | None, event_filter: EventFilter) -> list[dict[str, Any]]:
+        changes = self.services.account_data.changes_since(self.user_id, room_id, self.since or 0)
+        return [event for event in changes if event_filter.matches(event)]
+
+    # ---- invites, knocks, leaves
+
+    def _stripped_rooms(self, source: Any, key: str) -> dict[str, Any]:
+        rooms = {}
+        for room_id, stripped in source(self.user_id):
+            if not self.room_filter.allows_room(room_id):
+                continue
+            position = self.rooms.state_cache.membership_count(room_id, self.user_id) or 0
+            if self.since is not None and position <= self.since:
+                continue
+            if position > self.next_batch:
+                continue
+            inviter = next(
+                (
+                    event.get("sender")
+                    for event in stripped
+                    if event.get("type") == "m.room.member"
+                    and event.get("state_key") == self.user_id
+                ),
+                None,
+            )
+            if inviter in self.ignored:
+                continue
+            rooms[room_id] = {key: {"events": stripped}}
+        return rooms
+
+    def _left_rooms(self) -> dict[str, Any]:
+        if self.since is None and not self.room_filter.include_leave:
+            return {}
+        rooms = {}
+        for room_id in list(self.rooms.state_cache.left_rooms(self.user_id)):
+            if not self.room_filter.allows_room(room_id):
+                continue
+            position = self.rooms.state_cache.membership_count(room_id, self.user_id) or 0
+            if self.since is not None and position <= self.since:
+                continue
+            if position > self.next_batch:
+                continue
+            rooms[room_id] = self._left_room(room_id, position)
+        return rooms
+
+    def _left_room(self, room_id: str, leave_position: int) -> dict[str, Any]:
+        """The room up to the user's leave: its timeline and the state at the leave."""
+        timeline = self.rooms.timeline
+        events: list[Event] = []
+        limited = False
+        for position, event in timeline.events_before(room_id, leave_position):
+            if self.since is not None and position <= self.since:
+                break
+            if len(events) >= self.timeline_limit:
+                limited = True
+                break
+            if self.room_filter.timeline.matches(event):
+                events.append(event)
+        events.reverse()
+        events = self._visible(room_id, events)
+        state_ids = self._state_at_start(room_id, events) if events else {}
+        prev_batch = timeline.position(events[0]["event_id"]) - 1 if events else leave_position
+        return {
+            "timeline": {
+                "events": [self._format(e) for e in events],
+                "limited": limited,
+                "prev_batch": str(prev_batch),
+            },
+            "state": {
+                "events": [
+                    self._format(e) for e in self._filter_state(state_ids, state_ids, events, True)
+                ]
+            },
+            "account_data": {"events": self._account_data(room_id, self.room_filter.account_data)},
+        }
+
+    # ---- global sections
+
+    def _presence(self) -> list[dict[str, Any]]:
+        state_cache = self.rooms.state_cache
+        users = {self.user_id}
+        for room_id in state_cache.joined_rooms(self.user_id):
+            users.update(state_cache.joined_members(room_id))
+        events = self.services.presence.changes_since(users, self.since or 0)
+        return [
+            event
+            for event in events
+            if self.filter.presence.matches(event) and event.get("sender") not in self.ignored
+        ]
+
+    def _device_sections(self) -> dict[str, Any]:
+        """to-device messages and device-key changes (filled in by the E2EE services)."""
+        sections: dict[str, Any] = {
+            "to_device": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {},
+        }
+        device_sync = getattr(self.services, "device_sync", None)
+        if device_sync is not None:
+            sections.update(
+                device_sync.sync_sections(self.user_id, self.request.device_id, self.since)
+            )
+        return sections
