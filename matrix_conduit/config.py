@@ -25,7 +25,7 @@ from typing import Any
 import tomlkit
 import tomlkit.exceptions
 
-from .core.ids import is_valid_server_name
+from .core.ids import is_valid_server_name, parse_server_name
 from .core.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,11 @@ class Config:
 
     @property
     def well_known_server(self) -> str:
-        return self.well_known.server or f"{self.server_name}:443"
+        """`m.server`: as configured, else the server name with its port (default 443)."""
+        if self.well_known.server:
+            return self.well_known.server
+        host, port = parse_server_name(self.server_name)
+        return f"{host}:{port or 443}"
 
     @property
     def storage_engine(self) -> str:
@@ -270,10 +274,14 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     (`CONDUIT_TLS__CERTS`); the table name is recognised by its prefix.
     """
     overrides: dict[str, Any] = {}
+    top_level_keys = {item.name for item in fields(Config)}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "CONDUIT_CONFIG":
             continue
         key = name[len(ENV_PREFIX) :].lower().replace("__", "_")
+        if key in top_level_keys:  # `turn_uris` is a key, not `uris` of [global.turn]
+            overrides[key] = value
+            continue
         for table in _TABLE_FIELDS:
             if key.startswith(table + "_"):
                 overrides.setdefault(table, {})[key[len(table) + 1 :]] = value
@@ -313,7 +321,7 @@ def _from_env_string(raw: str, kind: Any) -> Any:
     if kind is str:
         return raw
     try:
-        return tomlkit.parse(f"value = {raw}")["value"].unwrap()
+        return tomlkit.parse(f"value = {raw}").unwrap()["value"]
     except tomlkit.exceptions.TOMLKitError:
         return raw
 
@@ -514,9 +522,12 @@ def build_config(values: Mapping[str, Any], *, env_keys: set[str] = frozenset())
     for item in fields(Config):
         if item.default is MISSING and item.default_factory is MISSING and item.name not in values:
             problems.add(item.name, "is required but not set")
-    if problems:
-        raise ConfigError(list(problems))
-    config = Config(**kwargs)
+    try:
+        # Keys that failed their type check (None) take their defaults, so that
+        # the remaining values are still validated and reported in one go.
+        config = Config(**{key: value for key, value in kwargs.items() if value is not None})
+    except TypeError:  # a required key is missing or unusable: nothing more to check
+        raise ConfigError(list(problems)) from None
     _validate(config, problems)
     if problems:
         raise ConfigError(list(problems))
