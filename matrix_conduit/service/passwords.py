@@ -45,9 +45,7 @@ class PasswordHashing:
             type=argon2.Type.ID,
         )
         self._limiter = trio.CapacityLimiter(MAX_CONCURRENT_HASHES)
-        # Verifying against this when an account has no password makes a login
-        # for an unknown user take as long as one with a wrong password.
-        self._decoy_hash = self._hasher.hash("decoy password")
+        self._decoy_hash: str | None = None
 
     def hash_blocking(self, password: str) -> str:
         """The hash, computed on this thread (startup and offline commands only)."""
@@ -64,10 +62,21 @@ class PasswordHashing:
 
     def _verify_blocking(self, stored_hash: str, password: str) -> bool:
         try:
-            matches = self._hasher.verify(stored_hash or self._decoy_hash, password)
+            matches = self._hasher.verify(stored_hash or self._decoy(), password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
         return matches and bool(stored_hash)
+
+    def _decoy(self) -> str:
+        """A hash to verify against when an account has no password.
+
+        So that a login for an unknown user takes as long as one with a wrong
+        password, and does not tell which names exist. Made at first need,
+        not at startup.
+        """
+        if self._decoy_hash is None:
+            self._decoy_hash = self._hasher.hash("decoy password")
+        return self._decoy_hash
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """Whether a verified hash was made with other parameters than the current ones."""

@@ -88,7 +88,7 @@ class UserInteractiveAuth:
         self._sessions = db.tree("sessionid_uiaainfo")
         self._users = users
         self._registration = registration
-        self._clock = clock
+        self.clock = clock
 
     async def authenticate(
         self, auth: object, *, flows: Flows, endpoint: str, user_id: str | None
@@ -127,7 +127,7 @@ class UserInteractiveAuth:
         raise AuthenticationRequired(flows, session_id, session.completed)
 
     def _start(self, endpoint: str, user_id: str | None) -> tuple[str, _Session]:
-        now = self._clock()
+        now = self.clock()
         for key, value in self._sessions.iter_prefix():
             if json.loads(value)["expires_ts"] <= now:
                 self._sessions.delete(key)
@@ -138,7 +138,7 @@ class UserInteractiveAuth:
     ) -> _Session:
         stored = self._sessions.get(session_id.encode()) if isinstance(session_id, str) else None
         session = None if stored is None else _Session(**json.loads(stored))
-        if session is None or session.expires_ts <= self._clock():
+        if session is None or session.expires_ts <= self.clock():
             new_session_id, new_session = self._start(endpoint, user_id)
             self._save(new_session_id, new_session)
             raise AuthenticationRequired(
