@@ -16,7 +16,7 @@ in principle; every walk here keeps a visited set and terminates regardless.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from typing import Any
 
 Event = Mapping[str, Any]
@@ -89,7 +89,7 @@ class AuthDag:
         return self.event("$" + room_id[1:])
 
     def auth_chain_union(
-        self, event_ids: Iterable[str], *, known: frozenset[str] | set[str] = frozenset()
+        self, event_ids: Iterable[str], *, known: Set[str] = frozenset()
     ) -> set[str]:
         """The union of the auth chains of `event_ids`, leaving out `known`.
 

@@ -1,18 +1,24 @@
 """State resolution v2 (room versions 2–11) and its v12 revision ("v2.1").
 
 Spec: `content/rooms/fragments/v2-state-res.md` (*Algorithm*, steps 1–5) and
-`content/rooms/v12.md` (*State resolution*). The v12 revision changes three things, each
-marked where it happens below:
+`content/rooms/v12.md` (*State resolution*). The v12 revision changes three things:
 
 1. the *conflicted state subgraph* (every event on an auth path between two conflicted
-   events) is part of the *full conflicted set*;
+   events) is part of the *full conflicted set* (`full_conflicted_set_of`);
 2. the first iterative auth checks start from an empty state instead of the unconflicted
-   state map;
+   state map (`resolve_v2`, step 2);
 3. room creators (the create event's sender and `additional_creators`) have infinite
    power, which the power ordering inherits from `core/power_levels.py`.
 
 Only the conflicted part of the room does real work: the auth chains of the unconflicted
 state are walked once, as a whole, to be subtracted from the auth difference.
+
+Read as written, where implementations have drifted from the text: a power event is
+exactly what the spec defines (Synapse also counts the create event, which in practice is
+never conflicted); step 1 adds every full-conflicted-set event in a power event's auth
+chain, also those reached only through events outside the set (Synapse stops its walk
+at the first such event). Both differences need a conflicted event that every fork's
+auth chain already contains.
 """
 
 from __future__ import annotations

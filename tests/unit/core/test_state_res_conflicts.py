@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from matrix_conduit.core.state_res import resolve_state
-from matrix_conduit.core.state_res.auth_dag import AuthDag
+from matrix_conduit.core.state_res.auth_dag import AuthDag, NearestMembers
 from matrix_conduit.core.state_res.conflicts import split_v1, split_v2
 from matrix_conduit.core.state_res.v2 import (
     auth_difference,
@@ -277,3 +277,44 @@ def test_a_rejected_auth_event_is_not_used_in_place_of_missing_state() -> None:
 
     assert accepted[TOPIC_KEY] == room.id_of("TE")
     assert TOPIC_KEY not in with_me_rejected
+
+
+# --- walking the auth graph -------------------------------------------------------------
+
+
+def test_step_1_takes_in_conflicted_events_reached_through_events_outside_the_set() -> None:
+    """ "For each such power event P, enlarge X by adding the events in the auth chain of
+    P which also belong to the full conflicted set": `$member` is in `$power`'s auth
+    chain through `$outside`, which is not in the set, and still joins X."""
+    events = {
+        event["event_id"]: event
+        for event in (
+            linked("$power", "$outside"),
+            linked("$outside", "$member"),
+            linked("$member"),
+            linked("$unrelated"),
+        )
+    }
+    full_conflicted_set = frozenset({"$power", "$member", "$unrelated"})
+
+    x = NearestMembers(AuthDag(events.get), full_conflicted_set).closure(["$power"])
+
+    assert x == {"$power", "$member"}
+
+
+def test_walks_of_an_auth_graph_with_a_cycle_end() -> None:
+    """Room v1/v2 event ids are picked by the sender, so forged events can cite each
+    other in a loop; walking them must still terminate."""
+    events = {
+        event["event_id"]: event
+        for event in (
+            linked("$a", "$b"),
+            linked("$b", "$c"),
+            linked("$c", "$a", "$m"),
+            linked("$m"),
+        )
+    }
+    dag = AuthDag(events.get)
+
+    assert dag.auth_chain_union(["$a"]) == {"$a", "$b", "$c", "$m"}
+    assert NearestMembers(dag, frozenset({"$m"})).closure(["$a"]) == {"$a", "$m"}
