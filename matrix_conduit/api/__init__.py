@@ -14,17 +14,22 @@ def blueprints() -> list[Blueprint]:
     from . import well_known
     from .client import (
         account,
+        account_data,
         devices,
         directory,
+        filter,
         membership,
         messages,
+        presence,
         profile,
+        receipts,
         register,
         rooms,
         session,
         state,
         sync,
         threepid,
+        typing,
         versions,
     )
     from .federation import version
@@ -45,4 +50,9 @@ def blueprints() -> list[Blueprint]:
         state.blueprint,
         directory.blueprint,
         sync.blueprint,
+        account_data.blueprint,
+        filter.blueprint,
+        typing.blueprint,
+        receipts.blueprint,
+        presence.blueprint,
     ]

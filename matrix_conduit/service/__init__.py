@@ -13,16 +13,21 @@ import trio
 
 from ..config import Config
 from ..storage import Database
+from .account_data import AccountData
 from .devices import Devices
+from .filters import Filters
 from .globals import Globals
 from .jwt_login import JwtLogin
 from .notification_counts import EventRating, NotificationCounts
 from .notifier import Notifier
 from .passwords import PasswordHashing
+from .presence import Presence
+from .receipts import Receipts
 from .registration import Registration
 from .rooms import Rooms
 from .sync import Sync
 from .transaction_ids import TransactionIds
+from .typing import Typing
 from .uiaa import UserInteractiveAuth
 from .users import Users
 
@@ -48,6 +53,21 @@ class Services:
             config, db, self.globals, self.notifier, self.transaction_ids, self.users
         )
         self.users.profile_changed.append(self.rooms.membership.update_profile)
+        self.account_data = AccountData(db, self.globals, self.notifier)
+        self.filters = Filters(db)
+        state_cache = self.rooms.state_cache
+        self.typing = Typing(self.globals, self.notifier, state_cache)
+        self.receipts = Receipts(
+            db,
+            self.globals,
+            self.notifier,
+            state_cache,
+            self.rooms.timeline,
+            self.rooms.visibility,
+            self.account_data,
+        )
+        self.presence = Presence(db, self.globals, self.notifier, state_cache)
+        self.background_tasks += [self.typing.run, self.presence.run]
         self.sync = Sync(
             self.globals,
             self.notifier,
