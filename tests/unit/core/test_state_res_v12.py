@@ -4,7 +4,10 @@ Spec: `content/rooms/v12.md`, *State resolution* (the note lists the changes): t
 iterative auth checks start from an *empty* state map, the *full conflicted set* also
 holds the *conflicted state subgraph* (tested in `test_state_res_conflicts.py`), and
 room creators have infinite power, which decides the reverse topological power ordering.
-Each test runs the same events in v11 and v12 and derives both outcomes.
+Each test runs the same events in v11 and v12 and derives both outcomes. The two "state
+reset" problems of MSC4297 (the proposal behind these changes) are rebuilt here from its
+description: in both, one state set holds an outdated event, as a partial
+synchronisation (`/state`) can hand a server.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import pytest
 from tests.unit.core.state_res_scenarios import (
     ALICE,
     BOB,
+    CHARLIE,
+    ELLA,
+    JOIN_RULES,
     MEMBER,
     POWER_LEVELS,
     Room,
@@ -22,6 +28,7 @@ from tests.unit.core.state_res_scenarios import (
 )
 
 PL_KEY = (POWER_LEVELS, "")
+JOIN_RULES_KEY = (JOIN_RULES, "")
 
 
 def ban_agreed_but_power_levels_not(room: Room) -> list[dict]:
@@ -97,3 +104,61 @@ def test_v12_events_do_not_cite_the_create_event_yet_resolution_authorises_them(
     assert all(create_id not in event["auth_events"] for event in room.events.values())
     assert resolved[(MEMBER, BOB)] == room.id_of("MB")
     assert ("m.room.topic", "") not in resolved
+
+
+@pytest.mark.parametrize(("version", "join_rules"), [("11", None), ("12", "JR2")])
+def test_an_outdated_join_rule_no_longer_resets_the_join_rules_once_their_sender_left(
+    version: str, join_rules: str | None
+) -> None:
+    """MSC4297 problem A. Alice sets the join rules again (JR2, public), ella joins under
+    them (ME), and alice leaves (AL). One state set is right; the other has the outdated
+    IJR instead of JR2.
+
+    Conflicted: join rules {IJR, JR2}; unconflicted: alice has left. Auth difference
+    empty (ME cites JR2 in both states, bob's join cites IJR). X = {IJR, JR2}: IJR (ts 4)
+    then JR2, both alice's.
+
+    v11: step 2 starts from the unconflicted state, where alice is not in the room: both
+    join rules fail and the room is left with none. v12: step 2 starts empty; each join
+    rules event falls back on its own auth events, where alice is joined: both pass, and
+    JR2 stays.
+    """
+    room = start_room(version)
+    room.join_rules("JR2", ALICE, "public", after=["START"])
+    room.member("ME", ELLA, "join", after=["JR2"])
+    room.member("AL", ALICE, "leave", after=["ME"])
+    right = room.state_after("AL")
+    outdated = room.with_events(right, "IJR")
+
+    resolved = room.resolve([right, outdated])
+
+    expected = None if join_rules is None else room.id_of(join_rules)
+    assert resolved.get(JOIN_RULES_KEY) == expected
+
+
+@pytest.mark.parametrize(("version", "power_levels"), [("11", "IPOWER"), ("12", "PB")])
+def test_an_outdated_power_levels_event_no_longer_undoes_a_chain_of_promotions(
+    version: str, power_levels: str
+) -> None:
+    """MSC4297 problem B. Alice promotes bob (PA), bob promotes charlie (PB), charlie sets
+    the topic (TC). One state set is right; the other has the outdated IPOWER as power
+    levels.
+
+    Conflicted: power levels {IPOWER, PB}. Both states' auth chains hold PA and PB (TC
+    cites PB, PB cites PA): the auth difference is empty.
+
+    v11: X = {IPOWER, PB}; IPOWER passes, then PB is checked with IPOWER as power
+    levels, where bob has 0: rejected, power levels fall back to IPOWER. v12: PA lies on
+    the path PB → PA → IPOWER between two conflicted events, so the conflicted state
+    subgraph adds it: X = {IPOWER, PA, PB}, replayed in that order, all pass: PB.
+    """
+    room = start_room(version)
+    room.power_levels("PA", ALICE, admin_levels(room, bob=50), after=["START"])
+    room.power_levels("PB", BOB, admin_levels(room, bob=50, charlie=50), after=["PA"])
+    room.topic("TC", CHARLIE, after=["PB"])
+    right = room.state_after("TC")
+    outdated = room.with_events(right, "IPOWER")
+
+    resolved = room.resolve([right, outdated])
+
+    assert resolved[PL_KEY] == room.id_of(power_levels)
