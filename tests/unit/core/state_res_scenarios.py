@@ -172,9 +172,6 @@ class Room:
             updated[(event["type"], event["state_key"])] = event["event_id"]
         return updated
 
-    def without(self, state: Mapping[StateKey, str], *keys: StateKey) -> StateMap:
-        return {key: event_id for key, event_id in state.items() if key not in keys}
-
     def names(self, state: Mapping[StateKey, str]) -> dict[str, str]:
         """A state map as `"type|state_key" -> event name`, for readable assertions."""
         return {
