@@ -46,12 +46,19 @@ class LevelDBTree(Tree):
                 upper, include_upper = bounded, True
             else:
                 lower = max(lower, bounded)
+        # In reverse, plyvel 1.5.1 yields nothing when the first key it reaches
+        # equals its `start` bound, so the lower bound is checked here instead.
         iterator = self._db.iterator(
-            start=lower, stop=upper, include_stop=include_upper, reverse=reverse
+            start=None if reverse else lower,
+            stop=upper,
+            include_stop=include_upper,
+            reverse=reverse,
         )
         cut = len(self._prefix)
         with iterator:
             for key, value in iterator:
+                if reverse and key < lower:
+                    return
                 if not key.startswith(full_prefix):
                     # Only reachable in reverse from a `start` outside the prefix.
                     continue
