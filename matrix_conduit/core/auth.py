@@ -20,8 +20,9 @@ log line can be checked against the right page of the spec.
 
 Where the spec is silent this module follows Synapse and Ruma, whose shared
 behaviour *is* the network's: a room without `m.room.join_rules` is treated as
-`invite`, and power levels that cannot be read (in the event or in the state)
-reject the event.
+`invite`, and power levels that cannot be read reject the event — a new power
+levels event with any unreadable level, and any event past the aliases rule
+when the state's power levels are unreadable (as Ruma, which reads them whole).
 """
 
 from __future__ import annotations
@@ -231,19 +232,20 @@ def _authorise(
         )
     if event_type == ALIASES and check.version.special_case_aliases_auth:
         return _check_aliases(check)
+    power_levels = check.power_levels  # unreadable power levels reject every rule from here on
     if event_type == MEMBER:
         return _check_member(check)
     if check.membership(check.sender) != "join":
         return check.reject(("sender_joined",), f"{check.sender} is not joined to the room")
     if event_type == THIRD_PARTY_INVITE:
-        if check.power_levels.can_invite(check.sender):
+        if power_levels.can_invite(check.sender):
             return None
         return check.reject(
             ("third_party_invite",),
-            f"{check.sender} is below the invite level {check.power_levels.invite}",
+            f"{check.sender} is below the invite level {power_levels.invite}",
         )
     is_state = "state_key" in check.event
-    required = check.power_levels.event_level(str(event_type), is_state)
+    required = power_levels.event_level(str(event_type), is_state)
     if check.sender_level < required:
         return check.reject(
             ("required_power_level",),
@@ -838,7 +840,7 @@ def _public_keys(invite_content: Mapping[str, Any]) -> list[str]:
 
 _RULE_TITLES: Mapping[tuple[str, ...], str] = {
     ("create", "prev_events"): "create: has prev_events",
-    ("create", "room_id"): "create: room_id",
+    ("create", "room_id"): "create: room_id does not fit the room version",
     ("create", "room_version"): "create: unknown room_version",
     ("create", "creator"): "create: no creator",
     ("create", "additional_creators"): "create: additional_creators are not user IDs",
@@ -914,11 +916,7 @@ _RULE_TITLES: Mapping[tuple[str, ...], str] = {
     ("power_levels", "users_changed", "current"): (
         "power_levels: changes a user at or above the sender's level"
     ),
-    (
-        "power_levels",
-        "users_added",
-        "new",
-    ): "power_levels: gives a user more than the sender's level",
+    ("power_levels", "users_added", "new"): "power_levels: gives a user more than the sender",
     ("redaction", "otherwise"): "redaction: below the redact level, other server's event",
     ("state", "power_levels"): "state: m.room.power_levels cannot be read",
 }
