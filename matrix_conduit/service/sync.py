@@ -416,7 +416,12 @@ class _ResponseBuilder:
         ]
 
     def _device_sections(self) -> dict[str, Any]:
-        """to-device messages and device-key changes (filled in by the E2EE services)."""
+        """to-device messages and device-key changes, from the E2EE service when present.
+
+        `device_sync.sync_sections(user_id, device_id, since, next_batch)` returns
+        any of `to_device`, `device_lists`, `device_one_time_keys_count`,
+        `device_unused_fallback_key_types`; it may drop what `since` acknowledges.
+        """
         sections: dict[str, Any] = {
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
@@ -425,6 +430,8 @@ class _ResponseBuilder:
         device_sync = getattr(self.services, "device_sync", None)
         if device_sync is not None:
             sections.update(
-                device_sync.sync_sections(self.user_id, self.request.device_id, self.since)
+                device_sync.sync_sections(
+                    self.user_id, self.request.device_id, self.since, self.next_batch
+                )
             )
         return sections
