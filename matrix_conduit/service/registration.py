@@ -9,10 +9,11 @@ name, so `@Alice` registers `@alice`).
 
 Policy, as Conduit's configuration describes it: with `allow_registration`
 off nobody registers (403); on, `registration_token` set, the
-`m.login.registration_token` stage is required; on without a token, the
-`m.login.dummy` stage is enough. Guest accounts exist only on open servers
-(on and no token), since a guest account would otherwise get around the
-token. The admin can always create accounts offline (`matrix-conduit
+`m.login.registration_token` stage is required (followed by `m.login.dummy`,
+the flow Synapse offers and clients such as matrix-nio complete); on without
+a token, the `m.login.dummy` stage is enough. Guest accounts exist only on
+open servers (on and no token), since a guest account would otherwise get
+around the token. The admin can always create accounts offline (`matrix-conduit
 create-user`), whatever the policy.
 """
 
@@ -71,7 +72,7 @@ class Registration:
     def flows(self) -> list[list[str]]:
         """The user-interactive auth flows of `POST /register`."""
         if self._registration_token is not None:
-            return [["m.login.registration_token"]]
+            return [["m.login.registration_token", "m.login.dummy"]]
         return [["m.login.dummy"]]
 
     def token_is_valid(self, token: object) -> bool:

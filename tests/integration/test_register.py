@@ -18,6 +18,7 @@ from tests.support.server import TestServer, make_config, serving
 
 REGISTER = f"{CLIENT_API}/register"
 TOKEN = "let-me-in-4711"
+TOKEN_FLOW = {"stages": ["m.login.registration_token", "m.login.dummy"]}
 
 
 @pytest.fixture
@@ -261,7 +262,7 @@ async def test_token_server_offers_the_registration_token_flow(token_server):
     response = await token_server.client.post(REGISTER, json={"username": "alice", "password": "x"})
 
     assert response.status_code == 401
-    assert response.json()["flows"] == [{"stages": ["m.login.registration_token"]}]
+    assert response.json()["flows"] == [TOKEN_FLOW]
 
 
 async def test_dummy_stage_is_not_enough_on_a_token_server(token_server):
@@ -289,18 +290,30 @@ async def test_wrong_registration_token_gets_401_with_flows_again(token_server):
     assert response.status_code == 401
     body = response.json()
     assert body["errcode"] == "M_FORBIDDEN"
-    assert body["flows"] == [{"stages": ["m.login.registration_token"]}]
+    assert body["flows"] == [TOKEN_FLOW]
     assert body["session"] == session
     assert not token_server.services.users.exists("@alice:localhost")
 
 
-async def test_right_registration_token_registers(token_server):
-    response = await token_server.client.post(
+async def test_right_registration_token_then_dummy_registers(token_server):
+    token_stage = await token_server.client.post(
         REGISTER,
         json={
             "username": "alice",
             "password": "x",
             "auth": {"type": "m.login.registration_token", "token": TOKEN},
+        },
+    )
+    assert token_stage.status_code == 401
+    assert token_stage.json()["completed"] == ["m.login.registration_token"]
+    session = token_stage.json()["session"]
+
+    response = await token_server.client.post(
+        REGISTER,
+        json={
+            "username": "alice",
+            "password": "x",
+            "auth": {"type": "m.login.dummy", "session": session},
         },
     )
 
