@@ -199,6 +199,16 @@ async def register(
     )
 
 
+async def new_device(server: AnyServer, user: User) -> User:
+    """The same account logged in on another device (its own access token)."""
+
+    async def log_in() -> object:
+        return server.services.devices.log_in(user.user_id, DeviceLogin())
+
+    tokens = await server.call(log_in) if isinstance(server, SharedServer) else await log_in()
+    return User(user.user_id, tokens.device_id, tokens.access_token, user.http, user.server_name)
+
+
 async def register_many(server: AnyServer, count: int) -> list[User]:
     return [await register(server) for _ in range(count)]
 
