@@ -111,9 +111,9 @@ async def serve(
                     await hypercorn.trio.serve(
                         app, hyper, shutdown_trigger=stop_when_triggered, task_status=task_status
                     )
-                except OSError as error:
-                    where = hyper.bind[0]
-                    raise StartupError(f"cannot listen on {where}: {error.strerror}") from None
+                except* OSError as errors:  # hypercorn's nurseries group the bind error
+                    reason = _innermost(errors).strerror
+                    raise StartupError(f"cannot listen on {hyper.bind[0]}: {reason}") from None
                 # HTTP has drained: stop the background work too.
                 nursery.cancel_scope.cancel()
 
@@ -127,6 +127,22 @@ async def serve(
     log.info("stopped; database closed")
 
 
+def _innermost(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in `group`, through the nesting that trio's nurseries add."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 def run(config: Config) -> None:
-    """Serve in this process until SIGTERM/SIGINT (the `matrix-conduit` command)."""
-    trio.run(functools.partial(serve, config, wait_for_signal))
+    """Serve in this process until SIGTERM/SIGINT (the `matrix-conduit` command).
+
+    Files the server creates (the database, media) are for its user alone,
+    as with the systemd unit's `UMask=0077`, also when started by hand.
+    """
+    os.umask(0o077)
+    try:
+        trio.run(functools.partial(serve, config, wait_for_signal))
+    except* StartupError as errors:  # raised inside the server's nursery, so grouped
+        raise _innermost(errors) from None

@@ -1,0 +1,140 @@
+"""Run the real `matrix-conduit` command in a child process, as an admin or systemd would.
+
+For behaviour that only a separate process shows: signals, exit statuses,
+stderr messages, sd_notify, file modes, a second process on the same
+database. The child gets a clean environment (no inherited `CONDUIT_*`,
+`NOTIFY_SOCKET` or `JOURNAL_STREAM`) plus what the test gives it.
+
+Waiting loops poll with short sleeps and stop at generous limits: they only
+turn a hang into a failure, they never assert how long anything took.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomlkit
+
+from tests.support.server import free_port
+
+COMMAND = [sys.executable, "-m", "matrix_conduit"]
+HANG_LIMIT_SECONDS = 60.0
+"""How long a child may take to start or stop before the test gives up on it."""
+
+
+def write_config(directory: Path, **overrides: Any) -> Path:
+    """A `conduit.toml` in `directory` for a server on a free 127.0.0.1 port."""
+    values: dict[str, Any] = {
+        "server_name": "localhost",
+        "database_backend": "leveldb",
+        "database_path": str(directory / "db"),
+        "address": "127.0.0.1",
+        "port": free_port(),
+        "allow_federation": False,
+        "trusted_servers": [],
+        "log": "info",
+    }
+    values.update(overrides)
+    path = directory / "conduit.toml"
+    path.write_text(tomlkit.dumps({"global": values}))
+    return path
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("CONDUIT_") and name not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")
+    }
+    return {**inherited, **extra}
+
+
+def run_command(
+    *arguments: str, env: Mapping[str, str] = {}, umask: int = 0o022
+) -> subprocess.CompletedProcess[str]:
+    """Run `matrix-conduit ARGUMENTS` to completion; stdout and stderr as text."""
+    return subprocess.run(
+        [*COMMAND, *arguments],
+        env=child_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=HANG_LIMIT_SECONDS,
+        umask=umask,
+    )
+
+
+@dataclass
+class ServerProcess:
+    """A `matrix-conduit` child process serving `base_url`."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Send `signum` and wait for the process to end; its exit status."""
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=HANG_LIMIT_SECONDS)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _wait_until_answering(server: ServerProcess) -> None:
+    url = server.base_url + "/_matrix/client/versions"
+    give_up = time.monotonic() + HANG_LIMIT_SECONDS
+    while not _answers(url):
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited with status {server.process.returncode}:\n{server.stderr}"
+            )
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"the server did not answer {url}:\n{server.stderr}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def server_process(
+    config_path: Path, env: Mapping[str, str] = {}, umask: int = 0o022
+) -> Iterator[ServerProcess]:
+    """The server running as `matrix-conduit` with `config_path`, answering HTTP.
+
+    Killed at the end of the block if the test has not stopped it.
+    """
+    config = tomlkit.parse(config_path.read_text())["global"]
+    stderr_path = config_path.with_name("stderr.log")
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            COMMAND,
+            env=child_environment({"CONDUIT_CONFIG": str(config_path), **env}),
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            umask=umask,
+        )
+    server = ServerProcess(process, f"http://127.0.0.1:{config['port']}", stderr_path)
+    try:
+        _wait_until_answering(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
