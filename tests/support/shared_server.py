@@ -100,20 +100,26 @@ class SharedServer:
         return await trio.to_thread.run_sync(self.running.call_blocking, async_fn, *args)
 
 
-def shared_server_fixtures(**config_overrides: Any) -> tuple[Any, Any]:
-    """The fixtures `running_server` (module scope) and `server` (per test) of a module."""
+def shared_server_fixtures(name: str = "server", **config_overrides: Any) -> tuple[Any, Any]:
+    """The fixtures `running_<name>` (module scope) and `<name>` (per test) of a module.
 
-    @pytest.fixture(scope="module", name="running_server")
+    `config_overrides` go to `make_config` (e.g. `allow_encryption=False`); a
+    module with servers of several configurations calls this once per name.
+    """
+    running_name = f"running_{name}"
+
+    @pytest.fixture(scope="module", name=running_name)
     def running_server_fixture(tmp_path_factory: pytest.TempPathFactory):
-        database = tmp_path_factory.mktemp("shared-server") / "db"
+        database = tmp_path_factory.mktemp(running_name) / "db"
         running = RunningServer(make_config(database, **config_overrides))
         yield running
         running.stop()
 
-    @pytest.fixture(name="server")
-    async def server_fixture(running_server: RunningServer):
-        client = httpx.AsyncClient(base_url=running_server.base_url, timeout=30, verify=False)
-        yield SharedServer(running_server, client)
+    @pytest.fixture(name=name)
+    async def server_fixture(request: pytest.FixtureRequest):
+        running: RunningServer = request.getfixturevalue(running_name)
+        client = httpx.AsyncClient(base_url=running.base_url, timeout=30, verify=False)
+        yield SharedServer(running, client)
         await client.aclose()
 
     return running_server_fixture, server_fixture
