@@ -493,6 +493,15 @@ def _validate(config: Config, problems: _Problems) -> None:
         problems.add("log", str(error))
 
 
+_REQUIRED_STAND_INS = {
+    "server_name": "localhost",
+    "database_backend": "leveldb",
+    "database_path": ".",
+}
+"""Valid values for required keys, used only while checking a config that lacks them
+(the problems already say so), so that its other keys are checked too."""
+
+
 def build_config(values: Mapping[str, Any], *, env_keys: set[str] = frozenset()) -> Config:
     """A checked `Config` from a `[global]`-shaped mapping; ConfigError lists problems.
 
@@ -522,12 +531,10 @@ def build_config(values: Mapping[str, Any], *, env_keys: set[str] = frozenset())
     for item in fields(Config):
         if item.default is MISSING and item.default_factory is MISSING and item.name not in values:
             problems.add(item.name, "is required but not set")
-    try:
-        # Keys that failed their type check (None) take their defaults, so that
-        # the remaining values are still validated and reported in one go.
-        config = Config(**{key: value for key, value in kwargs.items() if value is not None})
-    except TypeError:  # a required key is missing or unusable: nothing more to check
-        raise ConfigError(list(problems)) from None
+    # Keys that are missing or failed their type check (None) take stand-ins or
+    # defaults, so that the other values are still validated in the same run.
+    usable = {key: value for key, value in kwargs.items() if value is not None}
+    config = Config(**{**_REQUIRED_STAND_INS, **usable})
     _validate(config, problems)
     if problems:
         raise ConfigError(list(problems))
