@@ -7,9 +7,11 @@ a missing required field is `M_MISSING_PARAM`, a field of the wrong type is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import bad_json, missing_param
+from ..core.ids import is_valid_user_id
+from ..errors import bad_json, invalid_param, missing_param
 
 
 def optional_str(body: dict[str, Any], key: str) -> str | None:
@@ -55,4 +57,23 @@ def optional_str_list(body: dict[str, Any], key: str) -> list[str] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise bad_json(f"`{key}` must be a list of strings.")
+    return value
+
+
+def required_user_map(
+    body: dict[str, Any], key: str, value_is_valid: Callable[[object], bool], shape: str
+) -> dict[str, Any]:
+    """A required object keyed by user ids (`/keys/query`, `/sendToDevice`...).
+
+    Each value must pass `value_is_valid`; `shape` says what it should be in
+    the `M_BAD_JSON` message. A key that is not a user id is `M_INVALID_PARAM`.
+    """
+    value = body.get(key)
+    if value is None:
+        raise missing_param(key)
+    if not isinstance(value, dict) or not all(value_is_valid(v) for v in value.values()):
+        raise bad_json(f"`{key}` must map user ids to {shape}.")
+    for user_id in value:
+        if not is_valid_user_id(user_id):
+            raise invalid_param(f"{user_id!r} is not a user id.")
     return value

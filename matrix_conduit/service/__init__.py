@@ -14,18 +14,29 @@ import trio
 from ..config import Config
 from ..storage import Database
 from .account_data import AccountData
+from .cross_signing import CrossSigning
+from .device_sync import DeviceSync
 from .devices import Devices
 from .filters import Filters
 from .globals import Globals
 from .jwt_login import JwtLogin
-from .notification_counts import EventRating, NotificationCounts
+from .key_backup import KeyBackup
+from .key_changes import KeyChanges
+from .key_signatures import KeySignatures
+from .keys import Keys
+from .notification_counts import NotificationCounts
+from .notifications import Notifications
 from .notifier import Notifier
 from .passwords import PasswordHashing
 from .presence import Presence
+from .push_rules import PushRules
+from .push_sender import PushEvaluation, PushRating, PushSender
+from .pushers import Pushers
 from .receipts import Receipts
 from .registration import Registration
 from .rooms import Rooms
 from .sync import Sync
+from .to_device import ToDevice
 from .transaction_ids import TransactionIds
 from .typing import Typing
 from .uiaa import UserInteractiveAuth
@@ -68,12 +79,53 @@ class Services:
         )
         self.presence = Presence(db, self.globals, self.notifier, state_cache)
         self.background_tasks += [self.typing.run, self.presence.run]
+        self.key_changes = KeyChanges(db, self.globals, self.devices, state_cache, self.notifier)
+        self.cross_signing = CrossSigning(db, self.devices, self.key_changes)
+        self.keys = Keys(db, self.globals, self.devices, self.cross_signing, self.key_changes)
+        self.key_signatures = KeySignatures(db, self.keys, self.cross_signing, self.key_changes)
+        self.to_device = ToDevice(db, self.globals, self.devices, self.notifier)
+        self.key_backup = KeyBackup(db)
+        self.device_sync = DeviceSync(self.keys, self.key_changes, self.to_device, self.rooms)
+        self.devices.device_deleted += [
+            self.keys.device_deleted,
+            self.to_device.device_deleted,
+            self.key_changes.device_deleted,
+        ]
+        self._set_up_push()
         self.sync = Sync(
             self.globals,
             self.notifier,
             self.rooms,
-            NotificationCounts(self.rooms.timeline, EventRating(self.users.displayname)),
+            self.notification_counts,
             self,
+        )
+
+    def _set_up_push(self) -> None:
+        """Push rules drive unread counts, `/notifications` and the push gateway queue."""
+        self.push_rules = PushRules(self.account_data)
+        self.registration.registered.append(self.push_rules.initialise)
+        self.pushers = Pushers(self.db)
+        evaluation = PushEvaluation(self.rooms, self.push_rules, self.users.displayname)
+        self.notification_counts = NotificationCounts(self.rooms.timeline, PushRating(evaluation))
+        self.notifications = Notifications(self.rooms, evaluation, self.receipts)
+        self.push_sender = PushSender(
+            self.config,
+            self.db,
+            self.rooms,
+            self.pushers,
+            evaluation,
+            self._unread_total,
+        )
+        self.rooms.timeline.appended.append(self.push_sender.on_event)
+        self.background_tasks.append(self.push_sender.run)
+
+    def _unread_total(self, user_id: str) -> int:
+        """Notifying events unread across the user's rooms (push `counts.unread`)."""
+        return sum(
+            self.notification_counts.counts(
+                room_id, user_id, self.receipts.read_event(room_id, user_id)
+            )["notification_count"]
+            for room_id in list(self.rooms.state_cache.joined_rooms(user_id))
         )
 
     async def run_background(

@@ -1,0 +1,115 @@
+"""End-to-end encryption keys over HTTP: upload, query, claim, changes, cross-signing.
+
+Spec: `content/client-server-api/modules/end_to_end_encryption.md` ("Key
+management API", "Cross-signing"); `data/api/client-server/keys.yaml` and
+`cross_signing.yaml`. Guests may upload, query and claim keys (Guest Access
+module). Uploading cross-signing keys asks for the password when it would
+replace keys the user already has (user-interactive auth).
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, request
+
+from ...core.e2e_keys import MASTER, SELF_SIGNING, USER_SIGNING
+from ...errors import MatrixError, bad_json, missing_param
+from ...service.rooms.room_events import parse_token
+from ...service.uiaa import PASSWORD_FLOWS
+from ..auth import Requester, authenticate, user_interactive_auth
+from ..fields import optional_object, required_user_map
+from ..request import json_object, services
+from .routes import client_route
+
+blueprint = Blueprint("keys", __name__)
+
+CROSS_SIGNING_BODY_FIELDS = (
+    (MASTER, "master_key"),
+    (SELF_SIGNING, "self_signing_key"),
+    (USER_SIGNING, "user_signing_key"),
+)
+
+
+def _device_id(requester: Requester) -> str:
+    if requester.device_id is None:
+        raise MatrixError(400, "M_UNKNOWN", "Keys belong to a device; this access token has none.")
+    return requester.device_id
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+
+
+@client_route(blueprint, "/keys/upload", methods=["POST"])
+async def upload_keys() -> dict:
+    requester = authenticate(allow_guest=True)
+    body = await json_object()
+    counts = services().keys.upload(
+        requester.user_id,
+        _device_id(requester),
+        device_keys=body.get("device_keys"),
+        one_time_keys=body.get("one_time_keys"),
+        fallback_keys=body.get("fallback_keys"),
+    )
+    return {"one_time_key_counts": counts}
+
+
+@client_route(blueprint, "/keys/query", methods=["POST"])
+async def query_keys() -> dict:
+    requester = authenticate(allow_guest=True)
+    body = await json_object()
+    wanted = required_user_map(body, "device_keys", _is_str_list, "lists of device ids")
+    return services().keys.query(requester.user_id, wanted)
+
+
+@client_route(blueprint, "/keys/claim", methods=["POST"])
+async def claim_keys() -> dict:
+    authenticate(allow_guest=True)
+    body = await json_object()
+    wanted = required_user_map(
+        body, "one_time_keys", _is_str_map, "maps of device ids to algorithms"
+    )
+    return services().keys.claim(wanted)
+
+
+@client_route(blueprint, "/keys/changes", methods=["GET"])
+async def key_changes() -> dict:
+    requester = authenticate()
+    since = request.args.get("from")
+    if since is None:
+        raise missing_param("from")
+    until = request.args.get("to")
+    return services().device_sync.device_lists(
+        requester.user_id,
+        parse_token(since, "from"),
+        parse_token(until, "to") if until is not None else services().globals.current_count(),
+    )
+
+
+@client_route(blueprint, "/keys/device_signing/upload", methods=["POST"])
+async def upload_cross_signing_keys() -> dict:
+    requester = authenticate()
+    body = await json_object()
+    uploaded = {}
+    for usage, field in CROSS_SIGNING_BODY_FIELDS:
+        key = optional_object(body, field)
+        if key is not None:
+            uploaded[usage] = key
+    cross_signing = services().cross_signing
+    if cross_signing.needs_authentication(requester.user_id, uploaded):
+        await user_interactive_auth(body, PASSWORD_FLOWS, user_id=requester.user_id)
+    cross_signing.upload(requester.user_id, uploaded)
+    return {}
+
+
+@client_route(blueprint, "/keys/signatures/upload", methods=["POST"])
+async def upload_signatures() -> dict:
+    requester = authenticate()
+    body = await json_object()
+    for user_id, signed in body.items():
+        if not isinstance(signed, dict):
+            raise bad_json(f"The signed keys of {user_id} must be an object of key ids.")
+    return {"failures": services().key_signatures.upload(requester.user_id, body)}
