@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,17 +113,22 @@ def _wait_until_answering(server: ServerProcess) -> None:
 
 @contextmanager
 def server_process(
-    config_path: Path, env: Mapping[str, str] = {}, umask: int = 0o022
+    config_path: Path,
+    env: Mapping[str, str] = {},
+    umask: int = 0o022,
+    command: Sequence[str] = COMMAND,
 ) -> Iterator[ServerProcess]:
     """The server running as `matrix-conduit` with `config_path`, answering HTTP.
 
-    Killed at the end of the block if the test has not stopped it.
+    `command` may name another program that reads `$CONDUIT_CONFIG` and serves
+    `/_matrix/client/versions` (the benchmark's baseline app). Killed at the
+    end of the block if the caller has not stopped it.
     """
     config = tomlkit.parse(config_path.read_text())["global"]
     stderr_path = config_path.with_name("stderr.log")
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            COMMAND,
+            command,
             env=child_environment({"CONDUIT_CONFIG": str(config_path), **env}),
             stdin=subprocess.DEVNULL,
             stdout=stderr,
