@@ -20,6 +20,7 @@ def blueprints() -> list[Blueprint]:
         filter,
         key_backup,
         keys,
+        media,
         membership,
         messages,
         presence,
@@ -63,4 +64,5 @@ def blueprints() -> list[Blueprint]:
         to_device.blueprint,
         key_backup.blueprint,
         push.blueprint,
+        media.blueprint,
     ]

@@ -7,6 +7,7 @@ layer calls. Each service declares the trees it owns at the top of its module
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -24,6 +25,8 @@ from .key_backup import KeyBackup
 from .key_changes import KeyChanges
 from .key_signatures import KeySignatures
 from .keys import Keys
+from .media import Media
+from .media_files import MEDIA_DIRECTORY, MediaFiles
 from .notification_counts import NotificationCounts
 from .notifications import Notifications
 from .notifier import Notifier
@@ -58,6 +61,8 @@ class Services:
         self.registration = Registration(db, config, self.users, self.devices, passwords)
         self.uiaa = UserInteractiveAuth(db, self.users, self.registration)
         self.jwt_login = JwtLogin(config, self.users, self.registration)
+        media_files = MediaFiles(os.path.join(config.database_path, MEDIA_DIRECTORY))
+        self.media = Media(db, config.server_name, media_files)
         self.notifier = Notifier()
         self.transaction_ids = TransactionIds(db)
         self.rooms = Rooms(

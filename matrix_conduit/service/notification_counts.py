@@ -2,28 +2,20 @@
 
 Spec: `content/client-server-api/modules/push.md` ("Receiving notifications":
 `unread_notifications`) and `modules/receipts.md`. The counts are over the
-events after the user's read receipt. Whether an event notifies or
-highlights is `EventRating`'s call: until push rules exist, every message by
-someone else notifies, and one that mentions the user (their user id,
-display name or localpart, or `m.mentions`) highlights. The push rules work
-replaces the rating; the counting stays here.
+events after the user's read receipt (and their own latest message). Whether
+an event notifies or highlights is the `EventRating`'s call: the push rules
+(`push_sender.PushRating`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from .rooms.timeline import Event, Timeline
 
 MAX_COUNTED = 1000
 """Events looked at per room and count; clients show "99+" long before."""
-
-COUNTED_TYPES = frozenset(
-    {"m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start"}
-)
 
 
 @dataclass(frozen=True)
@@ -32,32 +24,10 @@ class Rating:
     highlight: bool
 
 
-class EventRating:
-    """The default rating: messages by others notify; mentions highlight."""
+class EventRating(Protocol):
+    """Whether an event notifies and highlights for a user (the push rules decide)."""
 
-    def __init__(self, displayname: Callable[[str], str | None]) -> None:
-        self._displayname = displayname
-
-    def rate(self, event: Event, user_id: str) -> Rating:
-        if event.get("sender") == user_id or event.get("type") not in COUNTED_TYPES:
-            return Rating(False, False)
-        content: Mapping[str, Any] = event.get("content") or {}
-        mentions = content.get("m.mentions")
-        if isinstance(mentions, dict):
-            user_ids = mentions.get("user_ids")
-            highlight = isinstance(user_ids, list) and user_id in user_ids
-            return Rating(True, highlight or mentions.get("room") is True)
-        body = content.get("body")
-        if not isinstance(body, str):
-            return Rating(True, False)
-        names = [user_id, user_id[1:].split(":", 1)[0]]
-        displayname = self._displayname(user_id)
-        if displayname:
-            names.append(displayname)
-        highlight = any(
-            re.search(rf"(?<!\w){re.escape(name)}(?!\w)", body, re.IGNORECASE) for name in names
-        )
-        return Rating(True, highlight)
+    def rate(self, event: Event, user_id: str) -> Rating: ...
 
 
 class NotificationCounts:

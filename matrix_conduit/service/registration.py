@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Config
@@ -61,6 +62,8 @@ class Registration:
         self._users = users
         self._devices = devices
         self._passwords = passwords
+        self.registered: list[Callable[[str], None]] = []
+        """Called with the new user id once the account is written (e.g. default push rules)."""
 
     def check_allowed(self, *, guest: bool) -> None:
         """403 unless this kind of account may register here."""
@@ -122,6 +125,8 @@ class Registration:
         with self._db.batch() as batch:
             self._users.write_new_account(batch, user_id, password_hash, guest=guest, admin=admin)
             tokens = None if login is None else self._devices.log_in(user_id, login, batch=batch)
+        for callback in self.registered:
+            callback(user_id)
         return Registered(user_id, tokens)
 
     def _check_free(self, user_id: str) -> None:

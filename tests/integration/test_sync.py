@@ -211,10 +211,10 @@ async def test_summary_counts_members_and_names_heroes(server: TestServer):
     assert sorted(summary["m.heroes"]) == sorted(user.user_id for user in users[1:])
 
 
-async def test_unread_counts_messages_of_others_and_highlights_mentions(server: TestServer):
+async def test_unread_counts_follow_push_rules_and_highlight_mentions(server: TestServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     await alice.send(room_id, "hello all")
-    await alice.send(room_id, f"hey {bob.localpart}, look")
+    await alice.send(room_id, "hey, look", **{"m.mentions": {"user_ids": [bob.user_id]}})
     counts = joined(await sync(bob), room_id)["unread_notifications"]
     assert counts == {"notification_count": 2, "highlight_count": 1}
     await bob.send(room_id, "read it")
