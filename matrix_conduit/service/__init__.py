@@ -30,6 +30,7 @@ from .media_files import MEDIA_DIRECTORY, MediaFiles
 from .notification_counts import NotificationCounts
 from .notifications import Notifications
 from .notifier import Notifier
+from .outgoing_http import OutgoingHttp
 from .passwords import PasswordHashing
 from .presence import Presence
 from .push_rules import PushRules
@@ -110,6 +111,7 @@ class Services:
         self.push_rules = PushRules(self.account_data)
         self.registration.registered.append(self.push_rules.initialise)
         self.pushers = Pushers(self.db)
+        self.outgoing_http = OutgoingHttp(self.config)
         evaluation = PushEvaluation(self.rooms, self.push_rules, self.users.displayname)
         self.notification_counts = NotificationCounts(self.rooms.timeline, PushRating(evaluation))
         self.notifications = Notifications(self.rooms, evaluation, self.receipts)
@@ -120,6 +122,7 @@ class Services:
             self.pushers,
             evaluation,
             self._unread_total,
+            self.outgoing_http,
         )
         self.rooms.timeline.appended.append(self.push_sender.on_event)
         self.background_tasks.append(self.push_sender.run)
@@ -137,8 +140,12 @@ class Services:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The services' background work (expiry, timeouts, queues) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            for task in self.background_tasks:
-                nursery.start_soon(task)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                for task in self.background_tasks:
+                    nursery.start_soon(task)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.outgoing_http.aclose()

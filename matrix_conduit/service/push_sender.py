@@ -29,6 +29,7 @@ from ..core.push_rules import PushContext, is_highlight, should_notify, tweaks
 from ..storage import Database
 from ..storage.kv import SEPARATOR, join_key, u64
 from .notification_counts import Rating
+from .outgoing_http import OutgoingHttp
 from .push_rules import PushRules
 from .pushers import Pushers
 from .rooms import Rooms
@@ -41,7 +42,6 @@ TREES = ("pushqueue",)
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
 MAX_ATTEMPTS = 12
-REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class PushEvaluation:
@@ -90,8 +90,10 @@ class PushSender:
         pushers: Pushers,
         evaluation: PushEvaluation,
         unread_count: Any,
+        http: OutgoingHttp,
     ) -> None:
         self._config = config
+        self._http = http
         self._db = db
         self._rooms = rooms
         self._pushers = pushers
@@ -138,20 +140,19 @@ class PushSender:
 
     async def run(self) -> None:
         """Deliver the queue, oldest first, until cancelled (a background task)."""
-        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as client:
-            while True:
-                delay = await self._deliver_all(client)
-                self._wake = trio.Event()
-                with trio.move_on_after(delay if delay is not None else float("inf")):
-                    await self._wake.wait()
+        while True:
+            delay = await self._deliver_all()
+            self._wake = trio.Event()
+            with trio.move_on_after(delay if delay is not None else float("inf")):
+                await self._wake.wait()
 
-    async def _deliver_all(self, client: httpx.AsyncClient) -> float | None:
+    async def _deliver_all(self) -> float | None:
         """One pass over the queue; the delay before retrying failures (None: all done)."""
         retry_in: float | None = None
         for key, value in list(self._queue.iter_prefix()):
             entry = json.loads(value)
             _, _, app_id, pushkey = key[8:].split(SEPARATOR)
-            outcome = await self._deliver(client, entry, app_id.decode(), pushkey.decode())
+            outcome = await self._deliver(entry, app_id.decode(), pushkey.decode())
             if outcome == "retry":
                 attempts = self._attempts.get(key, 0) + 1
                 if attempts < MAX_ATTEMPTS:
@@ -164,9 +165,7 @@ class PushSender:
             self._queue.delete(key)
         return retry_in
 
-    async def _deliver(
-        self, client: httpx.AsyncClient, entry: dict[str, Any], app_id: str, pushkey: str
-    ) -> str:
+    async def _deliver(self, entry: dict[str, Any], app_id: str, pushkey: str) -> str:
         """ "sent", "dropped" or "retry"."""
         user_id = entry["user_id"]
         pusher = next(
@@ -182,8 +181,8 @@ class PushSender:
             return "dropped"
         url = pusher["data"]["url"]
         try:
-            response = await client.post(
-                url, json=self._notification(event, user_id, pusher, entry)
+            response = await self._http.post_json(
+                url, self._notification(event, user_id, pusher, entry)
             )
         except httpx.HTTPError as error:
             log.info("push gateway %s unreachable: %s", url, error)
