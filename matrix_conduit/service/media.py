@@ -1,0 +1,331 @@
+"""The content repository: this server's uploads, their downloads and thumbnails.
+
+Spec: `content/client-server-api/modules/content_repo.md`,
+`data/api/client-server/content-repo.yaml` (upload, `/create` and the
+deprecated unauthenticated paths) and `authed-content-repo.yaml`.
+
+An upload's bytes go to `MediaFiles` (content-addressed, written atomically)
+before its metadata is written, so a media id in the database always has its
+whole file; a crash in between leaves at most an unreferenced file. Media ids
+are random URL-safe base64, the alphabet the spec allows (`A-Za-z0-9_-`);
+ids from requests are checked against that alphabet before any lookup.
+
+`/create` reserves an id for an upload to come (`PUT /upload/{serverName}/
+{mediaId}`): only its creator may fill it, once, within `UNUSED_EXPIRY_MS`,
+and a user holds at most `MAX_PENDING_UPLOADS` such ids at a time. Downloads
+of a reserved id wait for its upload for up to `timeout_ms`, then answer
+504 `M_NOT_YET_UPLOADED`. Expired reservations are deleted when they are
+next looked at (a download, an upload to them, their creator's next
+`/create`).
+
+Thumbnails (`thumbnails.py`) are made in a worker thread at the first
+request for a size and stored like uploads, so each is made once; a request
+the original answers is remembered as such. Two first requests for the same
+size at the same moment may both make it: they store the same file.
+
+Media of other servers needs federation, which this server does not do yet:
+their ids answer 404 `M_NOT_FOUND` and nothing is fetched.
+
+Trees:
+- `mediaid_metadata`: media id → JSON {sha256, size, content_type, filename?,
+  uploader, created_ts}
+- `mediaid_pending`: media id → JSON {uploader, expires_ts}, for ids created
+  by `/create` and not uploaded yet
+- `userid_pendingmediaid`: user id | media id → expires_ts (u64): each user's
+  pending ids, to count them
+- `thumbnailkey_thumbnail`: media id | method | width | height (or media id |
+  "original", for requests larger than every recommended size) | "animated"/
+  "still" → JSON {content_type, sha256?} (no sha256: the original answers)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..core.ids import is_valid_server_name
+from ..errors import MatrixError, forbidden, invalid_param, not_found
+from ..storage import Database, WriteBatch
+from ..storage.kv import from_u64, join_key, u64
+from .clock import Clock, now_ms
+from .media_files import MediaFiles
+from .thumbnails import (
+    CannotThumbnail,
+    Method,
+    ThumbnailSize,
+    TooLargeToThumbnail,
+    make_thumbnail,
+    size_for_request,
+)
+
+TREES = ("mediaid_metadata", "mediaid_pending", "userid_pendingmediaid", "thumbnailkey_thumbnail")
+
+MEDIA_ID_BYTES = 24
+UNUSED_EXPIRY_MS = 24 * 60 * 60 * 1000
+"""How long a `/create`d id waits for its upload: the spec's recommendation."""
+MAX_PENDING_UPLOADS = 10
+MAX_WAIT_MS = 60_000
+"""The longest a download waits for a pending upload, whatever `timeout_ms` says."""
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_THUMBNAIL_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif"}
+
+
+@dataclass(frozen=True)
+class MediaContent:
+    """Bytes to serve, with the type and file name they are served under."""
+
+    data: bytes
+    content_type: str
+    filename: str | None
+
+
+class Media:
+    def __init__(
+        self, db: Database, server_name: str, files: MediaFiles, *, clock: Clock = now_ms
+    ) -> None:
+        self._db = db
+        self._server_name = server_name
+        self._files = files
+        self._clock = clock
+        self._metadata = db.tree("mediaid_metadata")
+        self._pending = db.tree("mediaid_pending")
+        self._pending_by_user = db.tree("userid_pendingmediaid")
+        self._thumbnails = db.tree("thumbnailkey_thumbnail")
+        self._upload_finished: dict[str, trio.Event] = {}
+        """Set when a pending id's upload is in; awaited by downloads of that id."""
+
+    # ---------------------------------------------------------------- uploads
+
+    async def upload(
+        self, uploader: str, data: bytes, content_type: str | None, filename: str | None
+    ) -> str:
+        """Store new content; its `mxc://` URI."""
+        media_id = _new_media_id()
+        metadata = await self._stored_metadata(uploader, data, content_type, filename)
+        self._metadata.put(media_id.encode(), _to_json(metadata))
+        return self._mxc_uri(media_id)
+
+    def create(self, uploader: str) -> tuple[str, int]:
+        """Reserve an `mxc://` URI for a later upload; the URI and when it expires.
+
+        429 `M_LIMIT_EXCEEDED` when `uploader` already has `MAX_PENDING_UPLOADS`.
+        """
+        now = self._clock()
+        expiries = [
+            expires_ts
+            for media_id, expires_ts in self._pending_of(uploader)
+            if self._live_pending(media_id, now) is not None
+        ]
+        if len(expiries) >= MAX_PENDING_UPLOADS:
+            raise MatrixError(
+                429,
+                "M_LIMIT_EXCEEDED",
+                f"You have {len(expiries)} media ids waiting for their uploads; "
+                "upload to them or wait for them to expire.",
+                retry_after_ms=min(expiries) - now,
+            )
+        media_id = _new_media_id()
+        expires_ts = now + UNUSED_EXPIRY_MS
+        with self._db.batch() as batch:
+            pending = {"uploader": uploader, "expires_ts": expires_ts}
+            batch.put(self._pending, media_id.encode(), _to_json(pending))
+            batch.put(self._pending_by_user, join_key(uploader, media_id), u64(expires_ts))
+        return self._mxc_uri(media_id), expires_ts
+
+    async def upload_to(
+        self,
+        uploader: str,
+        server_name: str,
+        media_id: str,
+        data: bytes,
+        content_type: str | None,
+        filename: str | None,
+    ) -> None:
+        """Fill an id reserved by `create`: only its creator, only once, only in time."""
+        self._check_local(server_name, media_id)
+        self._check_can_upload_to(uploader, media_id)
+        metadata = await self._stored_metadata(uploader, data, content_type, filename)
+        self._check_can_upload_to(uploader, media_id)  # another upload may have won meanwhile
+        with self._db.batch() as batch:
+            batch.put(self._metadata, media_id.encode(), _to_json(metadata))
+            self._delete_pending(batch, uploader, media_id)
+        finished = self._upload_finished.pop(media_id, None)
+        if finished is not None:
+            finished.set()
+
+    def _check_can_upload_to(self, uploader: str, media_id: str) -> None:
+        if media_id.encode() in self._metadata:
+            raise MatrixError(
+                409, "M_CANNOT_OVERWRITE_MEDIA", "This media id already has its content."
+            )
+        pending = self._live_pending(media_id, self._clock())
+        if pending is None:
+            raise not_found("This media id was not created by POST /create, or it has expired.")
+        if pending["uploader"] != uploader:
+            raise forbidden("Only the user who created this media id can upload to it.")
+
+    async def _stored_metadata(
+        self, uploader: str, data: bytes, content_type: str | None, filename: str | None
+    ) -> dict[str, Any]:
+        """Write the file; the metadata that describes it."""
+        metadata: dict[str, Any] = {
+            "sha256": await self._files.store(data),
+            "size": len(data),
+            "content_type": content_type or DEFAULT_CONTENT_TYPE,
+            "uploader": uploader,
+            "created_ts": self._clock(),
+        }
+        if filename:
+            metadata["filename"] = filename
+        return metadata
+
+    def _pending_of(self, user_id: str) -> list[tuple[str, int]]:
+        prefix = join_key(user_id, b"")
+        return [
+            (key[len(prefix) :].decode(), from_u64(value))
+            for key, value in self._pending_by_user.iter_prefix(prefix)
+        ]
+
+    def _live_pending(self, media_id: str, now: int) -> dict[str, Any] | None:
+        """The pending id's record; None if there is none or it expired (then deleted)."""
+        stored = self._pending.get(media_id.encode())
+        if stored is None:
+            return None
+        pending = json.loads(stored)
+        if pending["expires_ts"] > now:
+            return pending
+        with self._db.batch() as batch:
+            self._delete_pending(batch, pending["uploader"], media_id)
+        return None
+
+    def _delete_pending(self, batch: WriteBatch, uploader: str, media_id: str) -> None:
+        batch.delete(self._pending, media_id.encode())
+        batch.delete(self._pending_by_user, join_key(uploader, media_id))
+
+    # ---------------------------------------------------------------- downloads
+
+    async def download(self, server_name: str, media_id: str, *, timeout_ms: int) -> MediaContent:
+        """The content as uploaded (waiting up to `timeout_ms` for a pending upload)."""
+        self._check_local(server_name, media_id)
+        metadata = await self._uploaded_metadata(media_id, timeout_ms)
+        data = await self._read(metadata["sha256"])
+        return MediaContent(data, metadata["content_type"], metadata.get("filename"))
+
+    async def thumbnail(
+        self,
+        server_name: str,
+        media_id: str,
+        width: int,
+        height: int,
+        method: Method,
+        *,
+        animated: bool,
+        timeout_ms: int,
+    ) -> MediaContent:
+        """A thumbnail at least `width`x`height` where the image allows (see `thumbnails.py`).
+
+        400 `M_UNKNOWN` when the content is not an image this server
+        thumbnails, 413 `M_TOO_LARGE` when it has too many pixels.
+        """
+        self._check_local(server_name, media_id)
+        if width < 1 or height < 1:
+            raise invalid_param("`width` and `height` must be positive.")
+        metadata = await self._uploaded_metadata(media_id, timeout_ms)
+        size = size_for_request(width, height, method)
+        key = _thumbnail_key(media_id, size, animated=animated)
+        stored = self._thumbnails.get(key)
+        if stored is None:
+            record = await self._make_thumbnail(metadata["sha256"], size, animated=animated)
+            self._thumbnails.put(key, _to_json(record))
+        else:
+            record = json.loads(stored)
+        data = await self._read(record.get("sha256", metadata["sha256"]))
+        content_type = record["content_type"]
+        extension = _THUMBNAIL_EXTENSIONS.get(content_type, content_type.partition("/")[2])
+        return MediaContent(data, content_type, f"thumbnail.{extension}")
+
+    async def _make_thumbnail(
+        self, sha256: str, size: ThumbnailSize | None, *, animated: bool
+    ) -> dict[str, Any]:
+        original = await self._read(sha256)
+        try:
+            thumbnail = await trio.to_thread.run_sync(
+                functools.partial(make_thumbnail, original, size, animated=animated)
+            )
+        except TooLargeToThumbnail as error:
+            raise MatrixError(
+                413, "M_TOO_LARGE", f"The image is too large to thumbnail: {error}"
+            ) from None
+        except CannotThumbnail as error:
+            raise MatrixError(
+                400, "M_UNKNOWN", f"Cannot generate thumbnails for this content: {error}"
+            ) from None
+        record = {"content_type": thumbnail.content_type}
+        if thumbnail.data is not None:
+            record["sha256"] = await self._files.store(thumbnail.data)
+        return record
+
+    async def _uploaded_metadata(self, media_id: str, timeout_ms: int) -> dict[str, Any]:
+        stored = self._metadata.get(media_id.encode())
+        if stored is None:
+            if self._live_pending(media_id, self._clock()) is None:
+                raise not_found("There is no media with this id.")
+            await self._wait_for_upload(media_id, timeout_ms)
+            stored = self._metadata.get(media_id.encode())
+            if stored is None:
+                raise MatrixError(
+                    504,
+                    "M_NOT_YET_UPLOADED",
+                    "The content of this media has not been uploaded yet.",
+                )
+        return json.loads(stored)
+
+    async def _wait_for_upload(self, media_id: str, timeout_ms: int) -> None:
+        finished = self._upload_finished.setdefault(media_id, trio.Event())
+        with trio.move_on_after(min(max(timeout_ms, 0), MAX_WAIT_MS) / 1000):
+            await finished.wait()
+        if not finished.is_set() and finished.statistics().tasks_waiting == 0:
+            del self._upload_finished[media_id]  # the last waiter gave up
+
+    async def _read(self, sha256: str) -> bytes:
+        data = await self._files.read(sha256)
+        if data is None:
+            raise not_found("The file of this media is no longer on this server.")
+        return data
+
+    # ---------------------------------------------------------------- ids
+
+    def _mxc_uri(self, media_id: str) -> str:
+        return f"mxc://{self._server_name}/{media_id}"
+
+    def _check_local(self, server_name: str, media_id: str) -> None:
+        """400 for ids the spec forbids (no path tricks), 404 for other servers' media."""
+        if not is_valid_server_name(server_name):
+            raise invalid_param(f"{server_name!r} is not a valid server name.")
+        if not _MEDIA_ID.fullmatch(media_id):
+            raise invalid_param("A media id has only the characters A-Z, a-z, 0-9, _ and -.")
+        if server_name != self._server_name:
+            raise not_found(
+                f"mxc://{server_name}/{media_id} is on another server; remote media needs "
+                "federation, which this server does not support yet."
+            )
+
+
+def _new_media_id() -> str:
+    return secrets.token_urlsafe(MEDIA_ID_BYTES)
+
+
+def _thumbnail_key(media_id: str, size: ThumbnailSize | None, *, animated: bool) -> bytes:
+    shape = ("original",) if size is None else (size.method, str(size.width), str(size.height))
+    return join_key(media_id, *shape, "animated" if animated else "still")
+
+
+def _to_json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
