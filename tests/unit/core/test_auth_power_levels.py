@@ -586,6 +586,17 @@ def test_power_levels_changes(case: Case, version: RoomVersion) -> None:
     case.run(version)
 
 
+def test_adding_a_property_below_its_default_is_judged_by_the_new_value_alone() -> None:
+    """The rule compares the values present in the content: adding `ban: 0` where `ban`
+    was absent (so 50) is no change of a "current value" (spec; Synapse likewise)."""
+    for version in ALL_VERSIONS:
+        room = _moderated_room_with(events={"m.room.power_levels": 10})(version)
+        content = dict(room.state[("m.room.power_levels", "")]["content"])
+        del content["ban"]
+        room.set_power_levels(**content)
+        assert room.check(_change(CAROL, ban=0)(room)) is None
+
+
 def test_adding_a_property_is_judged_by_its_new_value_not_its_default() -> None:
     """`redact` absent means 50; adding it as 50 is still an addition, allowed at 50."""
     for version in ALL_VERSIONS:
@@ -649,9 +660,10 @@ def test_an_allowed_change_never_lifts_anyone_above_the_sender(change) -> None:
         if after.user_level(user_id) > before.user_level(user_id):
             assert after.user_level(user_id) <= ceiling
     for name in PROPERTIES:
-        if after.property_level(name) != before.property_level(name):
-            assert before.property_level(name) <= sender_level
-            assert after.property_level(name) <= sender_level
+        old, new_value = before.properties.get(name), after.properties.get(name)
+        if old != new_value:
+            assert old is None or old <= sender_level
+            assert new_value is None or new_value <= sender_level
     assert after.user_level(sender) <= ceiling
 
 
