@@ -65,6 +65,16 @@ async def test_alias_resolves_to_its_room_until_deleted(server: TestServer):
     assert_error(await alice.get(alias_path(alias)), 404, "M_NOT_FOUND")
 
 
+async def test_alias_with_a_slash_can_be_created_resolved_and_joined(server: TestServer):
+    alice, bob = await register_many(server, 2)
+    room_id = await alice.create_room(preset="public_chat")
+    alias = f"#{unique('team/general')}:localhost"
+    ok(await put_alias(alice, alias, room_id))
+    assert ok(await alice.get(alias_path(alias)))["room_id"] == room_id
+    assert await bob.join(alias) == room_id
+    ok(await alice.request("DELETE", alias_path(alias)))
+
+
 async def test_alias_lookup_needs_no_access_token(server: TestServer):
     alice = await register(server)
     alias = unique("open")

@@ -218,6 +218,21 @@ async def test_non_member_cannot_fetch_an_event_of_a_private_room(server: TestSe
     assert "private" not in response.text
 
 
+async def test_event_ids_with_slashes_work_in_request_paths(server: TestServer):
+    """Room v3 event ids are standard base64: '/' and '+' occur, percent-encoded by clients."""
+    alice = await register(server)
+    room_id = await alice.create_room(room_version="3")
+    for _ in range(40):
+        event_id = await alice.send(room_id, "slashed")
+        if "/" in event_id:
+            break
+    assert "/" in event_id
+    assert ok(await get_event(alice, room_id, event_id))["event_id"] == event_id
+    assert ok(await context(alice, room_id, event_id))["event"]["event_id"] == event_id
+    ok(await redact_event(alice, room_id, event_id, "r1"))
+    assert ok(await get_event(alice, room_id, event_id))["content"] == {}
+
+
 # ---- /messages
 
 

@@ -33,7 +33,7 @@ def _local_alias(alias: str) -> RoomAlias:
     return parsed
 
 
-@client_route(blueprint, "/directory/room/<room_alias>", methods=["GET"])
+@client_route(blueprint, "/directory/room/<path:room_alias>", methods=["GET"])
 async def get_alias(room_alias: str) -> dict:
     _local_alias(room_alias)
     room_id = services().rooms.aliases.resolve(room_alias)
@@ -42,7 +42,7 @@ async def get_alias(room_alias: str) -> dict:
     return {"room_id": room_id, "servers": [config().server_name]}
 
 
-@client_route(blueprint, "/directory/room/<room_alias>", methods=["PUT"])
+@client_route(blueprint, "/directory/room/<path:room_alias>", methods=["PUT"])
 async def put_alias(room_alias: str) -> dict:
     requester = authenticate()
     _local_alias(room_alias)
@@ -57,7 +57,7 @@ async def put_alias(room_alias: str) -> dict:
     return {}
 
 
-@client_route(blueprint, "/directory/room/<room_alias>", methods=["DELETE"])
+@client_route(blueprint, "/directory/room/<path:room_alias>", methods=["DELETE"])
 async def delete_alias(room_alias: str) -> dict:
     requester = authenticate()
     _local_alias(room_alias)

@@ -32,7 +32,7 @@ def resolve_room(room_id_or_alias: str) -> str:
     return room_id_or_alias
 
 
-@client_route(blueprint, "/join/<room_id_or_alias>", methods=["POST"])
+@client_route(blueprint, "/join/<path:room_id_or_alias>", methods=["POST"])
 async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
     requester = authenticate()
     body = await json_object(optional=True)
@@ -107,7 +107,7 @@ async def unban(room_id: str) -> dict:
     return await _targeted(room_id, "unban")
 
 
-@client_route(blueprint, "/knock/<room_id_or_alias>", methods=["POST"], versions=("v3",))
+@client_route(blueprint, "/knock/<path:room_id_or_alias>", methods=["POST"], versions=("v3",))
 async def knock(room_id_or_alias: str) -> dict:
     requester = authenticate()
     body = await json_object(optional=True)

@@ -62,7 +62,7 @@ async def send_message(room_id: str, event_type: str, txn_id: str) -> dict:
     return {"event_id": event_id}
 
 
-@client_route(blueprint, "/rooms/<room_id>/redact/<event_id>/<txn_id>", methods=["PUT"])
+@client_route(blueprint, "/rooms/<room_id>/redact/<path:event_id>/<txn_id>", methods=["PUT"])
 async def redact(room_id: str, event_id: str, txn_id: str) -> dict:
     requester = authenticate()
     body = await json_object(optional=True)
@@ -77,7 +77,7 @@ async def redact(room_id: str, event_id: str, txn_id: str) -> dict:
     return {"event_id": redaction_id}
 
 
-@client_route(blueprint, "/rooms/<room_id>/event/<event_id>", methods=["GET"])
+@client_route(blueprint, "/rooms/<room_id>/event/<path:event_id>", methods=["GET"])
 async def get_event(room_id: str, event_id: str) -> dict:
     requester = authenticate(allow_guest=True)
     event = services().rooms.events.event(requester.user_id, room_id, event_id)
@@ -105,7 +105,7 @@ async def messages(room_id: str) -> dict:
     return answer
 
 
-@client_route(blueprint, "/rooms/<room_id>/context/<event_id>", methods=["GET"])
+@client_route(blueprint, "/rooms/<room_id>/context/<path:event_id>", methods=["GET"])
 async def context(room_id: str, event_id: str) -> dict:
     requester = authenticate(allow_guest=True)
     found = services().rooms.events.context(
