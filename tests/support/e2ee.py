@@ -53,6 +53,7 @@ class DeviceIdentity:
     user_id: str
     device_id: str
     signing_key: SigningKey = field(default_factory=SigningKey.generate)
+    curve25519_key: str = field(default_factory=a_curve25519_key)
 
     @property
     def key_id(self) -> str:
@@ -64,7 +65,7 @@ class DeviceIdentity:
             "device_id": self.device_id,
             "algorithms": [OLM, MEGOLM],
             "keys": {
-                f"curve25519:{self.device_id}": a_curve25519_key(),
+                f"curve25519:{self.device_id}": self.curve25519_key,
                 self.key_id: public_key(self.signing_key),
             },
         }
