@@ -15,6 +15,7 @@ def blueprints() -> list[Blueprint]:
     from .client import (
         account,
         account_data,
+        capabilities,
         devices,
         directory,
         filter,
@@ -23,11 +24,13 @@ def blueprints() -> list[Blueprint]:
         media,
         membership,
         messages,
+        openid,
         presence,
         profile,
         push,
         receipts,
         register,
+        reporting,
         rooms,
         session,
         state,
@@ -35,8 +38,11 @@ def blueprints() -> list[Blueprint]:
         threepid,
         to_device,
         typing,
+        user_directory,
         versions,
+        voip,
     )
+    from .federation import openid as federation_openid
     from .federation import version
 
     return [
@@ -65,4 +71,10 @@ def blueprints() -> list[Blueprint]:
         key_backup.blueprint,
         push.blueprint,
         media.blueprint,
+        capabilities.blueprint,
+        voip.blueprint,
+        reporting.blueprint,
+        user_directory.blueprint,
+        openid.blueprint,
+        federation_openid.blueprint,
     ]

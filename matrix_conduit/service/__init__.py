@@ -30,6 +30,7 @@ from .media_files import MEDIA_DIRECTORY, MediaFiles
 from .notification_counts import NotificationCounts
 from .notifications import Notifications
 from .notifier import Notifier
+from .openid import OpenId
 from .outgoing_http import OutgoingHttp
 from .passwords import PasswordHashing
 from .presence import Presence
@@ -38,12 +39,15 @@ from .push_sender import PushEvaluation, PushRating, PushSender
 from .pushers import Pushers
 from .receipts import Receipts
 from .registration import Registration
+from .reports import Reports
 from .rooms import Rooms
 from .sync import Sync
 from .to_device import ToDevice
 from .transaction_ids import TransactionIds
+from .turn import Turn
 from .typing import Typing
 from .uiaa import UserInteractiveAuth
+from .user_directory import UserDirectory
 from .users import Users
 
 
@@ -98,6 +102,12 @@ class Services:
             self.key_changes.device_deleted,
         ]
         self._set_up_push()
+        self.turn = Turn(config.effective_turn)
+        self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
+        self.user_directory = UserDirectory(
+            self.rooms, self.users.displayname, self.users.avatar_url
+        )
+        self.openid = OpenId(db)
         self.sync = Sync(
             self.globals,
             self.notifier,
