@@ -14,7 +14,9 @@ Trees:
 - `todeviceid_deliveredthrough`: user | device | next_batch → the position
   of the last message that response carried, recorded when it carried only
   the first `DELIVERY_LIMIT`: syncing from that `next_batch` acknowledges
-  messages up to there, not up to the token itself.
+  messages up to there, not up to the token itself. Such a response also
+  moves the counter on, so the response that follows has a `next_batch` of
+  its own.
 - `userdevicetxnid_todevice`: sender | device | event type | txnId → empty;
   a retransmitted request sends nothing again.
 
@@ -117,10 +119,13 @@ class ToDevice:
                 events.append(json.loads(value))
                 last_position = position
             for key in list(self._delivered.keys_with_prefix(device_prefix)):
-                if from_u64(key[len(device_prefix) :]) <= (since or 0):
-                    batch.delete(self._delivered, key)
+                if from_u64(key[len(device_prefix) :]) < (since or 0):
+                    batch.delete(self._delivered, key)  # older than the token in use
             if limited:
                 batch.put(self._delivered, device_prefix + u64(next_batch), u64(last_position))
+                # The next response must carry another token than this one, or a
+                # retry of this sync and the sync acknowledging it would look alike.
+                self._globals.next_count()
         return events
 
     def _acknowledged_through(self, device_prefix: bytes, since: int | None) -> int:
