@@ -1,23 +1,13 @@
-"""Fixtures of the integration tests: the real server, plus test-only probe routes."""
+"""Fixtures of the integration tests: the probe routes for one test."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support.probe import Probe, install_probe
-from tests.support.server import TestServer
 
 
 @pytest.fixture
 def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
+    """Test-only routes (`tests/support/probe.py`) in every server this test starts."""
     return install_probe(monkeypatch)
-
-
-@pytest.fixture
-def probe_server(probe: Probe, server: TestServer) -> TestServer:
-    """The real server, also serving the probe routes (`tests/support/probe.py`).
-
-    `probe` comes first in the arguments, so the routes are installed before
-    `server` creates the app.
-    """
-    return server

@@ -15,13 +15,15 @@ import re
 import pytest
 import trio
 
-from tests.support.server import TestServer
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 HANG_GUARD_SECONDS = 10
 CLOSE = "Connection: close"
 
+running_server, server = shared_server_fixtures()
 
-async def connect(server: TestServer) -> trio.SocketStream:
+
+async def connect(server: SharedServer) -> trio.SocketStream:
     return await trio.open_tcp_stream("127.0.0.1", server.config.port)
 
 
@@ -67,7 +69,7 @@ def request(method: str, path: str, version: str = "HTTP/1.1", *headers: str) ->
     ids=["close-200", "http10-200", "close-404", "http10-404"],
 )
 async def test_connection_is_closed_after_the_answer(
-    server: TestServer, raw_request: bytes, status_line: bytes
+    server: SharedServer, raw_request: bytes, status_line: bytes
 ):
     stream = await connect(server)
     await stream.send_all(raw_request)
@@ -79,7 +81,7 @@ async def test_connection_is_closed_after_the_answer(
     await stream.aclose()
 
 
-async def test_keep_alive_connection_serves_several_requests(server: TestServer):
+async def test_keep_alive_connection_serves_several_requests(server: SharedServer):
     stream = await connect(server)
     for _ in range(3):
         await stream.send_all(request("GET", "/_matrix/client/versions"))

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.probe import Probe
-from tests.support.server import TestServer
+from tests.support.probe import Probe, shared_probe
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 SPEC_CORS_HEADERS = {
     "access-control-allow-origin": "*",
     "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
     "access-control-allow-headers": "X-Requested-With, Content-Type, Authorization",
 }
+
+probe = shared_probe()
+running_server, server = shared_server_fixtures()
 
 
 def assert_cors_headers(response) -> None:
@@ -38,9 +41,9 @@ def assert_cors_headers(response) -> None:
     ],
 )
 async def test_every_response_carries_the_cors_headers(
-    probe_server: TestServer, method: str, path: str, body: bytes | None, status: int
+    server: SharedServer, method: str, path: str, body: bytes | None, status: int
 ):
-    response = await probe_server.client.request(method, path, content=body)
+    response = await server.client.request(method, path, content=body)
     assert response.status_code == status
     assert_cors_headers(response)
 
@@ -56,9 +59,10 @@ async def test_every_response_carries_the_cors_headers(
     ],
 )
 async def test_preflight_on_any_path_gets_cors_headers_and_runs_no_endpoint(
-    probe_server: TestServer, probe: Probe, path: str
+    server: SharedServer, probe: Probe, path: str
 ):
-    response = await probe_server.client.options(
+    probe.calls.clear()
+    response = await server.client.options(
         path,
         headers={
             "Origin": "https://app.element.io",

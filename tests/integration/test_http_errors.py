@@ -12,10 +12,16 @@ import logging
 
 import pytest
 
-from tests.support.probe import CRASH_DETAIL, Probe
-from tests.support.server import TestServer, make_config, serving
+from tests.support.probe import CRASH_DETAIL, Probe, shared_probe
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 SMALL_LIMIT = 2048
+
+probe = shared_probe()
+running_server, server = shared_server_fixtures()
+running_small_limit_server, small_limit_server = shared_server_fixtures(
+    "small_limit_server", max_request_size=SMALL_LIMIT
+)
 
 
 def assert_matrix_error(response, status: int, errcode: str) -> None:
@@ -26,12 +32,12 @@ def assert_matrix_error(response, status: int, errcode: str) -> None:
     assert isinstance(body["error"], str) and body["error"]
 
 
-async def test_unknown_path_is_404_unrecognized(server: TestServer):
+async def test_unknown_path_is_404_unrecognized(server: SharedServer):
     response = await server.client.get("/_matrix/client/v3/no_such_endpoint")
     assert_matrix_error(response, 404, "M_UNRECOGNIZED")
 
 
-async def test_wrong_method_is_405_unrecognized(server: TestServer):
+async def test_wrong_method_is_405_unrecognized(server: SharedServer):
     response = await server.client.post("/_matrix/client/versions", json={})
     assert_matrix_error(response, 405, "M_UNRECOGNIZED")
 
@@ -41,28 +47,29 @@ async def test_wrong_method_is_405_unrecognized(server: TestServer):
     [b"this is not json", b"{", b'{"a": NaN}', b"\xff\xfe{}", b""],
     ids=["text", "truncated", "nan", "not-utf8", "empty"],
 )
-async def test_body_that_is_not_json_is_400_not_json(probe_server: TestServer, body: bytes):
-    response = await probe_server.client.post("/_probe/json", content=body)
+async def test_body_that_is_not_json_is_400_not_json(server: SharedServer, body: bytes):
+    response = await server.client.post("/_probe/json", content=body)
     assert_matrix_error(response, 400, "M_NOT_JSON")
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"42", b"null"])
-async def test_json_of_the_wrong_shape_is_400_bad_json(probe_server: TestServer, body: bytes):
-    response = await probe_server.client.post("/_probe/json", content=body)
+async def test_json_of_the_wrong_shape_is_400_bad_json(server: SharedServer, body: bytes):
+    response = await server.client.post("/_probe/json", content=body)
     assert_matrix_error(response, 400, "M_BAD_JSON")
 
 
-async def test_a_json_object_body_reaches_the_handler(probe_server: TestServer):
-    response = await probe_server.client.post("/_probe/json", json={"ünïcode": [1, None]})
+async def test_a_json_object_body_reaches_the_handler(server: SharedServer):
+    response = await server.client.post("/_probe/json", json={"ünïcode": [1, None]})
     assert response.status_code == 200
     assert response.json() == {"received": {"ünïcode": [1, None]}}
 
 
 async def test_unexpected_exception_is_500_unknown_without_details_for_the_client(
-    probe_server: TestServer, probe: Probe, caplog
+    server: SharedServer, probe: Probe, caplog
 ):
+    probe.calls.clear()
     with caplog.at_level(logging.ERROR, logger="matrix_conduit.app"):
-        response = await probe_server.client.get("/_probe/crash")
+        response = await server.client.get("/_probe/crash")
 
     assert_matrix_error(response, 500, "M_UNKNOWN")
     assert CRASH_DETAIL not in response.text
@@ -76,20 +83,13 @@ async def test_unexpected_exception_is_500_unknown_without_details_for_the_clien
     assert "Traceback" in caplog.text
 
 
-@pytest.fixture
-async def small_limit_server(probe: Probe, nursery, tmp_path) -> TestServer:
-    """The probe server with the smallest `max_request_size` the config allows, doubled."""
-    async with serving(nursery, make_config(tmp_path / "db", max_request_size=SMALL_LIMIT)) as s:
-        yield s
-
-
 def json_body_of_size(size: int) -> bytes:
     """A JSON object body of exactly `size` bytes."""
     frame = b'{"pad":""}'
     return frame[:-2] + b"x" * (size - len(frame)) + frame[-2:]
 
 
-async def test_body_at_the_limit_is_accepted(small_limit_server: TestServer):
+async def test_body_at_the_limit_is_accepted(small_limit_server: SharedServer):
     response = await small_limit_server.client.post(
         "/_probe/json", content=json_body_of_size(SMALL_LIMIT)
     )
@@ -97,14 +97,14 @@ async def test_body_at_the_limit_is_accepted(small_limit_server: TestServer):
 
 
 async def test_body_over_the_limit_with_content_length_is_413_too_large(
-    small_limit_server: TestServer,
+    small_limit_server: SharedServer,
 ):
     body = json_body_of_size(SMALL_LIMIT + 1)
     response = await small_limit_server.client.post("/_probe/json", content=body)
     assert_matrix_error(response, 413, "M_TOO_LARGE")
 
 
-async def test_chunked_body_over_the_limit_is_413_too_large(small_limit_server: TestServer):
+async def test_chunked_body_over_the_limit_is_413_too_large(small_limit_server: SharedServer):
     async def chunks():
         body = json_body_of_size(SMALL_LIMIT * 4)
         for start in range(0, len(body), 1000):

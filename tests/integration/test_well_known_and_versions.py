@@ -9,13 +9,18 @@ names"). `.well-known` defaults to `https://<server_name>` and
 
 from __future__ import annotations
 
-import pytest
-
 from matrix_conduit import __version__
-from tests.support.server import TestServer, make_config, serving
+from tests.support.shared_server import SharedServer, shared_server_fixtures
+
+running_server, server = shared_server_fixtures()
+running_delegating_server, delegating_server = shared_server_fixtures(
+    "delegating_server",
+    server_name="example.org",
+    well_known={"client": "https://matrix.example.org", "server": "matrix.example.org:8448"},
+)
 
 
-async def test_client_versions_lists_spec_versions_and_unstable_features(server: TestServer):
+async def test_client_versions_lists_spec_versions_and_unstable_features(server: SharedServer):
     response = await server.client.get("/_matrix/client/versions")
 
     assert response.status_code == 200
@@ -26,14 +31,14 @@ async def test_client_versions_lists_spec_versions_and_unstable_features(server:
     assert all(isinstance(enabled, bool) for enabled in body["unstable_features"].values())
 
 
-async def test_federation_version_names_this_server_and_its_version(server: TestServer):
+async def test_federation_version_names_this_server_and_its_version(server: SharedServer):
     response = await server.client.get("/_matrix/federation/v1/version")
 
     assert response.status_code == 200
     assert response.json() == {"server": {"name": "matrix-conduit", "version": __version__}}
 
 
-async def test_well_known_defaults_point_at_the_server_name(server: TestServer):
+async def test_well_known_defaults_point_at_the_server_name(server: SharedServer):
     client = await server.client.get("/.well-known/matrix/client")
     federation = await server.client.get("/.well-known/matrix/server")
 
@@ -42,18 +47,7 @@ async def test_well_known_defaults_point_at_the_server_name(server: TestServer):
     assert federation.json() == {"m.server": "localhost:443"}
 
 
-@pytest.fixture
-async def delegating_server(nursery, tmp_path) -> TestServer:
-    config = make_config(
-        tmp_path / "db",
-        server_name="example.org",
-        well_known={"client": "https://matrix.example.org", "server": "matrix.example.org:8448"},
-    )
-    async with serving(nursery, config) as test_server:
-        yield test_server
-
-
-async def test_well_known_answers_the_configured_delegation(delegating_server: TestServer):
+async def test_well_known_answers_the_configured_delegation(delegating_server: SharedServer):
     client = await delegating_server.client.get("/.well-known/matrix/client")
     federation = await delegating_server.client.get("/.well-known/matrix/server")
 

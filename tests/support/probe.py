@@ -2,14 +2,18 @@
 
 The foundation has no endpoint that reads a body, raises or takes its time;
 the app's error handling, body limit, CORS and graceful shutdown must still be
-proven on such requests. `probe_blueprints` adds these routes to the product's
-blueprints for one test (monkeypatched into `matrix_conduit.app`), so the
-server under test is otherwise exactly the real one, started by `serve`.
+proven on such requests. `install_probe` adds these routes to the product's
+blueprints (monkeypatched into `matrix_conduit.app`), so the server under test
+is otherwise exactly the real one, started by `serve`: for one test (the
+`probe` fixture of `tests/integration/conftest.py`) or, with `shared_probe`,
+for every server a module starts, including its shared servers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import trio
@@ -55,9 +59,24 @@ class Probe:
 
 
 def install_probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
-    """Make every app created from now on in this test also serve the probe routes."""
+    """Make every app created from now on (until `monkeypatch` undoes it) serve the probes."""
     probe = Probe()
     monkeypatch.setattr(
         app_module, "blueprints", lambda: [*product_blueprints(), probe.blueprint()]
     )
     return probe
+
+
+def shared_probe() -> Any:
+    """A module's `probe` fixture: installed for the whole module, before any server starts.
+
+    Use it with `tests.support.shared_server.shared_server_fixtures`; the probe
+    outlives single tests, so a test that checks `calls` clears it first.
+    """
+
+    @pytest.fixture(scope="module", autouse=True, name="probe")
+    def probe_fixture() -> Iterator[Probe]:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            yield install_probe(monkeypatch)
+
+    return probe_fixture

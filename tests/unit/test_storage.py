@@ -458,7 +458,7 @@ class TreeModel(RuleBasedStateMachine):
         assert actual == model_items(self.models[name], prefix, reverse, start)
 
 
-MODEL_SETTINGS = settings(max_examples=20, stateful_step_count=20, deadline=None)
+MODEL_SETTINGS = settings(max_examples=15, stateful_step_count=20, deadline=None)
 
 
 class LevelDBTreeModel(TreeModel):
