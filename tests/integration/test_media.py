@@ -26,6 +26,7 @@ import trio.testing
 from PIL import Image
 
 from matrix_conduit.service.media_files import MEDIA_DIRECTORY
+from tests.support.images import encoded, png, png_claiming_size
 from tests.support.matrix import User, assert_error, ok, path_part, register
 from tests.support.server import make_config, serving
 from tests.support.shared_server import SharedServer as TestServer
@@ -39,16 +40,8 @@ LEGACY = "/_matrix/media/v3"
 LEGACY_R0 = "/_matrix/media/r0"
 
 
-def png(width: int, height: int, color: tuple[int, int, int] = (200, 30, 90)) -> bytes:
-    encoded = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(encoded, "PNG")
-    return encoded.getvalue()
-
-
 def jpeg(width: int, height: int) -> bytes:
-    encoded = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 220)).save(encoded, "JPEG")
-    return encoded.getvalue()
+    return encoded(Image.new("RGB", (width, height), (20, 120, 220)), "JPEG")
 
 
 def image_of(response: httpx.Response) -> Image.Image:
@@ -256,9 +249,7 @@ async def test_thumbnails_of_content_that_is_no_image_are_400_m_unknown(server: 
 
 async def test_an_image_with_too_many_pixels_is_not_thumbnailed_413(server: TestServer):
     alice = await register(server)
-    encoded = io.BytesIO()
-    Image.new("1", (9000, 6000)).save(encoded, "PNG")  # 54 Mpx in a few kilobytes
-    media = await upload(alice, encoded.getvalue())
+    media = await upload(alice, png_claiming_size(9000, 6000))  # 54 Mpx in a few bytes
     assert_error(await thumbnail(alice, media, width=96, height=96), 413, "M_TOO_LARGE")
 
 
