@@ -12,6 +12,9 @@ Modules (each owns its trees):
 - `membership`        join, leave, invite, kick, ban, knock, forget
 - `create`            createRoom
 - `alias`, `directory`  aliases and the public room list
+- `relations`         threads, edits, references; bundled aggregations
+- `search`            the full-text index and search
+- `hierarchy`         space hierarchies
 - `upgrade`           room upgrades
 """
 
@@ -26,8 +29,11 @@ from .alias import Aliases
 from .builder import EventBuilder, RoomLocks
 from .create import RoomCreation
 from .directory import Directory
+from .hierarchy import Hierarchy
 from .membership import Membership, Profiles
+from .relations import Relations
 from .room_events import RoomEvents
+from .search import Search
 from .short import ShortIds
 from .state import RoomState
 from .state_cache import StateCache
@@ -63,6 +69,13 @@ class Rooms:
         self.visibility = Visibility(self.short, self.state, self.state_cache, self.timeline)
         self.aliases = Aliases(db)
         self.directory = Directory(db, self.timeline, self.state_cache)
+        self.relations = Relations(db, self.timeline, self.visibility)
+        self.timeline.appended.append(self.relations.on_event)
+        self.search = Search(db, self.short, self.timeline, self.state_cache, self.visibility)
+        self.timeline.appended.append(self.search.on_event)
+        self.hierarchy = Hierarchy(
+            self.state, self.timeline, self.state_cache, self.visibility, self.directory
+        )
         self.events = RoomEvents(
             server_name,
             self.short,
@@ -73,6 +86,7 @@ class Rooms:
             self.visibility,
             transaction_ids,
             self.aliases,
+            self.relations,
             allow_encryption=config.allow_encryption,
         )
         self.membership = Membership(

@@ -25,6 +25,7 @@ from ...storage import WriteBatch
 from ..transaction_ids import TransactionIds
 from .alias import Aliases
 from .builder import EventBuilder
+from .relations import Relations
 from .short import ShortIds
 from .state import RoomState
 from .state_cache import StateCache
@@ -54,6 +55,7 @@ class RoomEvents:
         visibility: Visibility,
         transaction_ids: TransactionIds,
         aliases: Aliases,
+        relations: Relations,
         *,
         allow_encryption: bool,
     ) -> None:
@@ -66,6 +68,7 @@ class RoomEvents:
         self._visibility = visibility
         self._txns = transaction_ids
         self._aliases = aliases
+        self.relations = relations
         self._allow_encryption = allow_encryption
 
     # ---- formatting
@@ -81,7 +84,16 @@ class RoomEvents:
         transaction_id = None
         if event.get("sender") == user_id:
             transaction_id = self._txns.transaction_id_for(event["event_id"], user_id, device_id)
-        return client_event(event, with_room_id=with_room_id, transaction_id=transaction_id)
+        formatted = client_event(event, with_room_id=with_room_id, transaction_id=transaction_id)
+        bundled = self.relations.bundle(
+            event,
+            user_id,
+            lambda child: self._visibility.can_see_event(user_id, child),
+            lambda child: self.for_client(child, user_id, device_id, with_room_id=with_room_id),
+        )
+        if bundled is not None:
+            formatted.setdefault("unsigned", {})["m.relations"] = bundled
+        return formatted
 
     def _require_room(self, room_id: str) -> None:
         try:

@@ -156,6 +156,12 @@ class Timeline:
         for key, raw in self._pdus.iter_prefix(prefix, reverse=True, start=start):
             yield from_u64(key[8:]), self._decode(raw)
 
+    def event_at(self, room_id: str, position: int) -> Event | None:
+        """The room's event at exactly this stream position."""
+        prefix = self._room_prefix(room_id)
+        raw = self._pdus.get(prefix + u64(position)) if prefix is not None else None
+        return self._decode(raw) if raw is not None else None
+
     def last_position(self, room_id: str) -> int:
         """The position of the room's newest event (0 if none)."""
         prefix = self._room_prefix(room_id)

@@ -1,0 +1,208 @@
+"""Relations between events: threads, edits, references; and their bundled aggregations.
+
+Spec: `content/client-server-api/_index.md` ("Forming relationships between
+events", "Aggregations of child events"), modules `threading.md`,
+`event_replacements.md`, `event_annotations.md`, and the OpenAPI of
+`relations.yaml` and `threads_list.yaml`.
+
+Every appended event with `content.m.relates_to` is indexed under its parent
+(`relatesto_childpos`: parent | position → child id and rel_type), and thread
+roots under their room with their latest activity. Serving an event to a
+client adds `unsigned.m.relations`: the newest valid `m.replace` by the
+original sender, the `m.thread` summary, and the `m.reference` ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import not_found
+from ...storage import Database
+from ...storage.kv import SEPARATOR, from_u64, join_key, u64
+from .timeline import Event, Timeline
+from .visibility import Visibility
+
+TREES = ("relatesto_childpos", "roomthreadroot_latest")
+
+THREAD = "m.thread"
+REPLACE = "m.replace"
+REFERENCE = "m.reference"
+MAX_CHILDREN_SCANNED = 10_000
+
+
+def relation_of(event: Event) -> tuple[str, str] | None:
+    """(parent event id, rel_type) of an event that relates to another."""
+    relates_to = (event.get("content") or {}).get("m.relates_to")
+    if not isinstance(relates_to, dict):
+        return None
+    parent, rel_type = relates_to.get("event_id"), relates_to.get("rel_type")
+    if isinstance(parent, str) and isinstance(rel_type, str):
+        return parent, rel_type
+    return None
+
+
+class Relations:
+    def __init__(self, db: Database, timeline: Timeline, visibility: Visibility) -> None:
+        self._db = db
+        self._timeline = timeline
+        self._visibility = visibility
+        self._children = db.tree("relatesto_childpos")
+        self._threads = db.tree("roomthreadroot_latest")
+
+    # ---- indexing (a timeline `appended` hook)
+
+    def on_event(self, event: Event, position: int) -> None:
+        relation = relation_of(event)
+        if relation is None:
+            return
+        parent_id, rel_type = relation
+        record = json.dumps({"event_id": event["event_id"], "rel_type": rel_type}).encode()
+        with self._db.batch() as batch:
+            batch.put(self._children, join_key(parent_id, u64(position)), record)
+            if rel_type == THREAD:
+                batch.put(self._threads, join_key(event["room_id"], parent_id), u64(position))
+
+    # ---- reading
+
+    def children(
+        self,
+        parent_id: str,
+        *,
+        rel_type: str | None = None,
+        event_type: str | None = None,
+    ) -> list[tuple[int, Event]]:
+        """(position, child event) relating to `parent_id`, oldest first."""
+        found = []
+        prefix = parent_id.encode() + SEPARATOR
+        for scanned, (key, value) in enumerate(self._children.iter_prefix(prefix)):
+            if scanned >= MAX_CHILDREN_SCANNED:
+                break
+            record = json.loads(value)
+            if rel_type is not None and record["rel_type"] != rel_type:
+                continue
+            child = self._timeline.get_event(record["event_id"])
+            if child is None or relation_of(child) is None:
+                continue  # redacted since: the relation is gone with its content
+            if event_type is not None and child.get("type") != event_type:
+                continue
+            found.append((from_u64(key[len(prefix) :]), child))
+        return found
+
+    def thread_roots(self, room_id: str) -> list[tuple[int, str]]:
+        """(latest activity position, root id) of the room's threads, newest first."""
+        prefix = room_id.encode() + SEPARATOR
+        roots = [
+            (from_u64(value), key[len(prefix) :].decode())
+            for key, value in self._threads.iter_prefix(prefix)
+        ]
+        return sorted(roots, reverse=True)
+
+    def bundle(
+        self,
+        event: Event,
+        user_id: str,
+        visible: Callable[[Event], bool],
+        serialize: Callable[[Event], dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The `m.relations` of `event` as `user_id` may see them (None: nothing to bundle)."""
+        if (event.get("unsigned") or {}).get("redacted_because") is not None:
+            return None
+        children = [(p, c) for p, c in self.children(event["event_id"]) if visible(c)]
+        if not children:
+            return None
+        relations: dict[str, Any] = {}
+        edits = [
+            c
+            for _, c in children
+            if relation_of(c)[1] == REPLACE
+            and c.get("sender") == event.get("sender")
+            and c.get("type") == event.get("type")
+        ]
+        own_relation = relation_of(event)
+        if edits and (own_relation is None or own_relation[1] != REPLACE):
+            newest = max(edits, key=lambda c: (c.get("origin_server_ts", 0), c["event_id"]))
+            relations[REPLACE] = serialize(newest)
+        thread = [c for _, c in children if relation_of(c)[1] == THREAD]
+        if thread:
+            relations[THREAD] = {
+                "latest_event": serialize(thread[-1]),
+                "count": len(thread),
+                "current_user_participated": event.get("sender") == user_id
+                or any(c.get("sender") == user_id for c in thread),
+            }
+        references = [c for _, c in children if relation_of(c)[1] == REFERENCE]
+        if references:
+            relations[REFERENCE] = {"chunk": [{"event_id": c["event_id"]} for c in references]}
+        return relations or None
+
+    # ---- pages for clients
+
+    def _require_visible(self, user_id: str, room_id: str, event_id: str) -> Event:
+        event = self._timeline.get_event(event_id)
+        if (
+            event is None
+            or event.get("room_id") != room_id
+            or not self._visibility.can_see_event(user_id, event)
+        ):
+            raise not_found("Event not found.")
+        return event
+
+    def page(
+        self,
+        user_id: str,
+        room_id: str,
+        parent_id: str,
+        *,
+        rel_type: str | None,
+        event_type: str | None,
+        from_position: int | None,
+        to_position: int | None,
+        limit: int,
+        direction: str,
+    ) -> tuple[list[Event], int | None]:
+        """The visible children of an event the user can see, and the next token."""
+        self._require_visible(user_id, room_id, parent_id)
+        children = self.children(parent_id, rel_type=rel_type, event_type=event_type)
+        if direction == "b":
+            children.reverse()
+            if from_position is not None:
+                children = [(p, c) for p, c in children if p < from_position]
+            if to_position is not None:
+                children = [(p, c) for p, c in children if p > to_position]
+        else:
+            if from_position is not None:
+                children = [(p, c) for p, c in children if p > from_position]
+            if to_position is not None:
+                children = [(p, c) for p, c in children if p <= to_position]
+        visible = [(p, c) for p, c in children if self._visibility.can_see_event(user_id, c)]
+        page = visible[:limit]
+        next_token = page[-1][0] if len(visible) > limit else None
+        return [c for _, c in page], next_token
+
+    def threads(
+        self, user_id: str, room_id: str, *, participated_only: bool, before: int | None, limit: int
+    ) -> tuple[list[Event], int | None]:
+        """Thread roots of the room the user can see, by latest activity, and the next token."""
+        found: list[tuple[int, Event]] = []
+        for latest, root_id in self.thread_roots(room_id):
+            if before is not None and latest >= before:
+                continue
+            root = self._timeline.get_event(root_id)
+            if root is None or not self._visibility.can_see_event(user_id, root):
+                continue
+            if (
+                participated_only
+                and root.get("sender") != user_id
+                and not any(
+                    c.get("sender") == user_id for _, c in self.children(root_id, rel_type=THREAD)
+                )
+            ):
+                continue
+            found.append((latest, root))
+            if len(found) > limit:
+                break
+        page = found[:limit]
+        next_token = page[-1][0] if len(found) > limit else None
+        return [root for _, root in page], next_token
