@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import MatrixError
 from ..storage import Database, WriteBatch
-from ..storage.kv import from_u64, join_key, u64
+from ..storage.kv import SEPARATOR, from_u64, join_key, u64
 from .clock import Clock, now_ms
 from .globals import Globals
 
@@ -168,10 +168,9 @@ class Devices:
 
     def users_with_device_list_changes(self, since: int) -> list[str]:
         """Users whose device list changed after counter position `since`, oldest first."""
-        return [
-            key[len(u64(0)) + 1 :].decode()
-            for key, _ in self._list_changes.iter_prefix(start=u64(since + 1))
-        ]
+        changes = self._list_changes.iter_prefix(start=u64(since + 1))
+        # Keys are u64 position, separator, user id: the position may itself hold 0xFF.
+        return [key[len(u64(0)) + len(SEPARATOR) :].decode() for key, _ in changes]
 
     # ------------------------------------------------------------ tokens
 
@@ -230,7 +229,7 @@ class Devices:
         stored = self._refresh.get(refresh_hash.encode())
         if stored is None:
             raise unknown_token("Unknown refresh token.")
-        user_id, device_id = (part.decode() for part in stored.split(b"\xff", 1))
+        user_id, device_id = (part.decode() for part in stored.split(SEPARATOR, 1))
         owner = TokenOwner(user_id, device_id)
         current = self._device_tokens(user_id, device_id)
         with self._db.batch() as batch:

@@ -10,7 +10,7 @@ A session belongs to the request that started it: the same method and path
 (a session completed to delete device A cannot delete device B) and the same
 authenticated user. It lives `SESSION_LIFETIME_MS`, and authorises exactly one
 request: it is deleted once a flow is complete. Expired sessions are purged
-whenever a new one starts. An `auth` dict with a stage but no session starts
+when a new one starts, at most once a minute. An `auth` dict with a stage but no session starts
 a session and attempts the stage at once (what matrix-nio's `register` does).
 """
 
@@ -31,6 +31,8 @@ from .users import Users
 TREES = ("sessionid_uiaainfo",)
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
+PURGE_INTERVAL_MS = 60 * 1000
+"""Expired sessions are looked for at most this often (each look reads every session)."""
 
 PASSWORD = "m.login.password"
 DUMMY = "m.login.dummy"
@@ -89,6 +91,7 @@ class UserInteractiveAuth:
         self._users = users
         self._registration = registration
         self.clock = clock
+        self._next_purge_ts = 0
 
     async def authenticate(
         self, auth: object, *, flows: Flows, endpoint: str, user_id: str | None
@@ -128,9 +131,11 @@ class UserInteractiveAuth:
 
     def _start(self, endpoint: str, user_id: str | None) -> tuple[str, _Session]:
         now = self.clock()
-        for key, value in self._sessions.iter_prefix():
-            if json.loads(value)["expires_ts"] <= now:
-                self._sessions.delete(key)
+        if now >= self._next_purge_ts:
+            self._next_purge_ts = now + PURGE_INTERVAL_MS
+            for key, value in self._sessions.iter_prefix():
+                if json.loads(value)["expires_ts"] <= now:
+                    self._sessions.delete(key)
         return secrets.token_urlsafe(24), _Session(endpoint, user_id, now + SESSION_LIFETIME_MS)
 
     def _load(

@@ -12,7 +12,7 @@ import pytest
 from matrix_conduit.errors import MatrixError
 from matrix_conduit.service.devices import DeviceLogin, Devices, check_device_id
 from matrix_conduit.service.globals import Globals
-from matrix_conduit.storage import open_database
+from matrix_conduit.storage import Database, open_database
 
 ALICE = "@alice:example.org"
 LIFETIME_MS = 60_000
@@ -32,11 +32,19 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def devices(tmp_path, clock) -> Devices:
+def db(tmp_path) -> Database:
     with open_database("leveldb", str(tmp_path / "db")) as db:
-        yield Devices(
-            db, Globals(db, "example.org"), access_token_lifetime_ms=LIFETIME_MS, clock=clock
-        )
+        yield db
+
+
+@pytest.fixture
+def globals_(db) -> Globals:
+    return Globals(db, "example.org")
+
+
+@pytest.fixture
+def devices(db, globals_, clock) -> Devices:
+    return Devices(db, globals_, access_token_lifetime_ms=LIFETIME_MS, clock=clock)
 
 
 def errcode_and_soft_logout(error: pytest.ExceptionInfo[MatrixError]) -> tuple[str, bool]:
@@ -119,6 +127,16 @@ def test_each_device_list_change_takes_a_new_counter_position(devices):
     assert devices.device_list_version(ALICE) > first
     assert devices.users_with_device_list_changes(0) == ["@bob:example.org", ALICE]
     assert devices.users_with_device_list_changes(first) == ["@bob:example.org", ALICE]
+
+
+def test_device_list_changes_at_positions_containing_0xff_read_back(devices, globals_):
+    while globals_.current_count() < 254:
+        globals_.next_count()
+
+    devices.log_in(ALICE, DeviceLogin())
+
+    assert devices.device_list_version(ALICE) == 255
+    assert devices.users_with_device_list_changes(254) == [ALICE]
 
 
 @pytest.mark.parametrize("device_id", ["", 42, None, "x" * 256])
