@@ -692,17 +692,15 @@ class _Check:
         self.is_signed_by = is_signed_by
         sender = event.get("sender")
         self.sender = sender if isinstance(sender, str) else ""
-        version = room_version
-        self.invite_only_join_rules = {"invite"} | ({"knock"} if version.knock_join_rule else set())
-        self.restricted_join_rules = ({"restricted"} if version.restricted_join_rule else set()) | (
-            {"knock_restricted"} if version.knock_restricted_join_rule else set()
+        knock = {"knock"} if room_version.knock_join_rule else set()
+        restricted = {"restricted"} if room_version.restricted_join_rule else set()
+        knock_restricted = (
+            {"knock_restricted"} if room_version.knock_restricted_join_rule else set()
         )
-        self.knockable_join_rules = {"knock"} | (
-            {"knock_restricted"} if version.knock_restricted_join_rule else set()
-        )
-        self.leavable_memberships = {"invite", "join"} | (
-            {"knock"} if version.knock_join_rule else set()
-        )
+        self.invite_only_join_rules = {"invite", *knock}
+        self.restricted_join_rules = restricted | knock_restricted
+        self.knockable_join_rules = {"knock", *knock_restricted}
+        self.leavable_memberships = {"invite", "join", *knock}
 
     def reject(self, path: tuple[str, ...], reason: str) -> Rejection:
         return Rejection(_rule_name(path, self.version), reason)
@@ -727,19 +725,22 @@ class _Check:
         return self.power_levels.user_level(self.sender)
 
     @functools.cached_property
-    def join_rule(self) -> object:
-        """The room's join rule; `invite` when the state has none (as Synapse and Ruma)."""
+    def join_rule(self) -> str | None:
+        """The room's join rule; `invite` when the state has none (as Synapse and Ruma),
+        None when it is not a string (no rule then admits anyone)."""
         join_rules = self.auth_events.get((JOIN_RULES, ""))
-        if join_rules is None:
-            return "invite"
-        return _content(join_rules).get("join_rule", "invite")
+        join_rule = (
+            "invite" if join_rules is None else _content(join_rules).get("join_rule", "invite")
+        )
+        return join_rule if isinstance(join_rule, str) else None
 
-    def membership(self, user_id: object) -> object:
-        """The user's membership in the state (None if the state has no member event)."""
+    def membership(self, user_id: object) -> str | None:
+        """The user's membership in the state; None without a (readable) member event."""
         if not isinstance(user_id, str):
             return None
         member = self.auth_events.get((MEMBER, user_id))
-        return None if member is None else _content(member).get("membership")
+        membership = None if member is None else _content(member).get("membership")
+        return membership if isinstance(membership, str) else None
 
 
 def _content(event: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -867,3 +867,33 @@ def test_the_signature_is_asked_of_the_authorisers_server_for_this_event(
 
     assert room.check(join, is_signed_by=is_signed_by) is None
     assert asked == [(join, "c.example")]
+
+
+# --- malformed state -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS, ids=lambda v: f"v{v.identifier}")
+def test_a_join_rule_that_is_not_a_string_admits_nobody(version: RoomVersion) -> None:
+    room = room_with("public", {BOB: "invite"})(version)
+    room.set_state("m.room.join_rules", {"join_rule": ["public"]})
+    for user_id in (BOB, CAROL):
+        rejection = room.check(room.member_event(user_id, user_id, "join"))
+        assert_rejected_by(rejection, rule_number(version, "member", "join", "join_otherwise"))
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS, ids=lambda v: f"v{v.identifier}")
+def test_join_rules_without_a_join_rule_mean_invite(version: RoomVersion) -> None:
+    room = room_with("public", {BOB: "invite"})(version)
+    room.set_state("m.room.join_rules", {})
+    assert room.check(room.member_event(BOB, BOB, "join")) is None
+    rejection = room.check(room.member_event(CAROL, CAROL, "join"))
+    assert_rejected_by(rejection, rule_number(version, "member", "join", "join_otherwise"))
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS, ids=lambda v: f"v{v.identifier}")
+def test_a_membership_that_is_not_a_string_counts_as_none(version: RoomVersion) -> None:
+    room = room_with("invite")(version)
+    room.set_member(BOB, ["join"])  # type: ignore[arg-type]
+    assert_rejected_by(room.check(room.message(BOB)), rule_number(version, "sender_joined"))
+    rejection = room.check(room.member_event(BOB, BOB, "leave"))
+    assert_rejected_by(rejection, rule_number(version, "member", "leave", 1))
