@@ -1,5 +1,8 @@
 """The server as a process: signals, systemd notification, refusals an admin can act on.
 
+systemd (Type=notify) hears READY=1 once the server listens and STOPPING=1
+when a signal starts the shutdown.
+
 Every case runs the real `matrix-conduit` command (`python -m matrix_conduit`)
 in a child process, because exit statuses, signals, stderr and file modes
 are what systemd and the admin see.
@@ -36,19 +39,6 @@ def assert_refused(result, *message_parts: str) -> None:
         assert part in result.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_the_server_with_exit_status_0_and_the_database_closed(tmp_path, signum):
-    config = write_config(tmp_path)
-    with server_process(config) as server:
-        status = server.stop(signum)
-
-    assert status == 0, server.stderr
-    assert f"received {signal.Signals(signum).name}, shutting down" in server.stderr
-    assert "stopped; database closed" in server.stderr
-    with open_database("leveldb", str(tmp_path / "db")) as db:
-        assert db.tree("global").get(b"server_name") == b"localhost"
-
-
 @pytest.fixture
 def notify_socket() -> socket.socket:
     """A datagram socket standing in for systemd's notification socket."""
@@ -60,12 +50,21 @@ def notify_socket() -> socket.socket:
             yield sock
 
 
-def test_systemd_hears_ready_once_serving_and_stopping_at_shutdown(tmp_path, notify_socket):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_the_server_with_exit_status_0_and_the_database_closed(
+    tmp_path, notify_socket, signum
+):
     config = write_config(tmp_path)
     with server_process(config, {"NOTIFY_SOCKET": notify_socket.getsockname()}) as server:
         assert notify_socket.recv(4096) == b"READY=1"
-        assert server.stop() == 0
+        status = server.stop(signum)
+
+    assert status == 0, server.stderr
     assert notify_socket.recv(4096) == b"STOPPING=1"
+    assert f"received {signal.Signals(signum).name}, shutting down" in server.stderr
+    assert "stopped; database closed" in server.stderr
+    with open_database("leveldb", str(tmp_path / "db")) as db:
+        assert db.tree("global").get(b"server_name") == b"localhost"
 
 
 def test_second_server_on_the_same_database_exits_saying_it_is_in_use(tmp_path):

@@ -91,9 +91,9 @@ class ServerProcess:
         return self.process.wait(timeout=HANG_LIMIT_SECONDS)
 
 
-def _answers(url: str) -> bool:
+def _answers(client: httpx.Client, url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1.0).status_code == 200
+        return client.get(url).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -101,14 +101,15 @@ def _answers(url: str) -> bool:
 def _wait_until_answering(server: ServerProcess) -> None:
     url = server.base_url + "/_matrix/client/versions"
     give_up = time.monotonic() + HANG_LIMIT_SECONDS
-    while not _answers(url):
-        if server.process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited with status {server.process.returncode}:\n{server.stderr}"
-            )
-        if time.monotonic() > give_up:
-            raise RuntimeError(f"the server did not answer {url}:\n{server.stderr}")
-        time.sleep(0.05)
+    with httpx.Client(timeout=1.0) as client:  # one client: a new one per try costs CPU
+        while not _answers(client, url):
+            if server.process.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited with status {server.process.returncode}:\n{server.stderr}"
+                )
+            if time.monotonic() > give_up:
+                raise RuntimeError(f"the server did not answer {url}:\n{server.stderr}")
+            time.sleep(0.05)
 
 
 @contextmanager
