@@ -105,8 +105,9 @@ class Keys:
         the same and refused (400) when it is not.
         """
         try:
-            if device_keys is not None:
-                device_keys = check_device_keys(device_keys, user_id, device_id)
+            identity_keys = (
+                None if device_keys is None else check_device_keys(device_keys, user_id, device_id)
+            )
             new_one_time = (
                 {} if one_time_keys is None else check_key_map(one_time_keys, "one_time_keys")
             )
@@ -126,8 +127,8 @@ class Keys:
                 del new_one_time[name]
 
         with self._db.batch() as batch:
-            if isinstance(device_keys, dict):
-                self._store_device_keys(batch, user_id, device_id, device_keys)
+            if identity_keys is not None:
+                self._store_device_keys(batch, user_id, device_id, identity_keys)
             if new_one_time:
                 position = u64(self._globals.next_count())
                 for (algorithm, key_id), key in new_one_time.items():
