@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import versions
+from . import rooms, versions
 
-BENCHMARKS = {"versions": versions}
+BENCHMARKS = {"versions": versions, "rooms": rooms}
 
 
 def main() -> None:
