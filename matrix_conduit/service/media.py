@@ -74,7 +74,8 @@ MAX_WAIT_MS = 60_000
 """The longest a download waits for a pending upload, whatever `timeout_ms` says."""
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
-_THUMBNAIL_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif"}
+_THUMBNAIL_EXTENSIONS = {"image/jpeg": "jpg"}
+"""File name extensions of thumbnail types that are not their MIME subtype."""
 
 
 @dataclass(frozen=True)

@@ -314,13 +314,23 @@ async def test_a_file_name_in_the_path_replaces_the_uploaded_one(server: TestSer
     assert response.headers["Content-Disposition"] == 'inline; filename="report final.csv"'
 
 
-async def test_file_names_beyond_plain_ascii_are_percent_encoded(server: TestServer):
+@pytest.mark.parametrize(
+    ("filename", "encoded_filename"),
+    [
+        ('Ärger "quoted".pdf', "%C3%84rger%20%22quoted%22.pdf"),
+        ("evil.pdf\r\nSet-Cookie: a=b", "evil.pdf%0D%0ASet-Cookie%3A%20a%3Db"),
+    ],
+)
+async def test_file_names_beyond_plain_ascii_are_percent_encoded(
+    server: TestServer, filename: str, encoded_filename: str
+):
     alice = await register(server)
-    media = await upload(alice, b"%PDF", "application/pdf", filename='Ärger "quoted".pdf')
+    media = await upload(alice, b"%PDF", "application/pdf", filename=filename)
     response = await download(alice, media)
     assert response.headers["Content-Disposition"] == (
-        "attachment; filename*=utf-8''%C3%84rger%20%22quoted%22.pdf"
+        f"attachment; filename*=utf-8''{encoded_filename}"
     )
+    assert "Set-Cookie" not in response.headers
 
 
 async def test_allow_redirect_and_allow_remote_still_answer_the_content(server: TestServer):
@@ -362,6 +372,20 @@ async def test_uploads_larger_than_max_request_size_are_413_m_too_large(small_se
     alice = await register(small_server)
     assert_error(await post_upload(alice, b"x" * 4096), 413, "M_TOO_LARGE")
     assert ok(await post_upload(alice, b"x" * 2048))["content_uri"].startswith("mxc://")
+
+
+async def test_a_chunked_upload_without_a_length_is_cut_off_at_the_limit(
+    small_server: TestServer,
+):
+    alice = await register(small_server)
+
+    async def chunks():
+        for _ in range(8):
+            yield b"y" * 1024
+
+    response = await alice.http.post(f"{LEGACY}/upload", content=chunks(), headers=bearer(alice))
+    assert "content-length" not in response.request.headers
+    assert_error(response, 413, "M_TOO_LARGE")
 
 
 async def test_authenticated_paths_and_upload_need_an_access_token(server: TestServer):
