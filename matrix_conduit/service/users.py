@@ -103,12 +103,6 @@ class Users:
         stored = self._milestones.get(_FIRST_USER)
         return None if stored is None else stored.decode()
 
-    def set_admin(self, user_id: str, admin: bool) -> None:
-        if admin:
-            self._admin.put(user_id.encode(), b"")
-        else:
-            self._admin.delete(user_id.encode())
-
     def local_user_id(self, user: str) -> str | None:
         """The local user a login names, by localpart or full id (any case); None if foreign."""
         if user.startswith("@"):
