@@ -79,6 +79,15 @@ def generate_messages(
         sent_at[connection] = time.monotonic()
         connection.send_request()
 
+    def reconnect(old: Connection, sender: int) -> None:
+        selector.unregister(old.socket)
+        old.socket.close()
+        connection = Connection(parts.hostname, parts.port, old.request)
+        counters[connection] = counters.pop(old)
+        sent_at[connection] = sent_at.pop(old)
+        selector.register(connection.socket, selectors.EVENT_READ, (connection, sender))
+        connection.send_request()
+
     for sender in range(len(tokens)):
         connection = Connection(parts.hostname, parts.port, b"")
         counters[connection] = 0
@@ -116,7 +125,14 @@ def generate_messages(
             break
         for key, _ in selector.select(timeout=0.1):
             connection, sender = key.data
-            statuses = connection.receive()
+            try:
+                statuses = connection.receive()
+            except ConnectionError:
+                # hypercorn closes a keep-alive connection after
+                # `keep_alive_max_requests` answers: resend the message in
+                # flight (same txnId, so it is sent at most once) on a new one.
+                reconnect(connection, sender)
+                continue
             if not statuses:
                 continue
             latency = (time.monotonic() - sent_at[connection]) * 1000
