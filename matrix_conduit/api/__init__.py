@@ -15,6 +15,7 @@ def blueprints() -> list[Blueprint]:
     from .client import (
         account,
         account_data,
+        admin,
         capabilities,
         devices,
         directory,
@@ -38,6 +39,7 @@ def blueprints() -> list[Blueprint]:
         spaces,
         state,
         sync,
+        third_party,
         threepid,
         to_device,
         typing,
@@ -83,4 +85,6 @@ def blueprints() -> list[Blueprint]:
         relations.blueprint,
         search.blueprint,
         spaces.blueprint,
+        third_party.blueprint,
+        admin.blueprint,
     ]

@@ -96,3 +96,26 @@ async def test_openid_token_for_someone_else_is_forbidden(server: TestServer):
     alice = await register(server)
     response = await alice.post("/user/@bob:localhost/openid/request_token", {})
     assert_error(response, 403, "M_FORBIDDEN")
+
+
+async def test_third_party_protocols_are_empty_and_unknown_ones_404(server: TestServer):
+    alice = await register(server)
+    assert ok(await alice.get("/thirdparty/protocols")) == {}
+    assert_error(await alice.get("/thirdparty/protocol/irc"), 404, "M_NOT_FOUND")
+    assert ok(await alice.get("/thirdparty/user")) == []
+
+
+async def test_whois_shows_own_sessions_and_refuses_others(server: TestServer):
+    alice = await register(server)
+    bob = await register(server)
+    ok(await alice.get("/account/whoami"))
+    own = ok(await alice.get(f"/admin/whois/{path_part(alice.user_id)}"))
+    assert own["user_id"] == alice.user_id
+    assert alice.device_id in own["devices"]
+    assert_error(await alice.get(f"/admin/whois/{path_part(bob.user_id)}"), 403, "M_FORBIDDEN")
+
+
+async def test_versions_advertise_authenticated_media(server: TestServer):
+    body = ok(await server.client.get("/_matrix/client/versions"))
+    assert "v1.11" in body["versions"]
+    assert body["unstable_features"]["org.matrix.msc3916.stable"] is True

@@ -11,16 +11,18 @@ from quart import Blueprint
 blueprint = Blueprint("versions", __name__)
 
 SUPPORTED_VERSIONS: list[str] = [
-    # Accounts (registration with UIA and tokens, login, devices, profiles) are in
-    # place for these; v1.2 adds registration tokens, v1.3 refresh tokens.
+    # The client-server endpoints these versions require are all served: accounts,
+    # rooms, sync, E2EE keys and to-device, media (authenticated since v1.11),
+    # push, search, relations and threads (v1.4), spaces, timestamp_to_event (v1.6),
+    # m.mentions push rules (v1.7), room versions up to 11 (v1.8).
     "r0.5.0",
     "r0.6.0",
     "r0.6.1",
-    "v1.1",
-    "v1.2",
-    "v1.3",
+    *(f"v1.{minor}" for minor in range(1, 12)),
 ]
-UNSTABLE_FEATURES: dict[str, bool] = {}
+UNSTABLE_FEATURES: dict[str, bool] = {
+    "org.matrix.msc3916.stable": True,  # authenticated media, for clients older than v1.11
+}
 
 
 @blueprint.get("/_matrix/client/versions")
