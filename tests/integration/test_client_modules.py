@@ -105,14 +105,16 @@ async def test_third_party_protocols_are_empty_and_unknown_ones_404(server: Test
     assert ok(await alice.get("/thirdparty/user")) == []
 
 
-async def test_whois_shows_own_sessions_and_refuses_others(server: TestServer):
-    alice = await register(server)
+async def test_whois_shows_own_sessions_and_refuses_others_to_non_admins(server: TestServer):
+    admin = await register(server)  # the first user of a new server is its admin
     bob = await register(server)
-    ok(await alice.get("/account/whoami"))
-    own = ok(await alice.get(f"/admin/whois/{path_part(alice.user_id)}"))
-    assert own["user_id"] == alice.user_id
-    assert alice.device_id in own["devices"]
-    assert_error(await alice.get(f"/admin/whois/{path_part(bob.user_id)}"), 403, "M_FORBIDDEN")
+    ok(await bob.get("/account/whoami"))
+    own = ok(await bob.get(f"/admin/whois/{path_part(bob.user_id)}"))
+    assert own["user_id"] == bob.user_id
+    assert bob.device_id in own["devices"]
+    assert own["devices"][bob.device_id]["sessions"][0]["connections"][0]["ip"] == "127.0.0.1"
+    assert_error(await bob.get(f"/admin/whois/{path_part(admin.user_id)}"), 403, "M_FORBIDDEN")
+    assert ok(await admin.get(f"/admin/whois/{path_part(bob.user_id)}"))["user_id"] == bob.user_id
 
 
 async def test_versions_advertise_authenticated_media(server: TestServer):
