@@ -37,7 +37,20 @@ async def test_server_answers_on_the_configured_address(
 ):
     config = make_config(tmp_path / "db", address=address)
     async with serving(nursery, config) as server:
-        assert server.base_url == f"http://{url_host}:{config.port}"
+        assert server.base_url == f"http://{url_host}:{server.config.port}"
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             response = await client.get("/_matrix/client/versions")
+    assert response.status_code == 200
+
+
+async def test_test_server_moves_to_another_port_when_its_port_was_taken(nursery, tmp_path):
+    """`free_port` cannot reserve a port; the test helper copes when another process wins."""
+    config = make_config(tmp_path / "db")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", config.port))
+        squatter.listen()
+        async with serving(nursery, config) as server:
+            response = await server.client.get("/_matrix/client/versions")
+
+    assert server.config.port != config.port
     assert response.status_code == 200

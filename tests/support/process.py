@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import tomlkit
 
-from tests.support.server import free_port
+from tests.support.server import PORT_ATTEMPTS, free_port
 
 COMMAND = [sys.executable, "-m", "matrix_conduit"]
 HANG_LIMIT_SECONDS = 60.0
@@ -98,18 +98,53 @@ def _answers(client: httpx.Client, url: str) -> bool:
         return False
 
 
+class _PortTaken(Exception):
+    """The child could not bind its port: taken since `free_port` chose it."""
+
+
 def _wait_until_answering(server: ServerProcess) -> None:
     url = server.base_url + "/_matrix/client/versions"
     give_up = time.monotonic() + HANG_LIMIT_SECONDS
     with httpx.Client(timeout=1.0) as client:  # one client: a new one per try costs CPU
         while not _answers(client, url):
             if server.process.poll() is not None:
+                if "Address already in use" in server.stderr:
+                    raise _PortTaken(server.stderr)
                 raise RuntimeError(
                     f"the server exited with status {server.process.returncode}:\n{server.stderr}"
                 )
             if time.monotonic() > give_up:
                 raise RuntimeError(f"the server did not answer {url}:\n{server.stderr}")
             time.sleep(0.05)
+
+
+def _spawn(
+    config_path: Path, env: Mapping[str, str], umask: int, command: Sequence[str]
+) -> ServerProcess:
+    port = tomlkit.parse(config_path.read_text())["global"]["port"]
+    stderr_path = config_path.with_name("stderr.log")
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            env=child_environment({"CONDUIT_CONFIG": str(config_path), **env}),
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            umask=umask,
+        )
+    return ServerProcess(process, f"http://127.0.0.1:{port}", stderr_path)
+
+
+def _end(server: ServerProcess) -> None:
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+def _move_to_a_free_port(config_path: Path) -> None:
+    document = tomlkit.parse(config_path.read_text())
+    document["global"]["port"] = free_port()
+    config_path.write_text(tomlkit.dumps(document))
 
 
 @contextmanager
@@ -122,25 +157,23 @@ def server_process(
     """The server running as `matrix-conduit` with `config_path`, answering HTTP.
 
     `command` may name another program that reads `$CONDUIT_CONFIG` and serves
-    `/_matrix/client/versions` (the benchmark's baseline app). Killed at the
-    end of the block if the caller has not stopped it.
+    `/_matrix/client/versions` (the benchmark's baseline app). If the port was
+    taken meanwhile, the config moves to another one (as `start_server` does).
+    Killed at the end of the block if the caller has not stopped it.
     """
-    config = tomlkit.parse(config_path.read_text())["global"]
-    stderr_path = config_path.with_name("stderr.log")
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            command,
-            env=child_environment({"CONDUIT_CONFIG": str(config_path), **env}),
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            umask=umask,
-        )
-    server = ServerProcess(process, f"http://127.0.0.1:{config['port']}", stderr_path)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        server = _spawn(config_path, env, umask, command)
+        try:
+            _wait_until_answering(server)
+            break
+        except _PortTaken:
+            if attempt == PORT_ATTEMPTS:
+                raise
+            _move_to_a_free_port(config_path)
+        except BaseException:
+            _end(server)
+            raise
     try:
-        _wait_until_answering(server)
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _end(server)

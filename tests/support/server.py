@@ -7,6 +7,7 @@ that needs a separate process (signals, kill -9) see `support/process.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import httpx
 import trio
 
 from matrix_conduit.config import Config, build_config
-from matrix_conduit.server import serve
+from matrix_conduit.server import StartupError, serve
 from matrix_conduit.service import Services
 
 
@@ -59,9 +60,32 @@ class TestServer:
         self._stop.set()
 
 
+PORT_ATTEMPTS = 5
+
+
+def port_was_taken(error: BaseException) -> bool:
+    """Did the server fail because its port is in use (also inside trio's exception groups)?"""
+    if isinstance(error, BaseExceptionGroup):
+        return any(port_was_taken(inner) for inner in error.exceptions)
+    return isinstance(error, StartupError) and "Address already in use" in str(error)
+
+
 async def start_server(nursery: trio.Nursery, config: Config) -> TestServer:
+    """Start `serve` in `nursery`; the returned server's `config` has the port it got.
+
+    `free_port` cannot reserve the port: until the server binds it, another
+    process on the machine (a parallel test run, any outgoing connection's
+    local port) may take it. Then the server starts again on another one.
+    """
     stop = trio.Event()
-    running = await nursery.start(serve, config, stop.wait)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            running = await nursery.start(serve, config, stop.wait)
+            break
+        except (StartupError, BaseExceptionGroup) as error:
+            if attempt == PORT_ATTEMPTS or not port_was_taken(error):
+                raise
+            config = dataclasses.replace(config, port=free_port())
     base_url = running.urls[0]
     client = httpx.AsyncClient(base_url=base_url, timeout=30, verify=False)
     return TestServer(config, running.services, base_url, client, stop)
