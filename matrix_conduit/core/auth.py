@@ -109,8 +109,9 @@ def check_auth(
 
     `is_signed_by(event, server_name)` answers whether the event carries a valid
     signature from that server; only `join_authorised_via_users_server` asks, and
-    without it such an event is rejected. `is_rejected(event)` says whether the
-    caller rejected an event it has; without it no event counts as rejected.
+    without it such an event is rejected — so state resolution, which re-checks
+    such joins, must pass one too. `is_rejected(event)` says whether the caller
+    rejected an event it has; without it no event counts as rejected.
     """
     check = _Check(event, auth_events, room_version, is_signed_by)
     try:
@@ -281,7 +282,9 @@ def _check_create(check: _Check) -> Rejection | None:
             ("create", "room_id"),
             f"the room ID {event.get('room_id')!r} is not on the sender's server",
         )
-    if "room_version" in content and content["room_version"] not in KNOWN_ROOM_VERSIONS:
+    if "room_version" in content and not (
+        isinstance(content["room_version"], str) and content["room_version"] in KNOWN_ROOM_VERSIONS
+    ):
         return check.reject(
             ("create", "room_version"),
             f"room version {content['room_version']!r} is not one this server recognises",

@@ -92,6 +92,13 @@ CREATE_CASES = [
         setup=Room,
     ),
     Case(
+        "create naming a room_version that is a list is rejected",
+        ALL_VERSIONS,
+        lambda room: _create_content(room, room_version=["10"]),
+        ("create", 3),
+        setup=Room,
+    ),
+    Case(
         "create without room_version is allowed (it defaults to 1)",
         ALL_VERSIONS,
         lambda room: _create_content(room, room_version=None),
