@@ -115,11 +115,9 @@ def privileged_creators_of(
     """The users with infinite power: v12's `sender` plus `additional_creators`; else none."""
     if create_event is None or not room_version.privileged_creators:
         return frozenset()
-    creators = {create_event.get("sender")}
     additional = _content(create_event).get("additional_creators", [])
-    if isinstance(additional, list):
-        creators.update(additional)
-    return frozenset(creator for creator in creators if isinstance(creator, str))
+    candidates = [create_event.get("sender"), *(additional if isinstance(additional, list) else [])]
+    return frozenset(creator for creator in candidates if isinstance(creator, str))
 
 
 @dataclass(frozen=True, slots=True)

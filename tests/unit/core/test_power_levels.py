@@ -288,3 +288,10 @@ def test_only_explicit_values_are_recorded() -> None:
     assert dict(levels.properties) == {"ban": 10}
     assert dict(levels.events) == {"a": 1}
     assert dict(levels.users) == {ALICE: 5}
+
+
+def test_only_string_additional_creators_count() -> None:
+    v12 = versions("12")[0]
+    create = _create(v12, ALICE, additional_creators=[["@x:x.example"], BOB, {}, 7])
+    assert privileged_creators_of(create, v12) == {ALICE, BOB}
+    assert privileged_creators_of(_create(v12, ALICE, additional_creators=BOB), v12) == {ALICE}
