@@ -38,6 +38,7 @@ from matrix_conduit.core.errors import (
     InvalidSigningKey,
     ProtocolError,
     SignatureError,
+    preview,
 )
 from matrix_conduit.core.events import compute_event_id
 from matrix_conduit.core.ids import is_valid_user_id, server_name_of
@@ -280,14 +281,14 @@ def _check_create(check: _Check) -> Rejection | None:
     ):
         return check.reject(
             ("create", "room_id"),
-            f"the room ID {event.get('room_id')!r} is not on the sender's server",
+            f"the room ID {preview(event.get('room_id'))} is not on the sender's server",
         )
     if "room_version" in content and not (
         isinstance(content["room_version"], str) and content["room_version"] in KNOWN_ROOM_VERSIONS
     ):
         return check.reject(
             ("create", "room_version"),
-            f"room version {content['room_version']!r} is not one this server recognises",
+            f"room version {preview(content['room_version'])} is not one this server recognises",
         )
     if check.version.privileged_creators:
         additional = content.get("additional_creators", [])
@@ -312,7 +313,7 @@ def _check_room_id_names_create_event(
         "!" + create_id[1:]
     ):
         return check.reject(
-            ("room_id",), f"the room ID {room_id!r} does not name the room's create event"
+            ("room_id",), f"the room ID {preview(room_id)} does not name the room's create event"
         )
     if is_rejected(create):
         return check.reject(("room_id",), "the room's create event was rejected")
@@ -356,7 +357,7 @@ def _check_cited_auth_events(
         if cited.get("room_id") != event.get("room_id"):
             return check.reject(
                 ("auth_events", "room_id"),
-                f"auth_events cites an event of room {cited.get('room_id')!r}",
+                f"auth_events cites an event of room {preview(cited.get('room_id'))}",
             )
     return None
 
@@ -369,7 +370,7 @@ def _check_aliases(check: _Check) -> Rejection | None:
     if _domain(check.sender) != state_key:
         return check.reject(
             ("aliases", "domain"),
-            f"{check.sender} may only set the aliases of its own server, not {state_key!r}",
+            f"{check.sender} may only set the aliases of its own server, not {preview(state_key)}",
         )
     return None
 
@@ -391,7 +392,7 @@ def _check_member(check: _Check) -> Rejection | None:
         ):
             return check.reject(
                 ("member", "authoriser_signature"),
-                f"the event is not signed by the server of {content[AUTHORISING_USER]!r}, "
+                f"the event is not signed by the server of {preview(content[AUTHORISING_USER])}, "
                 f"named in {AUTHORISING_USER}",
             )
     membership = content["membership"]
@@ -407,7 +408,7 @@ def _check_member(check: _Check) -> Rejection | None:
         return _check_knock(check, target)
     return check.reject(
         ("member", "unknown"),
-        f"membership {membership!r} is not one room version {check.version.identifier} knows",
+        f"membership {preview(membership)} is unknown in room version {check.version.identifier}",
     )
 
 
@@ -431,7 +432,7 @@ def _check_join(check: _Check, target: str) -> Rejection | None:
         return None
     return check.reject(
         ("member", "join", "otherwise"),
-        f"the join rule is {join_rule!r} and {target}'s membership is {membership or 'none'}",
+        f"the join rule is {preview(join_rule)}; {target}'s membership is {membership or 'none'}",
     )
 
 
@@ -510,13 +511,14 @@ def _check_third_party_invite(check: _Check, target: str) -> Rejection | None:
     if signed["mxid"] != target:
         return check.reject(
             (*rule, "mxid_mismatch"),
-            f"the invite was signed for {signed['mxid']!r}, not {target}",
+            f"the invite was signed for {preview(signed['mxid'])}, not {target}",
         )
     token = signed["token"]
     invite = check.auth_events.get((THIRD_PARTY_INVITE, token)) if isinstance(token, str) else None
     if invite is None:
         return check.reject(
-            (*rule, "no_invite_event"), f"there is no m.room.third_party_invite for {token!r}"
+            (*rule, "no_invite_event"),
+            f"there is no m.room.third_party_invite for {preview(token)}",
         )
     if invite.get("sender") != check.sender:
         return check.reject(
@@ -574,7 +576,8 @@ def _check_knock(check: _Check, target: str) -> Rejection | None:
     """Rule "knock" (v7+)."""
     if check.join_rule not in check.knockable_join_rules:
         return check.reject(
-            ("member", "knock", "join_rule"), f"the join rule {check.join_rule!r} forbids knocking"
+            ("member", "knock", "join_rule"),
+            f"the join rule {preview(check.join_rule)} forbids knocking",
         )
     if check.sender != target:
         return check.reject(
@@ -627,14 +630,14 @@ def _check_power_levels(check: _Check) -> Rejection | None:
             if old is not None and old > sender_level:
                 return check.reject(
                     ("power_levels", "level_maps_changed", "current"),
-                    f"{name}[{key!r}] is {old}, above {check.sender}'s level {sender_level}",
+                    f"{name}[{preview(key)}] is {old}, above {check.sender}'s level {sender_level}",
                 )
     for name in level_maps:
         for key, (_, new_value) in _changes(getattr(current, name), getattr(new, name)):
             if new_value is not None and new_value > sender_level:
                 return check.reject(
                     ("power_levels", "level_maps_added", "new"),
-                    f"{name}[{key!r}] would be {new_value}, "
+                    f"{name}[{preview(key)}] would be {new_value}, "
                     f"above {check.sender}'s level {sender_level}",
                 )
     for user_id, (old, _) in _changes(current.users, new.users):
@@ -663,7 +666,7 @@ def _check_redaction(check: _Check) -> Rejection | None:
     return check.reject(
         ("redaction", "otherwise"),
         f"{check.sender} is below the redact level {check.power_levels.redact} "
-        f"and {redacts!r} is another server's event",
+        f"and {preview(redacts)} is another server's event",
     )
 
 
@@ -776,7 +779,7 @@ def _event_id(event: Mapping[str, Any], room_version: RoomVersion) -> str | None
 def _describe(event: Mapping[str, Any]) -> str:
     if isinstance(event.get("event_id"), str):
         return event["event_id"]
-    return f"{event.get('type')} {event.get('state_key')!r}"
+    return f"{event.get('type')} {preview(event.get('state_key'))}"
 
 
 def _never_rejected(_event: Mapping[str, Any]) -> bool:

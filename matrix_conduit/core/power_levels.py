@@ -27,6 +27,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from matrix_conduit.core.errors import preview
 from matrix_conduit.core.ids import is_valid_user_id
 from matrix_conduit.core.room_versions import RoomVersion
 
@@ -158,7 +159,7 @@ class PowerLevels:
                 if level is None:
                     raise InvalidPowerLevels(
                         MalformedPart.PROPERTIES,
-                        f"{name} is {content[name]!r}, which is not a power level "
+                        f"{name} is {preview(content[name])}, which is not a power level "
                         f"in room version {room_version.identifier}",
                     )
                 properties[name] = level
@@ -286,7 +287,7 @@ def _parse_level_map(
         elif strict:
             raise InvalidPowerLevels(
                 MalformedPart.LEVEL_MAPS,
-                f"{name}[{key!r}] is {raw!r}, which is not a power level "
+                f"{name}[{preview(key)}] is {preview(raw)}, which is not a power level "
                 f"in room version {room_version.identifier}",
             )
     return MappingProxyType(levels)
@@ -301,12 +302,14 @@ def _parse_users(content: Mapping[str, Any], room_version: RoomVersion) -> Mappi
     users = {}
     for user_id, raw in value.items():
         if not is_valid_user_id(user_id):
-            raise InvalidPowerLevels(MalformedPart.USERS, f"users key {user_id!r} is not a user ID")
+            raise InvalidPowerLevels(
+                MalformedPart.USERS, f"users key {preview(user_id)} is not a user ID"
+            )
         level = parse_power_level(raw, room_version)
         if level is None:
             raise InvalidPowerLevels(
                 MalformedPart.USERS,
-                f"users[{user_id!r}] is {raw!r}, which is not a power level "
+                f"users[{preview(user_id)}] is {preview(raw)}, which is not a power level "
                 f"in room version {room_version.identifier}",
             )
         users[user_id] = level
