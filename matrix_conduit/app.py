@@ -10,6 +10,7 @@ any endpoint logic.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -88,6 +89,16 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     @app.after_request
     async def add_cors_headers(response: Response) -> Response:
         response.headers.update(CORS_HEADERS)
+        return response
+
+    @app.after_request
+    async def drain_request_body(response: Response) -> Response:
+        # Answering before the request body is in (a handler that never reads
+        # it, or an error raised first) lets hypercorn finish the response while
+        # h11 still expects body bytes: it then closes the keep-alive connection
+        # without `Connection: close`, and the client's next request on it fails.
+        with contextlib.suppress(Exception):  # too large: the connection closes anyway
+            await request.body
         return response
 
     @app.errorhandler(MatrixError)

@@ -27,8 +27,7 @@ from tests.support.matrix import (
     register_many,
     room_with_members,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -54,7 +53,7 @@ async def room_aliases(user: User, room_id: str):
 # ---- aliases
 
 
-async def test_alias_resolves_to_its_room_until_deleted(server: TestServer):
+async def test_alias_resolves_to_its_room_until_deleted(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     alias = f"#{unique('kitchen')}:localhost"
@@ -65,7 +64,7 @@ async def test_alias_resolves_to_its_room_until_deleted(server: TestServer):
     assert_error(await alice.get(alias_path(alias)), 404, "M_NOT_FOUND")
 
 
-async def test_alias_with_a_slash_can_be_created_resolved_and_joined(server: TestServer):
+async def test_alias_with_a_slash_can_be_created_resolved_and_joined(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room(preset="public_chat")
     alias = f"#{unique('team/general')}:localhost"
@@ -75,7 +74,7 @@ async def test_alias_with_a_slash_can_be_created_resolved_and_joined(server: Tes
     ok(await alice.request("DELETE", alias_path(alias)))
 
 
-async def test_alias_lookup_needs_no_access_token(server: TestServer):
+async def test_alias_lookup_needs_no_access_token(server: SharedServer):
     alice = await register(server)
     alias = unique("open")
     room_id = await alice.create_room(room_alias_name=alias)
@@ -83,7 +82,7 @@ async def test_alias_lookup_needs_no_access_token(server: TestServer):
     assert ok(response)["room_id"] == room_id
 
 
-async def test_alias_that_exists_cannot_be_created_again(server: TestServer):
+async def test_alias_that_exists_cannot_be_created_again(server: SharedServer):
     alice = await register(server)
     first = await alice.create_room()
     second = await alice.create_room()
@@ -93,7 +92,7 @@ async def test_alias_that_exists_cannot_be_created_again(server: TestServer):
     assert ok(await alice.get(alias_path(alias)))["room_id"] == first
 
 
-async def test_only_members_can_give_a_room_an_alias(server: TestServer):
+async def test_only_members_can_give_a_room_an_alias(server: SharedServer):
     alice, mallory = await register_many(server, 2)
     room_id = await alice.create_room(preset="public_chat")
     alias = f"#{unique('hijack')}:localhost"
@@ -101,7 +100,7 @@ async def test_only_members_can_give_a_room_an_alias(server: TestServer):
     assert_error(await alice.get(alias_path(alias)), 404, "M_NOT_FOUND")
 
 
-async def test_alias_on_another_server_cannot_be_created_here(server: TestServer):
+async def test_alias_on_another_server_cannot_be_created_here(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await put_alias(alice, "#room:elsewhere.example", room_id)
@@ -109,20 +108,20 @@ async def test_alias_on_another_server_cannot_be_created_here(server: TestServer
 
 
 @pytest.mark.parametrize("alias", ["no-hash:localhost", "#no-server"])
-async def test_malformed_alias_is_400(server: TestServer, alias: str):
+async def test_malformed_alias_is_400(server: SharedServer, alias: str):
     alice = await register(server)
     room_id = await alice.create_room()
     assert (await put_alias(alice, alias, room_id)).status_code == 400
     assert (await alice.get(alias_path(alias))).status_code == 400
 
 
-async def test_deleting_an_unknown_alias_is_404(server: TestServer):
+async def test_deleting_an_unknown_alias_is_404(server: SharedServer):
     alice = await register(server)
     response = await alice.request("DELETE", alias_path(f"#{unique('ghost')}:localhost"))
     assert_error(response, 404, "M_NOT_FOUND")
 
 
-async def test_member_without_power_cannot_delete_someone_elses_alias(server: TestServer):
+async def test_member_without_power_cannot_delete_someone_elses_alias(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     alias = f"#{unique('keep')}:localhost"
     ok(await put_alias(alice, alias, room_id))
@@ -130,7 +129,7 @@ async def test_member_without_power_cannot_delete_someone_elses_alias(server: Te
     assert ok(await bob.get(alias_path(alias)))["room_id"] == room_id
 
 
-async def test_alias_creator_can_delete_their_alias_without_power(server: TestServer):
+async def test_alias_creator_can_delete_their_alias_without_power(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     alias = f"#{unique('bobs')}:localhost"
     ok(await put_alias(bob, alias, room_id))
@@ -138,7 +137,7 @@ async def test_alias_creator_can_delete_their_alias_without_power(server: TestSe
     assert_error(await alice.get(alias_path(alias)), 404, "M_NOT_FOUND")
 
 
-async def test_room_moderator_can_delete_a_members_alias(server: TestServer):
+async def test_room_moderator_can_delete_a_members_alias(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     alias = f"#{unique('modded')}:localhost"
     ok(await put_alias(bob, alias, room_id))
@@ -146,7 +145,7 @@ async def test_room_moderator_can_delete_a_members_alias(server: TestServer):
     assert_error(await alice.get(alias_path(alias)), 404, "M_NOT_FOUND")
 
 
-async def test_room_aliases_lists_the_rooms_local_aliases(server: TestServer):
+async def test_room_aliases_lists_the_rooms_local_aliases(server: SharedServer):
     alice = await register(server)
     name = unique("listed")
     room_id = await alice.create_room(room_alias_name=name)
@@ -156,7 +155,7 @@ async def test_room_aliases_lists_the_rooms_local_aliases(server: TestServer):
     assert sorted(aliases) == sorted([f"#{name}:localhost", other])
 
 
-async def test_non_member_cannot_list_a_private_rooms_aliases(server: TestServer):
+async def test_non_member_cannot_list_a_private_rooms_aliases(server: SharedServer):
     alice, mallory = await register_many(server, 2)
     room_id = await alice.create_room(room_alias_name=unique("hidden"))
     response = await room_aliases(mallory, room_id)
@@ -164,7 +163,7 @@ async def test_non_member_cannot_list_a_private_rooms_aliases(server: TestServer
     assert "hidden" not in response.text
 
 
-async def test_anyone_can_list_a_world_readable_rooms_aliases(server: TestServer):
+async def test_anyone_can_list_a_world_readable_rooms_aliases(server: SharedServer):
     alice, reader = await register_many(server, 2)
     name = unique("readable")
     room_id = await alice.create_room(
@@ -186,7 +185,7 @@ def visibility_path(room_id: str) -> str:
     return f"/directory/list/room/{path_part(room_id)}"
 
 
-async def test_room_owner_can_publish_and_unpublish_a_room(server: TestServer):
+async def test_room_owner_can_publish_and_unpublish_a_room(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     assert ok(await alice.get(visibility_path(room_id))) == {"visibility": "private"}
@@ -196,19 +195,19 @@ async def test_room_owner_can_publish_and_unpublish_a_room(server: TestServer):
     assert ok(await alice.get(visibility_path(room_id))) == {"visibility": "private"}
 
 
-async def test_member_without_power_cannot_publish_a_room(server: TestServer):
+async def test_member_without_power_cannot_publish_a_room(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2, visibility="private")
     response = await bob.put(visibility_path(room_id), {"visibility": "public"})
     assert_error(response, 403, "M_FORBIDDEN")
     assert ok(await alice.get(visibility_path(room_id))) == {"visibility": "private"}
 
 
-async def test_visibility_of_an_unknown_room_is_404(server: TestServer):
+async def test_visibility_of_an_unknown_room_is_404(server: SharedServer):
     alice = await register(server)
     assert_error(await alice.get(visibility_path("!nope:localhost")), 404, "M_NOT_FOUND")
 
 
-async def test_bad_visibility_value_is_400(server: TestServer):
+async def test_bad_visibility_value_is_400(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.put(visibility_path(room_id), {"visibility": "everyone"})
@@ -222,7 +221,7 @@ async def search(user: User, term: str, **body) -> dict:
     return ok(await user.post("/publicRooms", {"filter": {"generic_search_term": term}, **body}))
 
 
-async def test_public_room_appears_with_its_summary(server: TestServer):
+async def test_public_room_appears_with_its_summary(server: SharedServer):
     alice, bob = await register_many(server, 2)
     term = unique("summary")
     alias = unique("summaryalias")
@@ -248,14 +247,14 @@ async def test_public_room_appears_with_its_summary(server: TestServer):
     }
 
 
-async def test_private_rooms_are_not_listed(server: TestServer):
+async def test_private_rooms_are_not_listed(server: SharedServer):
     alice = await register(server)
     term = unique("private")
     await alice.create_room(name=f"Room {term}")
     assert (await search(alice, term))["chunk"] == []
 
 
-async def test_unpublished_room_leaves_the_list(server: TestServer):
+async def test_unpublished_room_leaves_the_list(server: SharedServer):
     alice = await register(server)
     term = unique("unpublish")
     room_id = await alice.create_room(visibility="public", name=term)
@@ -264,19 +263,19 @@ async def test_unpublished_room_leaves_the_list(server: TestServer):
     assert (await search(alice, term))["chunk"] == []
 
 
-async def test_public_rooms_are_listed_without_an_access_token(server: TestServer):
+async def test_public_rooms_are_listed_without_an_access_token(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(visibility="public", name=unique("anon"))
     listed = ok(await server.client.get(f"{CLIENT_V3}/publicRooms"))
     assert room_id in {room["room_id"] for room in listed["chunk"]}
 
 
-async def test_searching_public_rooms_needs_an_access_token(server: TestServer):
+async def test_searching_public_rooms_needs_an_access_token(server: SharedServer):
     response = await server.client.post(f"{CLIENT_V3}/publicRooms", json={})
     assert_error(response, 401, "M_MISSING_TOKEN")
 
 
-async def test_public_rooms_are_paginated_with_limit_and_since(server: TestServer):
+async def test_public_rooms_are_paginated_with_limit_and_since(server: SharedServer):
     alice = await register(server)
     term = unique("paged")
     room_ids = {await alice.create_room(visibility="public", name=f"{term} {n}") for n in range(5)}
@@ -301,7 +300,7 @@ async def test_public_rooms_are_paginated_with_limit_and_since(server: TestServe
     assert sorted(seen) == sorted(room_ids)
 
 
-async def test_get_public_rooms_honours_limit_and_since(server: TestServer):
+async def test_get_public_rooms_honours_limit_and_since(server: SharedServer):
     alice = await register(server)
     for _ in range(3):
         await alice.create_room(visibility="public", name=unique("getpaged"))
@@ -312,7 +311,7 @@ async def test_get_public_rooms_honours_limit_and_since(server: TestServer):
     assert not first_ids & {room["room_id"] for room in second["chunk"]}
 
 
-async def test_bigger_rooms_are_listed_first(server: TestServer):
+async def test_bigger_rooms_are_listed_first(server: SharedServer):
     alice, bob, carol = await register_many(server, 3)
     term = unique("size")
     small = await alice.create_room(visibility="public", name=f"{term} small")
@@ -323,7 +322,7 @@ async def test_bigger_rooms_are_listed_first(server: TestServer):
     assert [room["room_id"] for room in found["chunk"]] == [big, small]
 
 
-async def test_search_matches_topic_and_alias_case_insensitively(server: TestServer):
+async def test_search_matches_topic_and_alias_case_insensitively(server: SharedServer):
     alice = await register(server)
     term = unique("needle")
     by_topic = await alice.create_room(visibility="public", topic=f"Has the {term.upper()}")
@@ -333,6 +332,6 @@ async def test_search_matches_topic_and_alias_case_insensitively(server: TestSer
 
 
 @pytest.mark.parametrize("params", [{"limit": "many"}, {"since": "garbage"}])
-async def test_bad_public_rooms_parameters_are_400(server: TestServer, params: dict):
+async def test_bad_public_rooms_parameters_are_400(server: SharedServer, params: dict):
     alice = await register(server)
     assert (await alice.get("/publicRooms", **params)).status_code == 400

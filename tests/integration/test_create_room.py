@@ -21,8 +21,7 @@ from tests.support.matrix import (
     register,
     state_of,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -52,7 +51,7 @@ def content(state: list[dict], event_type: str, state_key: str = "") -> dict:
     return event["content"]
 
 
-async def test_initial_events_come_in_the_order_the_spec_gives(server: TestServer):
+async def test_initial_events_come_in_the_order_the_spec_gives(server: SharedServer):
     alice = await register(server)
     bob = await register(server)
     room_id = await alice.create_room(
@@ -87,7 +86,7 @@ async def test_initial_events_come_in_the_order_the_spec_gives(server: TestServe
     ],
 )
 async def test_preset_sets_the_spec_table_state(
-    server: TestServer, preset, join_rule, history_visibility, guest_access
+    server: SharedServer, preset, join_rule, history_visibility, guest_access
 ):
     alice = await register(server)
     room_id = await alice.create_room(preset=preset)
@@ -98,7 +97,7 @@ async def test_preset_sets_the_spec_table_state(
 
 
 async def test_visibility_public_without_preset_means_public_chat_and_a_listed_room(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     room_id = await alice.create_room(visibility="public")
@@ -108,7 +107,7 @@ async def test_visibility_public_without_preset_means_public_chat_and_a_listed_r
     assert listed == {"visibility": "public"}
 
 
-async def test_room_without_visibility_is_private_and_not_listed(server: TestServer):
+async def test_room_without_visibility_is_private_and_not_listed(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     state = await room_state(alice, room_id)
@@ -117,7 +116,7 @@ async def test_room_without_visibility_is_private_and_not_listed(server: TestSer
     assert listed == {"visibility": "private"}
 
 
-async def test_creator_has_power_100_in_rooms_before_version_12(server: TestServer):
+async def test_creator_has_power_100_in_rooms_before_version_12(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(room_version="10")
     levels = content(await room_state(alice, room_id), "m.room.power_levels")
@@ -125,7 +124,7 @@ async def test_creator_has_power_100_in_rooms_before_version_12(server: TestServ
     assert levels["events"]["m.room.tombstone"] == 100
 
 
-async def test_creator_is_not_listed_in_power_levels_of_version_12_rooms(server: TestServer):
+async def test_creator_is_not_listed_in_power_levels_of_version_12_rooms(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(room_version="12")
     state = await room_state(alice, room_id)
@@ -137,7 +136,7 @@ async def test_creator_is_not_listed_in_power_levels_of_version_12_rooms(server:
     assert room_id == "!" + create["event_id"][1:]
 
 
-async def test_trusted_private_chat_gives_invitees_the_creators_power(server: TestServer):
+async def test_trusted_private_chat_gives_invitees_the_creators_power(server: SharedServer):
     alice = await register(server)
     bob = await register(server)
     room_id = await alice.create_room(
@@ -148,7 +147,7 @@ async def test_trusted_private_chat_gives_invitees_the_creators_power(server: Te
 
 
 async def test_trusted_private_chat_in_v12_makes_invitees_additional_creators(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     bob = await register(server)
@@ -159,7 +158,7 @@ async def test_trusted_private_chat_in_v12_makes_invitees_additional_creators(
     assert create["additional_creators"] == [bob.user_id]
 
 
-async def test_room_version_defaults_to_the_configured_default(server: TestServer):
+async def test_room_version_defaults_to_the_configured_default(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     create = content(await room_state(alice, room_id), "m.room.create")
@@ -167,7 +166,7 @@ async def test_room_version_defaults_to_the_configured_default(server: TestServe
 
 
 @pytest.mark.parametrize("version", ["1", "3", "7", "9", "11", "12"])
-async def test_requested_room_version_is_used(server: TestServer, version: str):
+async def test_requested_room_version_is_used(server: SharedServer, version: str):
     alice = await register(server)
     room_id = await alice.create_room(room_version=version, name=f"v{version}")
     state = await room_state(alice, room_id)
@@ -175,7 +174,7 @@ async def test_requested_room_version_is_used(server: TestServer, version: str):
     assert content(state, "m.room.name") == {"name": f"v{version}"}
 
 
-async def test_unsupported_room_version_is_400_unsupported_room_version(server: TestServer):
+async def test_unsupported_room_version_is_400_unsupported_room_version(server: SharedServer):
     alice = await register(server)
     response = await alice.post("/createRoom", {"room_version": "999"})
     assert_error(response, 400, "M_UNSUPPORTED_ROOM_VERSION")
@@ -183,7 +182,7 @@ async def test_unsupported_room_version_is_400_unsupported_room_version(server: 
 
 
 async def test_creation_content_is_added_but_creator_and_version_are_the_servers(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     room_id = await alice.create_room(
@@ -203,7 +202,7 @@ async def test_creation_content_is_added_but_creator_and_version_are_the_servers
 
 
 async def test_initial_state_overrides_the_preset_and_name_overrides_initial_state(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     room_id = await alice.create_room(
@@ -221,7 +220,7 @@ async def test_initial_state_overrides_the_preset_and_name_overrides_initial_sta
     assert content(state, "org.example.custom", "k") == {"x": 1}
 
 
-async def test_name_and_topic_become_state(server: TestServer):
+async def test_name_and_topic_become_state(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(name="Garden", topic="Plants and such")
     state = await room_state(alice, room_id)
@@ -229,7 +228,7 @@ async def test_name_and_topic_become_state(server: TestServer):
     assert content(state, "m.room.topic")["topic"] == "Plants and such"
 
 
-async def test_invited_users_get_invites_and_see_the_room_as_invited(server: TestServer):
+async def test_invited_users_get_invites_and_see_the_room_as_invited(server: SharedServer):
     alice = await register(server)
     bob = await register(server)
     room_id = await alice.create_room(invite=[bob.user_id], is_direct=True)
@@ -241,7 +240,7 @@ async def test_invited_users_get_invites_and_see_the_room_as_invited(server: Tes
     assert await bob.joined_rooms() == [room_id]
 
 
-async def test_without_is_direct_invites_carry_no_is_direct_flag(server: TestServer):
+async def test_without_is_direct_invites_carry_no_is_direct_flag(server: SharedServer):
     alice = await register(server)
     bob = await register(server)
     room_id = await alice.create_room(invite=[bob.user_id])
@@ -250,7 +249,7 @@ async def test_without_is_direct_invites_carry_no_is_direct_flag(server: TestSer
 
 
 async def test_power_level_content_override_is_applied_on_top_of_the_defaults(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     bob = await register(server)
@@ -270,7 +269,7 @@ async def test_power_level_content_override_is_applied_on_top_of_the_defaults(
 
 
 async def test_override_that_leaves_the_creator_powerless_is_invalid_room_state(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     response = await alice.post(
@@ -284,7 +283,7 @@ async def test_override_that_leaves_the_creator_powerless_is_invalid_room_state(
     assert_error(response, 400, "M_INVALID_ROOM_STATE")
 
 
-async def test_room_alias_name_creates_the_alias_and_the_canonical_alias(server: TestServer):
+async def test_room_alias_name_creates_the_alias_and_the_canonical_alias(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(room_alias_name="garden")
     alias = "#garden:localhost"
@@ -294,7 +293,7 @@ async def test_room_alias_name_creates_the_alias_and_the_canonical_alias(server:
     assert resolved["room_id"] == room_id
 
 
-async def test_room_alias_name_already_taken_is_400_room_in_use(server: TestServer):
+async def test_room_alias_name_already_taken_is_400_room_in_use(server: SharedServer):
     alice = await register(server)
     await alice.create_room(room_alias_name="taken")
     response = await alice.post("/createRoom", {"room_alias_name": "taken"})
@@ -302,7 +301,7 @@ async def test_room_alias_name_already_taken_is_400_room_in_use(server: TestServ
     assert len(await alice.joined_rooms()) == 1
 
 
-async def test_room_alias_name_with_a_server_part_is_400(server: TestServer):
+async def test_room_alias_name_with_a_server_part_is_400(server: SharedServer):
     alice = await register(server)
     response = await alice.post("/createRoom", {"room_alias_name": "garden:localhost"})
     assert_error(response, 400, "M_INVALID_PARAM")
@@ -330,7 +329,7 @@ async def test_room_alias_name_with_a_server_part_is_400(server: TestServer):
         "name-not-string",
     ],
 )
-async def test_malformed_request_is_400_and_creates_nothing(server: TestServer, body: dict):
+async def test_malformed_request_is_400_and_creates_nothing(server: SharedServer, body: dict):
     alice = await register(server)
     response = await alice.post("/createRoom", body)
     assert response.status_code == 400
@@ -338,12 +337,12 @@ async def test_malformed_request_is_400_and_creates_nothing(server: TestServer, 
     assert await alice.joined_rooms() == []
 
 
-async def test_creating_a_room_needs_an_access_token(server: TestServer):
+async def test_creating_a_room_needs_an_access_token(server: SharedServer):
     response = await server.client.post("/_matrix/client/v3/createRoom", json={})
     assert_error(response, 401, "M_MISSING_TOKEN")
 
 
-async def test_creator_joins_with_their_profile(server: TestServer):
+async def test_creator_joins_with_their_profile(server: SharedServer):
     alice = await register(server)
     ok(await alice.put(f"/profile/{alice.user_id}/displayname", {"displayname": "Alice A."}))
     room_id = await alice.create_room()

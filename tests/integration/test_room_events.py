@@ -32,8 +32,7 @@ from tests.support.matrix import (
     register_many,
     room_with_members,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -63,7 +62,7 @@ async def timestamp_to_event(user: User, room_id: str, ts: int, direction: str):
     )
 
 
-async def room_with_messages(server: TestServer, count: int) -> tuple[str, User, list[str]]:
+async def room_with_messages(server: SharedServer, count: int) -> tuple[str, User, list[str]]:
     """A room of one user who sent messages "m0" … "m{count-1}"; their event ids."""
     alice = await register(server)
     room_id = await alice.create_room()
@@ -74,7 +73,7 @@ async def room_with_messages(server: TestServer, count: int) -> tuple[str, User,
 # ---- sending
 
 
-async def test_sent_message_is_stored_as_sent(server: TestServer):
+async def test_sent_message_is_stored_as_sent(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     content = {"msgtype": "m.text", "body": "hello", "format": "x", "nested": {"a": [1]}}
@@ -89,14 +88,14 @@ async def test_sent_message_is_stored_as_sent(server: TestServer):
     assert "state_key" not in event
 
 
-async def test_custom_event_types_can_be_sent(server: TestServer):
+async def test_custom_event_types_can_be_sent(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     event_id = ok(await alice.send_event(room_id, "org.example.ping", {"n": 1}))["event_id"]
     assert ok(await get_event(alice, room_id, event_id))["type"] == "org.example.ping"
 
 
-async def test_same_txn_id_from_the_same_device_sends_once(server: TestServer):
+async def test_same_txn_id_from_the_same_device_sends_once(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     content = {"msgtype": "m.text", "body": "once"}
@@ -106,7 +105,7 @@ async def test_same_txn_id_from_the_same_device_sends_once(server: TestServer):
     assert bodies(await alice.timeline(room_id)) == ["once"]
 
 
-async def test_same_txn_id_from_another_device_is_another_event(server: TestServer):
+async def test_same_txn_id_from_another_device_is_another_event(server: SharedServer):
     alice = await register(server)
     phone = await new_device(server, alice)
     room_id = await alice.create_room()
@@ -117,7 +116,7 @@ async def test_same_txn_id_from_another_device_is_another_event(server: TestServ
     assert bodies(await alice.timeline(room_id)) == ["twice", "twice"]
 
 
-async def test_same_txn_id_from_another_user_is_another_event(server: TestServer):
+async def test_same_txn_id_from_another_user_is_another_event(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     content = {"msgtype": "m.text", "body": "hi"}
     first = ok(await alice.send_event(room_id, "m.room.message", content, txn_id="same"))
@@ -125,7 +124,7 @@ async def test_same_txn_id_from_another_user_is_another_event(server: TestServer
     assert first["event_id"] != second["event_id"]
 
 
-async def test_transaction_id_is_shown_only_to_the_sending_device(server: TestServer):
+async def test_transaction_id_is_shown_only_to_the_sending_device(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     phone = await new_device(server, alice)
     event_id = ok(await alice.send_event(room_id, "m.room.message", {"body": "x"}, txn_id="mine"))[
@@ -137,7 +136,7 @@ async def test_transaction_id_is_shown_only_to_the_sending_device(server: TestSe
         assert "transaction_id" not in served.get("unsigned", {})
 
 
-async def test_non_member_cannot_send(server: TestServer):
+async def test_non_member_cannot_send(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room(preset="public_chat")
     response = await bob.send_event(room_id, "m.room.message", {"body": "let me"})
@@ -145,7 +144,7 @@ async def test_non_member_cannot_send(server: TestServer):
     assert bodies(await alice.timeline(room_id)) == []
 
 
-async def test_left_member_cannot_send(server: TestServer):
+async def test_left_member_cannot_send(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     await bob.leave(room_id)
     response = await bob.send_event(room_id, "m.room.message", {"body": "still here?"})
@@ -153,7 +152,7 @@ async def test_left_member_cannot_send(server: TestServer):
     assert bodies(await alice.timeline(room_id)) == []
 
 
-async def test_member_below_events_default_cannot_send(server: TestServer):
+async def test_member_below_events_default_cannot_send(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(
         server, 2, power_level_content_override={"events_default": 10}
     )
@@ -162,7 +161,7 @@ async def test_member_below_events_default_cannot_send(server: TestServer):
     await alice.send(room_id, "alice still can")
 
 
-async def test_member_below_the_event_types_level_cannot_send_it(server: TestServer):
+async def test_member_below_the_event_types_level_cannot_send_it(server: SharedServer):
     room_id, (_alice, bob) = await room_with_members(
         server, 2, power_level_content_override={"events": {"org.example.alert": 50}}
     )
@@ -171,20 +170,20 @@ async def test_member_below_the_event_types_level_cannot_send_it(server: TestSer
     ok(await bob.send_event(room_id, "m.room.message", {"body": "this is fine"}))
 
 
-async def test_sending_to_an_unknown_room_is_403(server: TestServer):
+async def test_sending_to_an_unknown_room_is_403(server: SharedServer):
     alice = await register(server)
     response = await alice.send_event("!nowhere:localhost", "m.room.message", {"body": "x"})
     assert_error(response, 403, "M_FORBIDDEN")
 
 
-async def test_sending_a_body_that_is_not_an_object_is_400(server: TestServer):
+async def test_sending_a_body_that_is_not_an_object_is_400(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.put(f"/rooms/{path_part(room_id)}/send/m.room.message/t", [1, 2])
     assert_error(response, 400, "M_BAD_JSON")
 
 
-async def test_oversized_event_is_rejected(server: TestServer):
+async def test_oversized_event_is_rejected(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.send_event(room_id, "m.room.message", {"body": "x" * 70_000})
@@ -195,7 +194,7 @@ async def test_oversized_event_is_rejected(server: TestServer):
 # ---- GET /event
 
 
-async def test_event_from_another_room_is_404_under_this_room(server: TestServer):
+async def test_event_from_another_room_is_404_under_this_room(server: SharedServer):
     alice = await register(server)
     room_a = await alice.create_room()
     room_b = await alice.create_room()
@@ -203,13 +202,13 @@ async def test_event_from_another_room_is_404_under_this_room(server: TestServer
     assert_error(await get_event(alice, room_b, event_id), 404, "M_NOT_FOUND")
 
 
-async def test_unknown_event_is_404(server: TestServer):
+async def test_unknown_event_is_404(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     assert_error(await get_event(alice, room_id, "$nope"), 404, "M_NOT_FOUND")
 
 
-async def test_non_member_cannot_fetch_an_event_of_a_private_room(server: TestServer):
+async def test_non_member_cannot_fetch_an_event_of_a_private_room(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room()
     event_id = await alice.send(room_id, "private")
@@ -218,7 +217,7 @@ async def test_non_member_cannot_fetch_an_event_of_a_private_room(server: TestSe
     assert "private" not in response.text
 
 
-async def test_event_ids_with_slashes_work_in_request_paths(server: TestServer):
+async def test_event_ids_with_slashes_work_in_request_paths(server: SharedServer):
     """Room v3 event ids are standard base64: '/' and '+' occur, percent-encoded by clients."""
     alice = await register(server)
     room_id = await alice.create_room(room_version="3")
@@ -236,20 +235,20 @@ async def test_event_ids_with_slashes_work_in_request_paths(server: TestServer):
 # ---- /messages
 
 
-async def test_messages_backwards_are_newest_first(server: TestServer):
+async def test_messages_backwards_are_newest_first(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 5)
     page = ok(await alice.messages(room_id, dir="b", limit=3))
     assert bodies(page["chunk"]) == ["m4", "m3", "m2"]
     assert "start" in page and "end" in page
 
 
-async def test_messages_forwards_start_at_the_rooms_creation(server: TestServer):
+async def test_messages_forwards_start_at_the_rooms_creation(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 2)
     page = ok(await alice.messages(room_id, dir="f", limit=2))
     assert [event["type"] for event in page["chunk"]] == ["m.room.create", "m.room.member"]
 
 
-async def test_paginating_backwards_with_end_tokens_visits_every_event_once(server: TestServer):
+async def test_paginating_backwards_with_end_tokens_visits_every_event_once(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 7)
     seen: list[str] = []
     token = None
@@ -267,7 +266,7 @@ async def test_paginating_backwards_with_end_tokens_visits_every_event_once(serv
     assert seen == [f"m{index}" for index in reversed(range(7))]
 
 
-async def test_paginating_forwards_with_end_tokens_visits_every_event_once(server: TestServer):
+async def test_paginating_forwards_with_end_tokens_visits_every_event_once(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 5)
     events: list[dict] = []
     token = None
@@ -284,7 +283,7 @@ async def test_paginating_forwards_with_end_tokens_visits_every_event_once(serve
     assert len({event["event_id"] for event in events}) == len(events)
 
 
-async def test_pagination_stops_at_the_to_token(server: TestServer):
+async def test_pagination_stops_at_the_to_token(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 6)
     first = ok(await alice.messages(room_id, dir="b", limit=2))  # m5, m4
     later = ok(await alice.messages(room_id, dir="b", limit=50, **{"from": first["end"]}))
@@ -297,13 +296,13 @@ async def test_pagination_stops_at_the_to_token(server: TestServer):
     assert bodies(bounded["chunk"]) == ["m5", "m4"]
 
 
-async def test_messages_limit_defaults_to_ten(server: TestServer):
+async def test_messages_limit_defaults_to_ten(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 12)
     page = ok(await alice.get(f"/rooms/{path_part(room_id)}/messages", dir="b"))
     assert len(page["chunk"]) == 10
 
 
-async def test_messages_filter_by_type_and_sender(server: TestServer):
+async def test_messages_filter_by_type_and_sender(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     await alice.send(room_id, "a1")
     await bob.send(room_id, "b1")
@@ -325,7 +324,7 @@ async def test_messages_filter_by_type_and_sender(server: TestServer):
     assert bodies(without_messages["chunk"]) == []
 
 
-async def test_messages_filter_contains_url(server: TestServer):
+async def test_messages_filter_contains_url(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     await alice.send(room_id, "plain")
@@ -345,19 +344,19 @@ async def test_messages_filter_contains_url(server: TestServer):
     [{"dir": "sideways"}, {"dir": "b", "from": "not-a-token"}, {"dir": "b", "limit": "ten"}],
     ids=["bad-dir", "bad-from", "bad-limit"],
 )
-async def test_messages_with_bad_parameters_is_400(server: TestServer, params: dict):
+async def test_messages_with_bad_parameters_is_400(server: SharedServer, params: dict):
     room_id, alice, _ = await room_with_messages(server, 1)
     response = await alice.get(f"/rooms/{path_part(room_id)}/messages", **params)
     assert response.status_code == 400
 
 
-async def test_messages_with_a_malformed_filter_is_400(server: TestServer):
+async def test_messages_with_a_malformed_filter_is_400(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 1)
     response = await alice.get(f"/rooms/{path_part(room_id)}/messages", dir="b", filter="{not json")
     assert response.status_code == 400
 
 
-async def test_non_member_cannot_read_messages_of_a_private_room(server: TestServer):
+async def test_non_member_cannot_read_messages_of_a_private_room(server: SharedServer):
     room_id, _alice, _ = await room_with_messages(server, 2)
     mallory = await register(server)
     assert_error(await mallory.messages(room_id), 403, "M_FORBIDDEN")
@@ -366,7 +365,7 @@ async def test_non_member_cannot_read_messages_of_a_private_room(server: TestSer
 # ---- /context
 
 
-async def test_context_gives_events_around_the_event_and_the_state(server: TestServer):
+async def test_context_gives_events_around_the_event_and_the_state(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 7)
     found = ok(await context(alice, room_id, event_ids[3], limit=4))
     assert found["event"]["event_id"] == event_ids[3]
@@ -377,7 +376,7 @@ async def test_context_gives_events_around_the_event_and_the_state(server: TestS
     assert isinstance(found["start"], str) and isinstance(found["end"], str)
 
 
-async def test_context_tokens_continue_pagination(server: TestServer):
+async def test_context_tokens_continue_pagination(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 7)
     found = ok(await context(alice, room_id, event_ids[3], limit=2))
     assert bodies(found["events_before"]) == ["m2"]
@@ -388,7 +387,7 @@ async def test_context_tokens_continue_pagination(server: TestServer):
     assert bodies(later["chunk"]) == ["m5"]
 
 
-async def test_context_applies_the_filter(server: TestServer):
+async def test_context_applies_the_filter(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 3)
     ok(await alice.send_event(room_id, "org.example.noise", {}))
     await alice.send(room_id, "m3")
@@ -398,12 +397,12 @@ async def test_context_applies_the_filter(server: TestServer):
     assert [event["type"] for event in found["events_after"]] == ["m.room.message"]
 
 
-async def test_context_of_an_unknown_event_is_404(server: TestServer):
+async def test_context_of_an_unknown_event_is_404(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 1)
     assert_error(await context(alice, room_id, "$missing"), 404, "M_NOT_FOUND")
 
 
-async def test_non_member_gets_no_context_of_a_private_room(server: TestServer):
+async def test_non_member_gets_no_context_of_a_private_room(server: SharedServer):
     room_id, _alice, event_ids = await room_with_messages(server, 3)
     mallory = await register(server)
     response = await context(mallory, room_id, event_ids[1])
@@ -414,7 +413,7 @@ async def test_non_member_gets_no_context_of_a_private_room(server: TestServer):
 # ---- redactions
 
 
-async def test_redacted_message_is_served_redacted_to_everyone(server: TestServer):
+async def test_redacted_message_is_served_redacted_to_everyone(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     event_id = await alice.send(room_id, "oops, my password")
     redaction = ok(await redact_event(alice, room_id, event_id, "r1", reason="typo"))
@@ -430,7 +429,7 @@ async def test_redacted_message_is_served_redacted_to_everyone(server: TestServe
         assert found["event"]["content"] == {}
 
 
-async def test_redaction_event_names_its_target(server: TestServer):
+async def test_redaction_event_names_its_target(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 1)
     redaction_id = ok(await redact_event(alice, room_id, event_ids[0], "r1"))["event_id"]
     redaction = ok(await get_event(alice, room_id, redaction_id))
@@ -438,7 +437,7 @@ async def test_redaction_event_names_its_target(server: TestServer):
     assert event_ids[0] in (redaction.get("redacts"), redaction["content"].get("redacts"))
 
 
-async def test_redaction_with_the_same_txn_id_is_sent_once(server: TestServer):
+async def test_redaction_with_the_same_txn_id_is_sent_once(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 1)
     first = ok(await redact_event(alice, room_id, event_ids[0], "same"))
     again = ok(await redact_event(alice, room_id, event_ids[0], "same"))
@@ -447,14 +446,14 @@ async def test_redaction_with_the_same_txn_id_is_sent_once(server: TestServer):
     assert [e["type"] for e in timeline].count("m.room.redaction") == 1
 
 
-async def test_member_can_redact_their_own_message(server: TestServer):
+async def test_member_can_redact_their_own_message(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     event_id = await bob.send(room_id, "regret")
     ok(await redact_event(bob, room_id, event_id, "r1"))
     assert ok(await get_event(alice, room_id, event_id))["content"] == {}
 
 
-async def test_member_without_power_cannot_redact_others_messages(server: TestServer):
+async def test_member_without_power_cannot_redact_others_messages(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     event_id = await alice.send(room_id, "stays")
     assert_error(await redact_event(bob, room_id, event_id, "r1"), 403, "M_FORBIDDEN")
@@ -462,7 +461,7 @@ async def test_member_without_power_cannot_redact_others_messages(server: TestSe
     assert served["content"]["body"] == "stays"
 
 
-async def test_moderator_can_redact_others_messages(server: TestServer):
+async def test_moderator_can_redact_others_messages(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     event_id = await bob.send(room_id, "spam")
     ok(await redact_event(alice, room_id, event_id, "r1"))
@@ -490,7 +489,7 @@ async def test_moderator_can_redact_others_messages(server: TestServer):
     ids=["v7-join-rules", "v8-join-rules-keep-allow", "v10-history-visibility", "v1-custom"],
 )
 async def test_redacted_state_keeps_what_the_room_versions_algorithm_keeps(
-    server: TestServer, version: str, event_type: str, content: dict, kept: set | None
+    server: SharedServer, version: str, event_type: str, content: dict, kept: set | None
 ):
     alice = await register(server)
     room_id = await alice.create_room(room_version=version)
@@ -504,7 +503,7 @@ async def test_redacted_state_keeps_what_the_room_versions_algorithm_keeps(
         assert set(served["content"]) == kept
 
 
-async def test_redacting_a_message_of_another_room_changes_nothing(server: TestServer):
+async def test_redacting_a_message_of_another_room_changes_nothing(server: SharedServer):
     alice = await register(server)
     room_a = await alice.create_room()
     room_b = await alice.create_room()
@@ -513,7 +512,7 @@ async def test_redacting_a_message_of_another_room_changes_nothing(server: TestS
     assert ok(await get_event(alice, room_a, event_id))["content"]["body"] == "safe"
 
 
-async def test_stored_event_is_redacted_in_the_database(server: TestServer):
+async def test_stored_event_is_redacted_in_the_database(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     event_id = await alice.send(room_id, "very-secret-words")
@@ -529,7 +528,7 @@ async def test_stored_event_is_redacted_in_the_database(server: TestServer):
 
 
 async def test_timestamp_to_event_forwards_from_the_beginning_finds_the_create_event(
-    server: TestServer,
+    server: SharedServer,
 ):
     room_id, alice, _ = await room_with_messages(server, 2)
     found = ok(await timestamp_to_event(alice, room_id, 0, "f"))
@@ -539,7 +538,7 @@ async def test_timestamp_to_event_forwards_from_the_beginning_finds_the_create_e
 
 
 async def test_timestamp_to_event_backwards_from_the_future_finds_the_newest_event(
-    server: TestServer,
+    server: SharedServer,
 ):
     room_id, alice, event_ids = await room_with_messages(server, 3)
     newest = ok(await get_event(alice, room_id, event_ids[-1]))
@@ -547,7 +546,7 @@ async def test_timestamp_to_event_backwards_from_the_future_finds_the_newest_eve
     assert found == {"event_id": event_ids[-1], "origin_server_ts": newest["origin_server_ts"]}
 
 
-async def test_timestamp_to_event_finds_an_event_at_the_exact_time(server: TestServer):
+async def test_timestamp_to_event_finds_an_event_at_the_exact_time(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 3)
     middle = ok(await get_event(alice, room_id, event_ids[1]))
     ts = middle["origin_server_ts"]
@@ -556,7 +555,7 @@ async def test_timestamp_to_event_finds_an_event_at_the_exact_time(server: TestS
         assert found["origin_server_ts"] == ts
 
 
-async def test_timestamp_to_event_with_nothing_in_that_direction_is_404(server: TestServer):
+async def test_timestamp_to_event_with_nothing_in_that_direction_is_404(server: SharedServer):
     room_id, alice, event_ids = await room_with_messages(server, 1)
     newest = ok(await get_event(alice, room_id, event_ids[-1]))
     response = await timestamp_to_event(alice, room_id, newest["origin_server_ts"] + 1, "f")
@@ -564,7 +563,7 @@ async def test_timestamp_to_event_with_nothing_in_that_direction_is_404(server: 
     assert_error(await timestamp_to_event(alice, room_id, 0, "b"), 404, "M_NOT_FOUND")
 
 
-async def test_timestamp_to_event_needs_dir_and_ts(server: TestServer):
+async def test_timestamp_to_event_needs_dir_and_ts(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 1)
     path = f"/rooms/{path_part(room_id)}/timestamp_to_event"
     no_dir = await alice.request("GET", path, params={"ts": 1}, prefix=CLIENT_V1)
@@ -573,7 +572,7 @@ async def test_timestamp_to_event_needs_dir_and_ts(server: TestServer):
     assert_error(no_ts, 400, "M_MISSING_PARAM")
 
 
-async def test_non_member_cannot_look_up_events_by_time(server: TestServer):
+async def test_non_member_cannot_look_up_events_by_time(server: SharedServer):
     room_id, _alice, _ = await room_with_messages(server, 1)
     mallory = await register(server)
     assert_error(await timestamp_to_event(mallory, room_id, 0, "f"), 403, "M_FORBIDDEN")

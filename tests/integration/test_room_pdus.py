@@ -33,9 +33,8 @@ from matrix_conduit.core.events import (
 )
 from matrix_conduit.core.room_versions import EventFormat, RoomVersion, get_room_version
 from matrix_conduit.core.signing import SignatureError
-from tests.support.matrix import ok, path_part, register_many
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.matrix import ok, path_part, register, register_many, room_with_members
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -58,12 +57,12 @@ def reference_id(reference: Any) -> str:
     return reference if isinstance(reference, str) else reference[0]
 
 
-def stored_events(server: TestServer, room_id: str) -> list[dict[str, Any]]:
+def stored_events(server: SharedServer, room_id: str) -> list[dict[str, Any]]:
     """The room's events as stored, oldest first."""
     return [dict(event) for _, event in server.services.rooms.timeline.events_after(room_id, 0)]
 
 
-async def busy_room(server: TestServer, version: str) -> str:
+async def busy_room(server: SharedServer, version: str) -> str:
     """A room with one of each kind of event; returns its id."""
     alice, bob, carol = await register_many(server, 3)
     room_id = await alice.create_room(
@@ -97,7 +96,7 @@ async def busy_room(server: TestServer, version: str) -> str:
 
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_stored_events_have_valid_format_hashes_signatures_and_ids(
-    server: TestServer, version: str
+    server: SharedServer, version: str
 ):
     room_id = await busy_room(server, version)
     room_version = get_room_version(version)
@@ -117,7 +116,7 @@ async def test_stored_events_have_valid_format_hashes_signatures_and_ids(
 
 
 @pytest.mark.parametrize("version", ["1", "10", "12"])
-async def test_a_tampered_event_fails_the_signature_check(server: TestServer, version: str):
+async def test_a_tampered_event_fails_the_signature_check(server: SharedServer, version: str):
     room_id = await busy_room(server, version)
     room_version = get_room_version(version)
     globals_ = server.services.globals
@@ -129,7 +128,7 @@ async def test_a_tampered_event_fails_the_signature_check(server: TestServer, ve
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-async def test_each_event_follows_the_previous_one(server: TestServer, version: str):
+async def test_each_event_follows_the_previous_one(server: SharedServer, version: str):
     room_id = await busy_room(server, version)
     events = stored_events(server, room_id)
     create = events[0]
@@ -146,7 +145,7 @@ async def test_each_event_follows_the_previous_one(server: TestServer, version: 
 
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_auth_events_are_the_selection_from_the_state_before_and_allow_the_event(
-    server: TestServer, version: str
+    server: SharedServer, version: str
 ):
     room_id = await busy_room(server, version)
     room_version = get_room_version(version)
@@ -178,7 +177,7 @@ async def test_auth_events_are_the_selection_from_the_state_before_and_allow_the
             state[(event["type"], event["state_key"])] = event["event_id"]
 
 
-async def test_restricted_join_cites_the_authorising_members_event(server: TestServer):
+async def test_restricted_join_cites_the_authorising_members_event(server: SharedServer):
     room_id = await busy_room(server, "10")
     events = stored_events(server, room_id)
     by_id = {event["event_id"]: event for event in events}
@@ -192,3 +191,26 @@ async def test_restricted_join_cites_the_authorising_members_event(server: TestS
     cited = {(by_id[i]["type"], by_id[i].get("state_key")) for i in restricted_join["auth_events"]}
     assert ("m.room.member", authoriser) in cited
     assert ("m.room.join_rules", "") in cited
+
+
+def snapshot_diffs(server: SharedServer) -> dict[bytes, bytes]:
+    """The stored state snapshots (shortstatehash → diff), read from the database."""
+    tree = server.services.db.tree("shortstatehash_statediff")
+    return dict(tree.iter_prefix())
+
+
+async def test_messages_store_no_state_and_a_join_stores_a_small_diff(server: SharedServer):
+    """A room's state is stored as diffs: the bigger the room, the more this matters."""
+    room_id, users = await room_with_members(server, 30)
+    before = snapshot_diffs(server)
+    for user in users[:5]:
+        await user.send(room_id, "no state change")
+    assert snapshot_diffs(server) == before
+
+    newcomer = await register(server)
+    await newcomer.join(room_id)
+    new = {key: value for key, value in snapshot_diffs(server).items() if key not in before}
+    assert len(new) == 1
+    (diff,) = new.values()
+    header, entry_bytes = 16, 16  # parent + number added; short state key + short event id
+    assert len(diff) <= header + 2 * entry_bytes  # not the room's 36 state entries

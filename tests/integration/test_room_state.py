@@ -24,8 +24,7 @@ from tests.support.matrix import (
     room_with_members,
     state_of,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -45,7 +44,7 @@ def member_ids(chunk: list[dict]) -> set[str]:
 # ---- setting and reading one state event
 
 
-async def test_state_event_set_is_read_back(server: TestServer):
+async def test_state_event_set_is_read_back(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     event_id = await alice.set_state(room_id, "m.room.name", {"name": "Kitchen"})
@@ -58,7 +57,7 @@ async def test_state_event_set_is_read_back(server: TestServer):
     assert as_event["content"] == {"name": "Kitchen"}
 
 
-async def test_state_key_may_contain_slashes_and_colons(server: TestServer):
+async def test_state_key_may_contain_slashes_and_colons(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     key = "org.example/a:b/c"
@@ -67,7 +66,7 @@ async def test_state_key_may_contain_slashes_and_colons(server: TestServer):
 
 
 async def test_state_with_an_empty_key_is_reachable_without_the_trailing_slash(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice = await register(server)
     room_id = await alice.create_room()
@@ -75,7 +74,7 @@ async def test_state_with_an_empty_key_is_reachable_without_the_trailing_slash(
     assert ok(await alice.get(f"/rooms/{path_part(room_id)}/state/m.room.topic")) == {"topic": "t"}
 
 
-async def test_newer_state_replaces_older(server: TestServer):
+async def test_newer_state_replaces_older(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     first = await alice.set_state(room_id, "m.room.topic", {"topic": "one"})
@@ -86,7 +85,7 @@ async def test_newer_state_replaces_older(server: TestServer):
     assert event["unsigned"]["prev_content"] == {"topic": "one"}
 
 
-async def test_setting_identical_state_again_returns_the_same_event(server: TestServer):
+async def test_setting_identical_state_again_returns_the_same_event(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     first = await alice.set_state(room_id, "m.room.topic", {"topic": "same"})
@@ -94,13 +93,13 @@ async def test_setting_identical_state_again_returns_the_same_event(server: Test
     assert first == again
 
 
-async def test_missing_state_is_404(server: TestServer):
+async def test_missing_state_is_404(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     assert_error(await alice.get_state(room_id, "m.room.avatar"), 404, "M_NOT_FOUND")
 
 
-async def test_state_content_must_be_an_object(server: TestServer):
+async def test_state_content_must_be_an_object(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     assert_error(await alice.put_state(room_id, "m.room.topic", ["x"]), 400, "M_BAD_JSON")
@@ -109,14 +108,14 @@ async def test_state_content_must_be_an_object(server: TestServer):
 # ---- who may change state
 
 
-async def test_user_without_power_cannot_change_the_name(server: TestServer):
+async def test_user_without_power_cannot_change_the_name(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2, name="Original")
     response = await bob.put_state(room_id, "m.room.name", {"name": "Hijacked"})
     assert_error(response, 403, "M_FORBIDDEN")
     assert ok(await alice.get_state(room_id, "m.room.name")) == {"name": "Original"}
 
 
-async def test_user_given_power_can_change_the_name(server: TestServer):
+async def test_user_given_power_can_change_the_name(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     levels = ok(await alice.get_state(room_id, "m.room.power_levels"))
     levels["users"][bob.user_id] = 50
@@ -125,7 +124,7 @@ async def test_user_given_power_can_change_the_name(server: TestServer):
     assert ok(await alice.get_state(room_id, "m.room.name")) == {"name": "By Bob"}
 
 
-async def test_user_cannot_raise_their_own_power_level(server: TestServer):
+async def test_user_cannot_raise_their_own_power_level(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     levels = ok(await bob.get_state(room_id, "m.room.power_levels"))
     levels["users"][bob.user_id] = 100
@@ -135,19 +134,19 @@ async def test_user_cannot_raise_their_own_power_level(server: TestServer):
     assert bob.user_id not in current["users"]
 
 
-async def test_user_cannot_set_another_users_member_state_directly(server: TestServer):
+async def test_user_cannot_set_another_users_member_state_directly(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     response = await bob.put_state(room_id, "m.room.member", {"membership": "leave"}, alice.user_id)
     assert_error(response, 403, "M_FORBIDDEN")
 
 
-async def test_custom_state_needs_state_default(server: TestServer):
+async def test_custom_state_needs_state_default(server: SharedServer):
     room_id, (_alice, bob) = await room_with_members(server, 2)
     response = await bob.put_state(room_id, "org.example.config", {"on": True})
     assert_error(response, 403, "M_FORBIDDEN")
 
 
-async def test_non_member_cannot_set_state(server: TestServer):
+async def test_non_member_cannot_set_state(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room(preset="public_chat")
     response = await bob.put_state(room_id, "m.room.topic", {"topic": "outsider"})
@@ -157,7 +156,7 @@ async def test_non_member_cannot_set_state(server: TestServer):
 # ---- the whole state
 
 
-async def test_full_state_holds_one_event_per_type_and_key(server: TestServer):
+async def test_full_state_holds_one_event_per_type_and_key(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2, name="Hall")
     await alice.set_state(room_id, "m.room.topic", {"topic": "first"})
     await alice.set_state(room_id, "m.room.topic", {"topic": "second"})
@@ -170,7 +169,7 @@ async def test_full_state_holds_one_event_per_type_and_key(server: TestServer):
     assert all(event["room_id"] == room_id for event in state)
 
 
-async def test_non_member_cannot_read_the_state_of_a_private_room(server: TestServer):
+async def test_non_member_cannot_read_the_state_of_a_private_room(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room(name="Secret name")
     response = await full_state(bob, room_id)
@@ -179,12 +178,12 @@ async def test_non_member_cannot_read_the_state_of_a_private_room(server: TestSe
     assert_error(await bob.get_state(room_id, "m.room.name"), 403, "M_FORBIDDEN")
 
 
-async def test_state_of_an_unknown_room_is_403(server: TestServer):
+async def test_state_of_an_unknown_room_is_403(server: SharedServer):
     alice = await register(server)
     assert_error(await full_state(alice, "!unknown:localhost"), 403, "M_FORBIDDEN")
 
 
-async def test_former_member_sees_the_state_as_it_was_when_they_left(server: TestServer):
+async def test_former_member_sees_the_state_as_it_was_when_they_left(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2, name="Before")
     await bob.leave(room_id)
     await alice.set_state(room_id, "m.room.name", {"name": "After"})
@@ -197,7 +196,7 @@ async def test_former_member_sees_the_state_as_it_was_when_they_left(server: Tes
 # ---- /members and /joined_members
 
 
-async def test_members_lists_every_membership(server: TestServer):
+async def test_members_lists_every_membership(server: SharedServer):
     room_id, (alice, bob, carol) = await room_with_members(server, 3)
     dave = await register(server)
     await alice.invite(room_id, dave)
@@ -213,7 +212,7 @@ async def test_members_lists_every_membership(server: TestServer):
     assert all(event["type"] == "m.room.member" for event in chunk)
 
 
-async def test_members_filtered_by_membership_and_not_membership(server: TestServer):
+async def test_members_filtered_by_membership_and_not_membership(server: SharedServer):
     room_id, (alice, bob, carol) = await room_with_members(server, 3)
     await carol.leave(room_id)
     assert member_ids(await members(alice, room_id, membership="join")) == {
@@ -227,7 +226,7 @@ async def test_members_filtered_by_membership_and_not_membership(server: TestSer
     }
 
 
-async def test_members_at_a_token_gives_the_members_of_that_moment(server: TestServer):
+async def test_members_at_a_token_gives_the_members_of_that_moment(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     token = ok(await alice.messages(room_id, dir="b", limit=1))["start"]
     carol = await register(server)
@@ -247,14 +246,14 @@ async def test_members_at_a_token_gives_the_members_of_that_moment(server: TestS
     [{"membership": "joined"}, {"not_membership": "x"}, {"at": "not-a-token"}],
     ids=["bad-membership", "bad-not-membership", "bad-at"],
 )
-async def test_members_with_bad_parameters_is_400(server: TestServer, params: dict):
+async def test_members_with_bad_parameters_is_400(server: SharedServer, params: dict):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.get(f"/rooms/{path_part(room_id)}/members", **params)
     assert response.status_code == 400
 
 
-async def test_non_member_cannot_list_the_members_of_a_private_room(server: TestServer):
+async def test_non_member_cannot_list_the_members_of_a_private_room(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room()
     response = await bob.get(f"/rooms/{path_part(room_id)}/members")
@@ -262,7 +261,7 @@ async def test_non_member_cannot_list_the_members_of_a_private_room(server: Test
     assert alice.user_id not in response.text
 
 
-async def test_joined_members_gives_profiles_of_joined_users_only(server: TestServer):
+async def test_joined_members_gives_profiles_of_joined_users_only(server: SharedServer):
     room_id, (alice, bob, carol) = await room_with_members(server, 3)
     ok(await bob.put(f"/profile/{bob.user_id}/displayname", {"displayname": "Bob"}))
     avatar = "mxc://localhost/bob"
@@ -273,7 +272,7 @@ async def test_joined_members_gives_profiles_of_joined_users_only(server: TestSe
     assert joined[bob.user_id] == {"display_name": "Bob", "avatar_url": avatar}
 
 
-async def test_non_member_cannot_list_joined_members(server: TestServer):
+async def test_non_member_cannot_list_joined_members(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await alice.create_room()
     response = await bob.get(f"/rooms/{path_part(room_id)}/joined_members")
@@ -287,7 +286,7 @@ async def add_alias(user: User, alias: str, room_id: str) -> None:
     ok(await user.put(f"/directory/room/{path_part(alias)}", {"room_id": room_id}))
 
 
-async def test_canonical_alias_pointing_to_the_room_is_accepted(server: TestServer):
+async def test_canonical_alias_pointing_to_the_room_is_accepted(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     await add_alias(alice, "#canon:localhost", room_id)
@@ -297,7 +296,7 @@ async def test_canonical_alias_pointing_to_the_room_is_accepted(server: TestServ
     assert ok(await alice.get_state(room_id, "m.room.canonical_alias")) == content
 
 
-async def test_canonical_alias_that_does_not_exist_is_400_bad_alias(server: TestServer):
+async def test_canonical_alias_that_does_not_exist_is_400_bad_alias(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.put_state(
@@ -307,7 +306,7 @@ async def test_canonical_alias_that_does_not_exist_is_400_bad_alias(server: Test
     assert_error(await alice.get_state(room_id, "m.room.canonical_alias"), 404, "M_NOT_FOUND")
 
 
-async def test_canonical_alias_of_another_room_is_400_bad_alias(server: TestServer):
+async def test_canonical_alias_of_another_room_is_400_bad_alias(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room()
     other = await alice.create_room(room_alias_name="elsewhere")
@@ -318,7 +317,7 @@ async def test_canonical_alias_of_another_room_is_400_bad_alias(server: TestServ
     assert other != room_id
 
 
-async def test_alt_alias_that_does_not_point_here_is_400_bad_alias(server: TestServer):
+async def test_alt_alias_that_does_not_point_here_is_400_bad_alias(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(room_alias_name="mainalias")
     response = await alice.put_state(
@@ -334,14 +333,14 @@ async def test_alt_alias_that_does_not_point_here_is_400_bad_alias(server: TestS
     [{"alias": "not-an-alias"}, {"alt_aliases": "#a:localhost"}, {"alt_aliases": [5]}],
     ids=["malformed-alias", "alt-aliases-not-a-list", "alt-alias-not-a-string"],
 )
-async def test_malformed_canonical_alias_is_400_invalid_param(server: TestServer, content: dict):
+async def test_malformed_canonical_alias_is_400_invalid_param(server: SharedServer, content: dict):
     alice = await register(server)
     room_id = await alice.create_room()
     response = await alice.put_state(room_id, "m.room.canonical_alias", content)
     assert_error(response, 400, "M_INVALID_PARAM")
 
 
-async def test_canonical_alias_can_be_cleared(server: TestServer):
+async def test_canonical_alias_can_be_cleared(server: SharedServer):
     alice = await register(server)
     room_id = await alice.create_room(room_alias_name="clearme")
     await alice.set_state(room_id, "m.room.canonical_alias", {})

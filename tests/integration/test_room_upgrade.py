@@ -21,8 +21,7 @@ from tests.support.matrix import (
     register_many,
     room_with_members,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -37,7 +36,7 @@ async def state_content(user: User, room_id: str, event_type: str, state_key: st
     return ok(await user.get_state(room_id, event_type, state_key))
 
 
-async def test_upgrade_tombstones_the_old_room_and_names_the_new_one(server: TestServer):
+async def test_upgrade_tombstones_the_old_room_and_names_the_new_one(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(room_version="9")
     new = ok(await upgrade(alice, old, "10"))["replacement_room"]
@@ -48,7 +47,7 @@ async def test_upgrade_tombstones_the_old_room_and_names_the_new_one(server: Tes
     assert new in await alice.joined_rooms()
 
 
-async def test_replacement_room_has_the_new_version_and_a_predecessor(server: TestServer):
+async def test_replacement_room_has_the_new_version_and_a_predecessor(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(room_version="9")
     last_event = await alice.send(old, "last words")
@@ -59,7 +58,7 @@ async def test_replacement_room_has_the_new_version_and_a_predecessor(server: Te
     assert create["predecessor"]["event_id"] == last_event
 
 
-async def test_upgrade_to_v12_gives_a_room_id_from_the_create_event(server: TestServer):
+async def test_upgrade_to_v12_gives_a_room_id_from_the_create_event(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(room_version="11")
     new = ok(await upgrade(alice, old, "12"))["replacement_room"]
@@ -70,21 +69,21 @@ async def test_upgrade_to_v12_gives_a_room_id_from_the_create_event(server: Test
     assert alice.user_id not in levels["users"]  # v12 creators are implicit
 
 
-async def test_upgrade_copies_the_room_type(server: TestServer):
+async def test_upgrade_copies_the_room_type(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(creation_content={"type": "m.space"})
     new = ok(await upgrade(alice, old, "10"))["replacement_room"]
     assert (await state_content(alice, new, "m.room.create"))["type"] == "m.space"
 
 
-async def test_upgrade_without_type_gives_no_type(server: TestServer):
+async def test_upgrade_without_type_gives_no_type(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room()
     new = ok(await upgrade(alice, old, "10"))["replacement_room"]
     assert "type" not in await state_content(alice, new, "m.room.create")
 
 
-async def test_upgrade_replicates_the_transferable_state(server: TestServer):
+async def test_upgrade_replicates_the_transferable_state(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(
         preset="public_chat",
@@ -118,7 +117,7 @@ async def test_upgrade_replicates_the_transferable_state(server: TestServer):
     assert_error(response, 404, "M_NOT_FOUND")
 
 
-async def test_upgrade_moves_local_aliases_to_the_new_room(server: TestServer):
+async def test_upgrade_moves_local_aliases_to_the_new_room(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room(room_alias_name="moving")
     new = ok(await upgrade(alice, old, "10"))["replacement_room"]
@@ -130,7 +129,7 @@ async def test_upgrade_moves_local_aliases_to_the_new_room(server: TestServer):
     assert ok(await alice.get(f"/rooms/{path_part(old)}/aliases"))["aliases"] == []
 
 
-async def test_members_of_an_invite_only_room_are_invited_to_the_new_room(server: TestServer):
+async def test_members_of_an_invite_only_room_are_invited_to_the_new_room(server: SharedServer):
     alice, bob, carol = await register_many(server, 3)
     old = await alice.create_room(preset="private_chat", invite=[bob.user_id])
     await bob.join(old)
@@ -142,14 +141,14 @@ async def test_members_of_an_invite_only_room_are_invited_to_the_new_room(server
     assert_error(await carol.post(f"/join/{path_part(new)}"), 403, "M_FORBIDDEN")
 
 
-async def test_members_of_a_public_room_can_join_the_new_room(server: TestServer):
+async def test_members_of_a_public_room_can_join_the_new_room(server: SharedServer):
     old, (alice, bob) = await room_with_members(server, 2)
     new = ok(await upgrade(alice, old, "10"))["replacement_room"]
     await bob.join(new)
     assert new in await bob.joined_rooms()
 
 
-async def test_old_room_power_levels_are_restricted(server: TestServer):
+async def test_old_room_power_levels_are_restricted(server: SharedServer):
     old, (alice, bob) = await room_with_members(server, 2)
     ok(await upgrade(alice, old, "10"))
     levels = await state_content(alice, old, "m.room.power_levels")
@@ -159,34 +158,34 @@ async def test_old_room_power_levels_are_restricted(server: TestServer):
     assert_error(response, 403, "M_FORBIDDEN")
 
 
-async def test_member_without_tombstone_power_cannot_upgrade(server: TestServer):
+async def test_member_without_tombstone_power_cannot_upgrade(server: SharedServer):
     old, (alice, bob) = await room_with_members(server, 2)
     assert_error(await upgrade(bob, old, "10"), 403, "M_FORBIDDEN")
     assert_error(await alice.get_state(old, "m.room.tombstone"), 404, "M_NOT_FOUND")
     assert len(await alice.joined_rooms()) == 1
 
 
-async def test_non_member_cannot_upgrade(server: TestServer):
+async def test_non_member_cannot_upgrade(server: SharedServer):
     alice, mallory = await register_many(server, 2)
     old = await alice.create_room(preset="public_chat")
     assert_error(await upgrade(mallory, old, "10"), 403, "M_FORBIDDEN")
 
 
-async def test_upgrade_to_an_unsupported_version_is_400(server: TestServer):
+async def test_upgrade_to_an_unsupported_version_is_400(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room()
     assert_error(await upgrade(alice, old, "999"), 400, "M_UNSUPPORTED_ROOM_VERSION")
     assert await alice.joined_rooms() == [old]
 
 
-async def test_upgrade_needs_new_version(server: TestServer):
+async def test_upgrade_needs_new_version(server: SharedServer):
     alice = await register(server)
     old = await alice.create_room()
     response = await alice.post(f"/rooms/{path_part(old)}/upgrade", {})
     assert response.status_code == 400
 
 
-async def test_upgrade_to_v12_with_additional_creators(server: TestServer):
+async def test_upgrade_to_v12_with_additional_creators(server: SharedServer):
     alice, bob = await register_many(server, 2)
     old = await alice.create_room(room_version="11")
     new = ok(await upgrade(alice, old, "12", additional_creators=[bob.user_id]))["replacement_room"]

@@ -134,3 +134,15 @@ async def test_existing_rooms_keep_working_when_room_creation_is_disabled(
 async def test_room_creation_is_allowed_by_default(default_server: SharedServer):
     alice = await register(default_server)
     assert ok(await alice.post("/createRoom", {}))["room_id"].startswith("!")
+
+
+async def test_refused_room_creation_leaves_the_connection_usable(no_room_creation: SharedServer):
+    """The 403 comes before the body is read; the keep-alive connection must survive it.
+
+    (Regression: hypercorn closed such connections without `Connection: close`,
+    and the client's next request on it failed now and then.)
+    """
+    alice = await register(no_room_creation)
+    for _ in range(150):
+        assert_error(await alice.post("/createRoom", {"name": "nope"}), 403, "M_FORBIDDEN")
+        assert await alice.joined_rooms() == []

@@ -23,8 +23,7 @@ from tests.support.matrix import (
     path_part,
     register_many,
 )
-from tests.support.shared_server import SharedServer as TestServer
-from tests.support.shared_server import shared_server_fixtures
+from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
 
@@ -66,7 +65,7 @@ async def context(user: User, room_id: str, event_id: str):
     ],
 )
 async def test_late_joiner_sees_history_as_the_visibility_allows(
-    server: TestServer, visibility: str, seen_by_late_joiner: list[str]
+    server: SharedServer, visibility: str, seen_by_late_joiner: list[str]
 ):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, visibility, preset="private_chat")
@@ -80,7 +79,7 @@ async def test_late_joiner_sees_history_as_the_visibility_allows(
 
 
 @pytest.mark.parametrize("visibility", ["invited", "joined"])
-async def test_hidden_history_is_hidden_from_every_read_path(server: TestServer, visibility: str):
+async def test_hidden_history_is_hidden_from_every_read_path(server: SharedServer, visibility: str):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, visibility)
     hidden = await alice.send(room_id, "before bob")
@@ -91,7 +90,7 @@ async def test_hidden_history_is_hidden_from_every_read_path(server: TestServer,
     assert hidden not in {event["event_id"] for event in page["chunk"]}
 
 
-async def test_invited_user_can_read_invited_history_before_joining(server: TestServer):
+async def test_invited_user_can_read_invited_history_before_joining(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "invited", preset="private_chat")
     await alice.send(room_id, "before invite")
@@ -105,7 +104,7 @@ async def test_invited_user_can_read_invited_history_before_joining(server: Test
 
 
 @pytest.mark.parametrize("visibility", ["shared", "invited", "joined"])
-async def test_former_member_sees_history_up_to_leaving_only(server: TestServer, visibility: str):
+async def test_former_member_sees_history_up_to_leaving_only(server: SharedServer, visibility: str):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, visibility)
     await bob.join(room_id)
@@ -116,7 +115,7 @@ async def test_former_member_sees_history_up_to_leaving_only(server: TestServer,
     assert_error(await get_event(bob, room_id, later), 404, "M_NOT_FOUND")
 
 
-async def test_banned_user_sees_nothing_after_the_ban(server: TestServer):
+async def test_banned_user_sees_nothing_after_the_ban(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "shared")
     await bob.join(room_id)
@@ -127,7 +126,7 @@ async def test_banned_user_sees_nothing_after_the_ban(server: TestServer):
 
 
 async def test_former_member_can_still_read_history_of_a_world_readable_room(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "world_readable")
@@ -141,7 +140,7 @@ async def test_former_member_can_still_read_history_of_a_world_readable_room(
 
 
 @pytest.mark.parametrize("visibility", ["shared", "invited", "joined"])
-async def test_non_member_cannot_read_a_rooms_history(server: TestServer, visibility: str):
+async def test_non_member_cannot_read_a_rooms_history(server: SharedServer, visibility: str):
     alice, mallory = await register_many(server, 2)
     room_id = await room_with_visibility(alice, visibility, name="Members only")
     event_id = await alice.send(room_id, "members only")
@@ -163,7 +162,7 @@ async def test_non_member_cannot_read_a_rooms_history(server: TestServer, visibi
         assert "members only" not in response.text
 
 
-async def test_non_member_can_read_a_world_readable_room(server: TestServer):
+async def test_non_member_can_read_a_world_readable_room(server: SharedServer):
     alice, guest = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "world_readable", name="Open book")
     event_id = await alice.send(room_id, "for everyone")
@@ -175,7 +174,7 @@ async def test_non_member_can_read_a_world_readable_room(server: TestServer):
     assert {event["state_key"] for event in member_chunk} == {alice.user_id}
 
 
-async def test_non_member_cannot_post_to_a_world_readable_room(server: TestServer):
+async def test_non_member_cannot_post_to_a_world_readable_room(server: SharedServer):
     alice, guest = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "world_readable", preset="private_chat")
     response = await guest.send_event(room_id, "m.room.message", {"body": "hi"})
@@ -185,7 +184,7 @@ async def test_non_member_cannot_post_to_a_world_readable_room(server: TestServe
 # ---- changes of visibility
 
 
-async def test_each_event_is_judged_by_the_visibility_at_that_event(server: TestServer):
+async def test_each_event_is_judged_by_the_visibility_at_that_event(server: SharedServer):
     alice, mallory = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "world_readable")
     await alice.send(room_id, "public era")
@@ -200,7 +199,7 @@ async def test_each_event_is_judged_by_the_visibility_at_that_event(server: Test
 
 
 async def test_visibility_change_event_is_visible_if_before_or_after_allows(
-    server: TestServer,
+    server: SharedServer,
 ):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "joined")
@@ -212,7 +211,7 @@ async def test_visibility_change_event_is_visible_if_before_or_after_allows(
     }
 
 
-async def test_own_join_is_visible_even_in_a_joined_only_room(server: TestServer):
+async def test_own_join_is_visible_even_in_a_joined_only_room(server: SharedServer):
     alice, bob = await register_many(server, 2)
     room_id = await room_with_visibility(alice, "joined")
     await alice.send(room_id, "before bob")
@@ -226,7 +225,7 @@ async def test_own_join_is_visible_even_in_a_joined_only_room(server: TestServer
 # ---- one room never shows another's data
 
 
-async def test_an_event_is_only_served_under_its_own_room(server: TestServer):
+async def test_an_event_is_only_served_under_its_own_room(server: SharedServer):
     alice, bob = await register_many(server, 2)
     secret_room = await alice.create_room()
     secret = await alice.send(secret_room, "secret")
@@ -241,7 +240,7 @@ async def test_an_event_is_only_served_under_its_own_room(server: TestServer):
     assert {event["room_id"] for event in page["chunk"]} == {bobs_room}
 
 
-async def test_pagination_tokens_of_another_room_do_not_leak_its_events(server: TestServer):
+async def test_pagination_tokens_of_another_room_do_not_leak_its_events(server: SharedServer):
     alice, bob = await register_many(server, 2)
     secret_room = await alice.create_room()
     await alice.send(secret_room, "secret one")
