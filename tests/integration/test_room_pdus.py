@@ -62,8 +62,21 @@ def stored_events(server: SharedServer, room_id: str) -> list[dict[str, Any]]:
     return [dict(event) for _, event in server.services.rooms.timeline.events_after(room_id, 0)]
 
 
+_busy_rooms: dict[tuple[int, str], str] = {}
+
+
 async def busy_room(server: SharedServer, version: str) -> str:
-    """A room with one of each kind of event; returns its id."""
+    """A room with one of each kind of event; returns its id.
+
+    Built once per room version on the module's server: the tests only read it.
+    """
+    key = (id(server.running), version)
+    if key not in _busy_rooms:
+        _busy_rooms[key] = await _build_busy_room(server, version)
+    return _busy_rooms[key]
+
+
+async def _build_busy_room(server: SharedServer, version: str) -> str:
     alice, bob, carol = await register_many(server, 3)
     room_id = await alice.create_room(
         room_version=version, preset="private_chat", name="PDUs", invite=[bob.user_id]

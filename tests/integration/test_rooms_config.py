@@ -143,6 +143,6 @@ async def test_refused_room_creation_leaves_the_connection_usable(no_room_creati
     and the client's next request on it failed now and then.)
     """
     alice = await register(no_room_creation)
-    for _ in range(150):
+    for _ in range(100):
         assert_error(await alice.post("/createRoom", {"name": "nope"}), 403, "M_FORBIDDEN")
         assert await alice.joined_rooms() == []
