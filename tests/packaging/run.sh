@@ -7,6 +7,9 @@
 #
 # It installs and purges the package on this machine: run it as root on a
 # test or CI machine, not on a server that has matrix-conduit in use.
+#
+#     tests/packaging/run.sh          the whole test
+#     tests/packaging/run.sh build    only build the .deb (into build/deb/)
 set -eu
 
 cd "$(dirname "$0")/../.."
@@ -41,12 +44,14 @@ fail() {
     exit 1
 }
 
-# Runs "$@" with its output in $OUT/$1.log; shows the end of it on failure.
+# logged NAME COMMAND...: runs COMMAND with its output in $OUT/NAME.log,
+# and shows the end of that log if it fails.
 logged() {
     log=$OUT/$1.log
+    shift
     if ! "$@" >"$log" 2>&1; then
         tail -n 40 "$log" >&2
-        fail "$1 (whole log: $log)"
+        fail "$* (whole log: $log)"
     fi
 }
 
@@ -78,6 +83,15 @@ tools() {
     apt-get build-dep -y -q ./ >/dev/null
 }
 
+# man-db rebuilds its whole index after every dpkg run that touches a
+# manual page: a minute each on this machine. Paused while the test runs.
+pause_man_db() {
+    if [ -e /var/lib/man-db/auto-update ]; then
+        rm /var/lib/man-db/auto-update
+        trap 'touch /var/lib/man-db/auto-update' EXIT
+    fi
+}
+
 build() {
     rm -rf "$OUT/src" "$OUT"/*.deb "$OUT"/*.buildinfo "$OUT"/*.changes
     mkdir -p "$OUT/src"
@@ -86,9 +100,7 @@ build() {
     git ls-files -z --cached --others --exclude-standard |
         xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
         tar --null -T - -cf - | tar -xf - -C "$OUT/src"
-    (cd "$OUT/src" && dpkg-buildpackage -us -uc -b) >"$OUT/build.log" 2>&1 ||
-        { tail -n 40 "$OUT/build.log" >&2; fail "dpkg-buildpackage (log: $OUT/build.log)"; }
-    DEB=$(ls "$OUT"/matrix-conduit_*.deb)
+    logged build env -C "$OUT/src" dpkg-buildpackage -us -uc -b
 }
 
 lint() {
@@ -160,7 +172,7 @@ run_as_unit() {
         --register "alice$$" --token "$token"; then
         kill -TERM $server
         cat "$OUT/server.log"
-        fail "the server did not answer"
+        fail "the HTTP check (server log above)"
     fi
     kill -TERM $server
     status=0
@@ -205,18 +217,40 @@ remove_and_purge() {
     [ -z "$(debconf-show matrix-conduit)" ] || fail "purge left the debconf answers"
 }
 
-chroot_root() {
-    if [ ! -f "$ROOT/.complete" ]; then
-        rm -rf "$ROOT"
-        logged debootstrap debootstrap --variant=minbase --include=systemd-sysv \
-            bookworm "$ROOT" "$(debian_mirror)"
-        touch "$ROOT/.complete"
+# The clean bookworm root for piuparts and the boot, made in the background
+# while the package builds and is tested here (fetching it takes minutes).
+# It already has the package's dependencies that minbase lacks, so that the
+# boot container installs the .deb without the network.
+chroot_start() {
+    if [ -f "$ROOT/.complete" ]; then
+        CHROOT=
+        return
     fi
+    rm -rf "$ROOT"
+    mirror=$(debian_mirror)
+    (
+        started=$(date +%s)
+        debootstrap --variant=minbase --include=systemd-sysv,python3.11,adduser \
+            bookworm "$ROOT" "$mirror"
+        touch "$ROOT/.complete"
+        echo "debootstrap took $(($(date +%s) - started))s"
+    ) >"$OUT/debootstrap.log" 2>&1 &
+    CHROOT=$!
 }
 
+chroot_wait() {
+    if [ -n "$CHROOT" ] && ! wait "$CHROOT"; then
+        tail -n 40 "$OUT/debootstrap.log" >&2
+        fail "debootstrap (log: $OUT/debootstrap.log)"
+    fi
+    tail -n 1 "$OUT/debootstrap.log"
+}
+
+# --ignore=/opt/: base-files' postinst creates /opt without shipping it, so
+# dpkg deletes it when the only package with files there is purged.
 run_piuparts() {
     logged piuparts piuparts --distribution=bookworm --mirror="$(debian_mirror)" \
-        --existing-chroot="$ROOT" "$DEB"
+        --existing-chroot="$ROOT" --ignore=/opt/ "$DEB"
 }
 
 boot() {
@@ -229,7 +263,8 @@ boot() {
     ln -s ../deb-boot-check.service \
         "$machine/etc/systemd/system/multi-user.target.wants/deb-boot-check.service"
     logged boot-install systemd-nspawn --quiet --register=no --keep-unit -D "$machine" \
-        sh -c 'apt-get update -q && apt-get install -y -q /deb-test/*.deb'
+        --setenv=DEBIAN_FRONTEND=noninteractive \
+        sh -c 'apt-get install -y -q /deb-test/*.deb'
     timeout 300 systemd-nspawn --quiet --register=no --keep-unit --private-network \
         -D "$machine" --boot >"$OUT/boot.log" 2>&1 || true
     grep 'boot check' "$OUT/boot.log" || true
@@ -243,7 +278,14 @@ boot() {
 
 mkdir -p $OUT
 step tools tools
+if [ "${1:-}" = build ]; then
+    step build build
+    exit 0
+fi
+chroot_start
+pause_man_db
 step build build
+DEB=$(ls "$OUT"/matrix-conduit_*.deb)
 step lintian lint
 step install install_preseeded
 step check-install check_install
@@ -252,7 +294,7 @@ step run-as-unit run_as_unit
 step reconfigure reconfigure
 step reinstall reinstall
 step purge remove_and_purge
-step chroot chroot_root
+step chroot-wait chroot_wait
 step piuparts run_piuparts
 step boot boot
 
