@@ -638,7 +638,7 @@ def power_level_changes(draw):
     return version, current, sender, new
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(power_level_changes())
 def test_an_allowed_change_never_lifts_anyone_above_the_sender(change) -> None:
     """Nobody ends above the sender's level, unless the room's existing `users_default`
@@ -667,7 +667,7 @@ def test_an_allowed_change_never_lifts_anyone_above_the_sender(change) -> None:
     assert after.user_level(sender) <= ceiling
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(power_level_changes())
 def test_an_allowed_change_never_touches_a_listed_user_at_or_above_the_sender(change) -> None:
     version, current, sender, new = change

@@ -88,7 +88,7 @@ def hostile_events(draw):
     return event
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     version=st.sampled_from(ALL_VERSIONS),
     event=hostile_events(),
@@ -114,7 +114,7 @@ def test_no_event_or_state_makes_the_rules_raise(version, event, state_overrides
     assert result is None or isinstance(result, Rejection)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     version=st.sampled_from(ALL_VERSIONS),
     event_type=event_types,
