@@ -136,7 +136,8 @@ check_install() {
         "$(diff /usr/share/matrix-conduit/conduit.toml $CONFIG | grep -c '^>')" 2
     [ -L /etc/systemd/system/multi-user.target.wants/matrix-conduit.service ] ||
         fail "the unit is not enabled"
-    [ -L /etc/systemd/system/conduit.service ] || fail "no conduit.service alias"
+    [ -L /etc/systemd/system/conduit.service ] || fail "conduit.service is not enabled"
+    [ -L /lib/systemd/system/conduit.service ] || fail "no conduit.service alias"
     /usr/bin/matrix-conduit --version
     /usr/bin/matrix-conduit check-config $CONFIG
 }
