@@ -138,6 +138,13 @@ check_install() {
         fail "the unit is not enabled"
     [ -L /etc/systemd/system/conduit.service ] || fail "conduit.service is not enabled"
     [ -L /lib/systemd/system/conduit.service ] || fail "no conduit.service alias"
+    # Every bundled library has its paragraph in the copyright file (the
+    # server itself is under "Files: *").
+    for library in /opt/venvs/matrix-conduit/lib/python3*/site-packages/*.dist-info; do
+        case $library in */matrix_conduit-*) continue ;; esac
+        grep -q "^ *$(basename "$library")/\*$" /usr/share/doc/matrix-conduit/copyright ||
+            fail "debian/copyright does not cover $(basename "$library")"
+    done
     /usr/bin/matrix-conduit --version
     /usr/bin/matrix-conduit check-config $CONFIG
 }
@@ -212,7 +219,8 @@ remove_and_purge() {
     debconf-show matrix-conduit | grep -q reconf.example || fail "remove lost the debconf answers"
     logged purge apt-get purge -y matrix-conduit
     for path in $CONFIG /etc/matrix-conduit $DATA /opt/venvs/matrix-conduit \
-        /etc/systemd/system/conduit.service; do
+        /etc/systemd/system/conduit.service \
+        /etc/systemd/system/multi-user.target.wants/matrix-conduit.service; do
         [ ! -e "$path" ] || fail "purge left $path"
     done
     [ -z "$(debconf-show matrix-conduit)" ] || fail "purge left the debconf answers"
