@@ -225,9 +225,9 @@ def _authorise(
         return check.reject(
             ("auth_events", "no_create"), "there is no m.room.create event in the state"
         )
-    if _content(check.create_event).get("m.federate", True) is False and _domain(
-        check.sender
-    ) != _domain(check.create_event.get("sender")):
+    if not _is_federated(check.create_event) and _domain(check.sender) != _domain(
+        check.create_event.get("sender")
+    ):
         return check.reject(
             ("federate",),
             f"the room is not federated and {check.sender} is not on the creator's server",
@@ -780,6 +780,12 @@ def _describe(event: Mapping[str, Any]) -> str:
     if isinstance(event.get("event_id"), str):
         return event["event_id"]
     return f"{event.get('type')} {preview(event.get('state_key'))}"
+
+
+def _is_federated(create_event: Mapping[str, Any]) -> bool:
+    """`m.federate`, default true. A non-boolean counts by JSON truthiness (0, "", null
+    mean false) as in Synapse, which created most rooms that carry one."""
+    return bool(_content(create_event).get("m.federate", True))
 
 
 def _never_rejected(_event: Mapping[str, Any]) -> bool:

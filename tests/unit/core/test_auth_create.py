@@ -370,10 +370,17 @@ FEDERATE_CASES = [
         setup=lambda version: _unfederated_room(version, federate=True),
     ),
     Case(
-        "m.federate that is not the boolean false does not restrict",
+        "m.federate that is a falsy non-boolean restricts too (as Synapse reads it)",
         ALL_VERSIONS,
         lambda room: room.member_event(BOB, BOB, "join"),
+        ("federate",),
         setup=lambda version: _unfederated_room(version, federate=0),
+    ),
+    Case(
+        "m.federate that is a truthy non-boolean does not restrict",
+        ALL_VERSIONS,
+        lambda room: room.member_event(BOB, BOB, "join"),
+        setup=lambda version: _unfederated_room(version, federate="yes"),
     ),
 ]
 
