@@ -23,6 +23,9 @@ behaviour *is* the network's: a room without `m.room.join_rules` is treated as
 `invite`, and power levels that cannot be read reject the event — a new power
 levels event with any unreadable level, and any event past the aliases rule
 when the state's power levels are unreadable (as Ruma, which reads them whole).
+A non-boolean `m.federate` is read as Synapse reads it. Power level changes
+compare the values written in the two contents, as the spec words it (and as
+Synapse does): adding `ban: 0` where `ban` was absent is judged by the 0 alone.
 """
 
 from __future__ import annotations
