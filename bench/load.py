@@ -30,19 +30,27 @@ class Connection:
     """One keep-alive connection with one request in flight at a time."""
 
     def __init__(self, host: str, port: int, request: bytes) -> None:
-        self.socket = socket.create_connection((host, port))
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.address = (host, port)
         self.request = request
+        self.open()
+
+    def open(self) -> None:
+        self.socket = socket.create_connection(self.address)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray()
 
     def send_request(self) -> None:
         self.socket.sendall(self.request)
 
-    def receive(self) -> list[bytes]:
-        """Status codes of the responses completed by the data available now."""
+    def receive(self) -> list[bytes] | None:
+        """Status codes of the responses completed by the data available now.
+
+        None when the server has closed the connection: hypercorn does so
+        after `keep_alive_max_requests` (1000) requests on one connection.
+        """
         data = self.socket.recv(65536)
         if not data:
-            raise ConnectionError("the server closed a keep-alive connection")
+            return None
         self.buffer += data
         statuses = []
         while (head_end := self.buffer.find(b"\r\n\r\n")) >= 0:
@@ -79,7 +87,17 @@ def generate_load(url: str, connections: int, warmup: float, duration: float) ->
             print("measuring", flush=True)
         for key, _ in selector.select(timeout=0.1):
             connection: Connection = key.data
-            statuses = connection.receive()
+            try:
+                statuses = connection.receive()
+            except ConnectionResetError:
+                statuses = None
+            if statuses is None:  # closed by the server: the request in flight goes again
+                selector.unregister(connection.socket)
+                connection.socket.close()
+                connection.open()
+                selector.register(connection.socket, selectors.EVENT_READ, connection)
+                connection.send_request()
+                continue
             if statuses:
                 connection.send_request()
             if measuring:
