@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import rooms, versions
+from . import rooms, sync, versions
 
-BENCHMARKS = {"versions": versions, "rooms": rooms}
+BENCHMARKS = {"versions": versions, "rooms": rooms, "sync": sync}
 
 
 def main() -> None:

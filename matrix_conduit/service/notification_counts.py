@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..lru import LRUCache
 from .rooms.timeline import Event, Timeline
 
 MAX_COUNTED = 1000
 """Events looked at per room and count; clients show "99+" long before."""
+CACHED_COUNTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,17 @@ class EventRating(Protocol):
 
 
 class NotificationCounts:
+    """Counts kept per (room, user) and brought up to date incrementally.
+
+    Each `/sync` of a busy room asks again; only the events since the last
+    count are rated, unless the user's read receipt moved (then the count
+    starts over from it).
+    """
+
     def __init__(self, timeline: Timeline, rating: EventRating) -> None:
         self._timeline = timeline
         self.rating = rating
-        self._cache: dict[tuple[str, str], tuple[int, int, dict[str, int]]] = {}
+        self._cache: LRUCache[tuple[str, str], _Count] = LRUCache(CACHED_COUNTS)
 
     def counts(self, room_id: str, user_id: str, read_event_id: str | None) -> dict[str, int]:
         """`{"notification_count", "highlight_count"}` after the user's read receipt
@@ -44,18 +53,36 @@ class NotificationCounts:
         ) or 0
         last = self._timeline.last_position(room_id)
         cached = self._cache.get((room_id, user_id))
-        if cached is not None and cached[:2] == (read_position, last):
-            return cached[2]
+        if cached is None or cached.read_position != read_position:
+            cached = _Count(read_position, read_position, 0, 0)
+        if cached.counted_up_to < last:
+            cached = self._count_new(room_id, user_id, cached, last)
+            self._cache.put((room_id, user_id), cached)
+        return {"notification_count": cached.notifications, "highlight_count": cached.highlights}
+
+    def _count_new(self, room_id: str, user_id: str, count: _Count, last: int) -> _Count:
+        """`count` extended with the events after `count.counted_up_to`, up to `last`."""
         notifications = highlights = 0
         for counted, (position, event) in enumerate(self._timeline.events_before(room_id, last)):
-            # The user's own message counts as read up to it, as clients expect.
-            if counted >= MAX_COUNTED or position <= read_position:
+            if counted >= MAX_COUNTED or position <= count.counted_up_to:
                 break
             if event.get("sender") == user_id:
-                break
+                # The user's own message counts as read up to it, as clients expect.
+                return _Count(count.read_position, last, notifications, highlights)
             rating = self.rating.rate(event, user_id)
             notifications += rating.notify
             highlights += rating.highlight
-        result = {"notification_count": notifications, "highlight_count": highlights}
-        self._cache[(room_id, user_id)] = (read_position, last, result)
-        return result
+        return _Count(
+            count.read_position,
+            last,
+            count.notifications + notifications,
+            count.highlights + highlights,
+        )
+
+
+@dataclass(frozen=True)
+class _Count:
+    read_position: int
+    counted_up_to: int
+    notifications: int
+    highlights: int

@@ -73,8 +73,13 @@ class Sync:
             else:
                 presence.ping(request.user_id)
         listener = self._notifier.listener(request.user_id)
-        response, has_news = self._build(request)
-        if has_news or request.since is None or request.full_state or request.timeout_ms <= 0:
+        may_wait = request.since is not None and not request.full_state and request.timeout_ms > 0
+        if may_wait and request.since >= self._globals.current_count():
+            # Nothing at all was written since the token: nothing to build yet.
+            response, has_news = None, False
+        else:
+            response, has_news = self._build(request)
+        if response is not None and (has_news or not may_wait):
             return response
         with trio.move_on_after(request.timeout_ms / 1000):
             await listener.wait()

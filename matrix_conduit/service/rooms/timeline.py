@@ -73,6 +73,8 @@ class Timeline:
         self._leaves = db.tree("roomid_pduleaves")
         self._events: LRUCache[str, Event] = LRUCache(cache_capacity)
         self._versions: dict[str, RoomVersion] = {}
+        self._power_levels: dict[str, tuple[tuple[str | None, str | None], PowerLevels]] = {}
+        self._by_pdu_id: LRUCache[bytes, Event] = LRUCache(cache_capacity)
         self.appended: list[Callable[[Event, int], None]] = []
         """Called after each append with the event and its position (e.g. the sender queue)."""
 
@@ -123,11 +125,19 @@ class Timeline:
         return dict(event.get("content") or {}) if event else {}
 
     def power_levels(self, room_id: str) -> PowerLevels:
-        return PowerLevels.from_state(
+        """The room's current power levels (parsed once per power levels event)."""
+        state = self._state.current_state_ids(room_id)
+        key = (state.get(("m.room.power_levels", "")), state.get(("m.room.create", "")))
+        cached = self._power_levels.get(room_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        power_levels = PowerLevels.from_state(
             self.state_event(room_id, "m.room.power_levels"),
             self.state_event(room_id, "m.room.create"),
             self.room_version(room_id),
         )
+        self._power_levels[room_id] = (key, power_levels)
+        return power_levels
 
     def forward_extremities(self, room_id: str) -> list[str]:
         prefix = room_id.encode() + SEPARATOR
@@ -145,7 +155,7 @@ class Timeline:
         if prefix is None:
             return
         for key, raw in self._pdus.iter_prefix(prefix, start=prefix + u64(position + 1)):
-            yield from_u64(key[8:]), self._decode(raw)
+            yield from_u64(key[8:]), self._decode(key, raw)
 
     def events_before(self, room_id: str, position: int) -> Iterator[tuple[int, Event]]:
         """Events with a stream position up to and including `position`, newest first."""
@@ -154,13 +164,16 @@ class Timeline:
             return
         start = prefix + u64(max(position, 0))
         for key, raw in self._pdus.iter_prefix(prefix, reverse=True, start=start):
-            yield from_u64(key[8:]), self._decode(raw)
+            yield from_u64(key[8:]), self._decode(key, raw)
 
     def event_at(self, room_id: str, position: int) -> Event | None:
         """The room's event at exactly this stream position."""
         prefix = self._room_prefix(room_id)
-        raw = self._pdus.get(prefix + u64(position)) if prefix is not None else None
-        return self._decode(raw) if raw is not None else None
+        if prefix is None:
+            return None
+        pdu_id = prefix + u64(position)
+        raw = self._pdus.get(pdu_id)
+        return self._decode(pdu_id, raw) if raw is not None else None
 
     def last_position(self, room_id: str) -> int:
         """The position of the room's newest event (0 if none)."""
@@ -168,10 +181,14 @@ class Timeline:
         last = self._pdus.last(prefix) if prefix is not None else None
         return from_u64(last[0][8:]) if last is not None else 0
 
-    def _decode(self, raw: bytes) -> Event:
+    def _decode(self, pdu_id: bytes, raw: bytes) -> Event:
+        """The stored event, parsed at most once while it stays in the cache."""
+        cached = self._by_pdu_id.get(pdu_id)
+        if cached is not None:
+            return cached
         event = json.loads(raw)
-        cached = self._events.get(event["event_id"])
-        return cached if cached is not None else event
+        self._by_pdu_id.put(pdu_id, event)
+        return event
 
     # ---- appending
 
@@ -217,6 +234,7 @@ class Timeline:
         batch.commit()
 
         self._events.put(event_id, stored)
+        self._by_pdu_id.put(pdu_id, stored)
         if event["type"] == "m.room.create":
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
@@ -285,7 +303,12 @@ class Timeline:
         redacted["event_id"] = target["event_id"]
         redacted["unsigned"] = {"redacted_because": self.client_redaction(redaction)}
         batch.put(self._pdus, pdu_id, encode_event(redacted))
-        batch.after_commit(lambda: self._events.put(target_id, redacted))
+
+        def cache_redacted() -> None:
+            self._events.put(target_id, redacted)
+            self._by_pdu_id.put(pdu_id, redacted)
+
+        batch.after_commit(cache_redacted)
 
     @staticmethod
     def client_redaction(redaction: Event) -> dict[str, Any]:
