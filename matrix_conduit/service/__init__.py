@@ -74,6 +74,7 @@ class Services:
             config, db, self.globals, self.notifier, self.transaction_ids, self.users
         )
         self.users.profile_changed.append(self.rooms.membership.update_profile)
+        self.users.account_deactivated.append(self.rooms.membership.leave_everything)
         self.account_data = AccountData(db, self.globals, self.notifier)
         self.filters = Filters(db)
         state_cache = self.rooms.state_cache

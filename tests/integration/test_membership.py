@@ -532,3 +532,14 @@ async def test_joining_after_a_profile_change_carries_the_new_profile(server: Sh
     room_id = await alice.create_room(preset="public_chat")
     await bob.join(room_id)
     assert (await member_event(alice, room_id, bob))["displayname"] == "B"
+
+
+async def test_deactivated_user_leaves_rooms_and_declines_invites(server: SharedServer):
+    room_id, (alice, bob) = await room_with_members(server, 2)
+    other_room = await alice.create_room()
+    await alice.invite(other_room, bob)
+    await server.call(server.services.users.deactivate, bob.user_id)
+    members = ok(await alice.get(f"/rooms/{room_id}/joined_members"))["joined"]
+    assert bob.user_id not in members
+    invite_state = ok(await alice.get(f"/rooms/{other_room}/state/m.room.member/{bob.user_id}"))
+    assert invite_state["membership"] == "leave"

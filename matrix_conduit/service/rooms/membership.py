@@ -11,6 +11,7 @@ common mistakes before an event is even built.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -227,6 +228,18 @@ class Membership:
             raise MatrixError(400, "M_UNKNOWN", "You must leave the room before you can forget it.")
         with self._db.batch() as batch:
             self._state_cache.forget(batch, room_id, user_id)
+
+    async def leave_everything(self, user_id: str) -> None:
+        """Leave every joined room, decline every invite, withdraw every knock
+        (a deactivated account keeps no memberships)."""
+        rooms = (
+            list(self._state_cache.joined_rooms(user_id))
+            + [room_id for room_id, _ in self._state_cache.invited_rooms(user_id)]
+            + [room_id for room_id, _ in self._state_cache.knocked_rooms(user_id)]
+        )
+        for room_id in rooms:
+            with contextlib.suppress(MatrixError):  # e.g. a room that forbids leaving
+                await self._send_member(room_id, user_id, user_id, {"membership": "leave"})
 
     async def update_profile(self, user_id: str) -> None:
         """Re-send the user's join event in every joined room with their new profile."""
