@@ -232,8 +232,8 @@ remove_and_purge() {
 
 # The clean bookworm root for piuparts and the boot, made in the background
 # while the package builds and is tested here (fetching it takes minutes).
-# It already has the package's dependencies that minbase lacks, so that the
-# boot container installs the .deb without the network.
+# Only minbase and systemd: piuparts must find every dependency through the
+# package's Depends.
 chroot_start() {
     if [ -f "$ROOT/.complete" ]; then
         CHROOT=
@@ -243,7 +243,7 @@ chroot_start() {
     mirror=$(debian_mirror)
     (
         started=$(date +%s)
-        debootstrap --variant=minbase --include=systemd-sysv,python3.11,adduser \
+        debootstrap --variant=minbase --include=systemd-sysv \
             bookworm "$ROOT" "$mirror"
         touch "$ROOT/.complete"
         echo "debootstrap took $(($(date +%s) - started))s"
