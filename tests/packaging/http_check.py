@@ -1,11 +1,13 @@
 """Ask an installed server what a client would: the spec versions, and
 optionally a registration with a token (client-server API, "Account
-registration": the m.login.registration_token UIA stage).
+registration": the m.login.registration_token UIA stage) and a password
+login (m.login.password).
 
 Runs with nothing but the standard library, on the host's or a bare
 container's python3, so it can check the package where it is installed.
 
     python3 http_check.py http://127.0.0.1:6167 [--register NAME --token TOKEN]
+                                                [--login NAME PASSWORD]
 """
 
 from __future__ import annotations
@@ -70,12 +72,30 @@ def register(base: str, name: str, registration_token: str) -> str:
             raise SystemExit(f"register, stage {stage}: {status} {answer}")
     if status != 200:
         raise SystemExit(f"register: all stages done, still {status} {answer}")
-    status, whoami = call(
-        base, "GET", "/_matrix/client/v3/account/whoami", token=answer["access_token"]
+    return whoami(base, answer)
+
+
+def login(base: str, name: str, password: str) -> str:
+    """Log in with a password; the user's id, as whoami says it."""
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": name},
+        "password": password,
+    }
+    status, answer = call(base, "POST", "/_matrix/client/v3/login", body)
+    if status != 200:
+        raise SystemExit(f"login: {status} {answer}")
+    return whoami(base, answer)
+
+
+def whoami(base: str, session: dict) -> str:
+    """The user id the server gives the new access token, checked against the session's."""
+    status, answer = call(
+        base, "GET", "/_matrix/client/v3/account/whoami", token=session["access_token"]
     )
-    if status != 200 or whoami["user_id"] != answer["user_id"]:
-        raise SystemExit(f"whoami: {status} {whoami}")
-    return whoami["user_id"]
+    if status != 200 or answer["user_id"] != session["user_id"]:
+        raise SystemExit(f"whoami: {status} {answer}")
+    return answer["user_id"]
 
 
 def main() -> int:
@@ -83,12 +103,15 @@ def main() -> int:
     parser.add_argument("base_url")
     parser.add_argument("--register", metavar="NAME")
     parser.add_argument("--token", metavar="REGISTRATION_TOKEN")
+    parser.add_argument("--login", nargs=2, metavar=("NAME", "PASSWORD"))
     parser.add_argument("--wait", type=float, default=30, help="seconds to wait for the server")
     arguments = parser.parse_args()
     versions = wait_for_versions(arguments.base_url, arguments.wait)
     print(f"versions: {', '.join(versions)}")
     if arguments.register:
         print(f"registered: {register(arguments.base_url, arguments.register, arguments.token)}")
+    if arguments.login:
+        print(f"logged in: {login(arguments.base_url, *arguments.login)}")
     return 0
 
 
