@@ -158,41 +158,60 @@ check_unit() {
     echo "exposure level: $SECURITY"
 }
 
-# Starts the server the way the unit does: its user, group, umask, working
-# directory, environment and command, with registration opened by
-# environment variables for the test.
-run_as_unit() {
-    unit_value() {
-        sed -n "s/^$1=//p" $UNIT
-    }
-    token=deb-test-$$
+unit_value() {
+    sed -n "s/^$1=//p" $UNIT
+}
+
+# start_as_unit [NAME=VALUE...]: starts the server in the background the way
+# the unit does (its user, group, umask, working directory, environment and
+# command), with the extra environment given; its pid is $SERVER.
+start_as_unit() {
     (
         cd "$(unit_value WorkingDirectory)"
         umask "$(unit_value UMask)"
         # shellcheck disable=SC2046 # one NAME=VALUE word per Environment= line
-        exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin $(unit_value Environment) \
-            CONDUIT_ALLOW_REGISTRATION=true CONDUIT_REGISTRATION_TOKEN=$token \
+        exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin $(unit_value Environment) "$@" \
             setpriv --reuid="$(unit_value User)" --regid="$(unit_value Group)" \
             --init-groups --no-new-privs -- $(unit_value ExecStart)
     ) >"$OUT/server.log" 2>&1 &
-    server=$!
+    SERVER=$!
+}
+
+# The first admin as README.Debian creates it, a user registered with a
+# token (registration opened by environment variables), both logged in.
+run_as_unit() {
+    created=$(runuser -u conduit -- env CONDUIT_CONFIG=$CONFIG \
+        matrix-conduit create-user admin --admin)
+    echo "$created"
+    token=deb-test-$$
+    start_as_unit CONDUIT_ALLOW_REGISTRATION=true CONDUIT_REGISTRATION_TOKEN=$token
     if ! python3 tests/packaging/http_check.py "http://127.0.0.1:$PORT" \
-        --register "alice$$" --token "$token"; then
-        kill -TERM $server
+        --register "alice$$" --token "$token" --login admin "${created##*password: }"; then
+        kill -TERM $SERVER
         cat "$OUT/server.log"
         fail "the HTTP check (server log above)"
     fi
-    kill -TERM $server
+    kill -TERM $SERVER
     status=0
-    wait $server || status=$?
+    wait $SERVER || status=$?
     [ $status = 0 ] || { cat "$OUT/server.log"; fail "the server exited with $status on SIGTERM"; }
-    expect "database owner" "$(find $DATA -mindepth 1 ! -user conduit | head -n 1)" ""
+    expect "files not owned by conduit" "$(find $DATA ! -user conduit)" ""
+}
+
+# After a change of server_name, the server must refuse the old database.
+refuses_old_database() {
+    start_as_unit
+    status=0
+    wait $SERVER || status=$?
+    grep "created for server_name 'deb-test.example'" "$OUT/server.log" ||
+        { cat "$OUT/server.log"; fail "the server did not refuse the database (status $status)"; }
+    [ $status != 0 ] || fail "the server exited with 0 after refusing the database"
 }
 
 reconfigure() {
     sed -i 's/^allow_federation = true$/allow_federation = false # hand edit/' $CONFIG
     echo "# a comment of the admin's" >>$CONFIG
-    chmod 0600 $CONFIG
+    chmod 0440 $CONFIG
     cp $CONFIG "$OUT/config.before"
     # Invalid answers first: the config script shows the server's own
     # complaint and asks again.
@@ -204,7 +223,7 @@ reconfigure() {
     expect server_name "$(conf_get server_name)" reconf.example
     expect address "$(conf_get address)" 0.0.0.0
     expect port "$(conf_get port)" 18448
-    expect "owner and mode kept" "$(owner_mode $CONFIG)" "root:conduit 600"
+    expect "owner and mode kept" "$(owner_mode $CONFIG)" "root:conduit 440"
     expect "lines changed by the reconfigure" "$(diff "$OUT/config.before" $CONFIG | grep -c '^>')" 3
     grep -q '^allow_federation = false # hand edit$' $CONFIG || fail "hand edit lost"
     tail -n 1 $CONFIG | grep -qx "# a comment of the admin's" || fail "comment lost"
@@ -305,6 +324,7 @@ step check-install check_install
 step unit check_unit
 step run-as-unit run_as_unit
 step reconfigure reconfigure
+step old-database refuses_old_database
 step reinstall reinstall
 step purge remove_and_purge
 step chroot-wait chroot_wait
