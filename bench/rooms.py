@@ -125,9 +125,8 @@ def generate_messages(
             break
         for key, _ in selector.select(timeout=0.1):
             connection, sender = key.data
-            try:
-                statuses = connection.receive()
-            except ConnectionError:
+            statuses = connection.receive()
+            if statuses is None:
                 # hypercorn closes a keep-alive connection after
                 # `keep_alive_max_requests` answers: resend the message in
                 # flight (same txnId, so it is sent at most once) on a new one.
