@@ -100,11 +100,58 @@ def _check_scalar(path: tuple[str | int, ...], value: object, *, strict: bool) -
 
 
 def _scan(value: object, *, strict: bool) -> bool:
-    """Check the whole tree; True if it holds floats."""
+    """Check the whole tree; True if it holds floats.
+
+    The common case — valid JSON — takes the quick recursive check; only when
+    it finds a problem does the path-tracking walk run, to say where.
+    """
+    try:
+        return _quick_scan(value, strict, 0)
+    except (_Invalid, RecursionError):
+        pass
     has_float = False
     for path, current in _walk(value):
         has_float |= _check_scalar(path, current, strict=strict)
-    return has_float
+    return has_float  # a JSON subclass (OrderedDict, IntEnum...) the quick check passed over
+
+
+class _Invalid(Exception):
+    """The quick scan found something the full walk will describe."""
+
+
+def _quick_scan(value: object, strict: bool, depth: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        if not value.isascii() and _has_lone_surrogate(value):  # type: ignore[union-attr]
+            raise _Invalid
+        return False
+    if kind is dict:
+        if depth >= _MAX_NESTING:
+            raise _Invalid
+        has_float = False
+        for key, child in value.items():  # type: ignore[union-attr]
+            if type(key) is not str or (not key.isascii() and _has_lone_surrogate(key)):
+                raise _Invalid
+            has_float |= _quick_scan(child, strict, depth + 1)
+        return has_float
+    if kind is list or kind is tuple:
+        if depth >= _MAX_NESTING:
+            raise _Invalid
+        has_float = False
+        for child in value:  # type: ignore[union-attr]
+            has_float |= _quick_scan(child, strict, depth + 1)
+        return has_float
+    if kind is int:
+        if strict and not MIN_CANONICAL_INT <= value <= MAX_CANONICAL_INT:  # type: ignore[operator]
+            raise _Invalid
+        return False
+    if kind is bool or value is None:
+        return False
+    if kind is float:
+        if strict or not math.isfinite(value):  # type: ignore[arg-type]
+            raise _Invalid
+        return True
+    raise _Invalid  # subclasses and foreign types: the walk judges them
 
 
 def check_canonical_json(value: object, *, strict: bool) -> None:

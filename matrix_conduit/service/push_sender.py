@@ -115,11 +115,18 @@ class PushSender:
             "invite"
         ):
             recipients.add(event["state_key"])
+        recipients = {
+            user_id
+            for user_id in recipients
+            if user_id != event["sender"]
+            and user_id.endswith(server_suffix)
+            and self._pushers.has_pushers(user_id)
+        }
+        if not recipients:
+            return
         queued = False
         with self._db.batch() as batch:
             for user_id in recipients:
-                if user_id == event["sender"] or not user_id.endswith(server_suffix):
-                    continue
                 pushers = self._pushers.of_user(user_id)
                 if not pushers:
                     continue

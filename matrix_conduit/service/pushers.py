@@ -27,6 +27,18 @@ class Pushers:
         self._db = db
         self._pushers = db.tree("senderkey_pusher")
         self._by_pushkey = db.tree("pushkey_senderkey")
+        self._users_with_pushers: set[str] | None = None
+        """Read once: each message asks, for every member, "any pushers?"."""
+
+    def has_pushers(self, user_id: str) -> bool:
+        if self._users_with_pushers is None:
+            self._users_with_pushers = {
+                key.split(SEPARATOR, 1)[0].decode() for key in self._pushers.keys_with_prefix()
+            }
+        return user_id in self._users_with_pushers
+
+    def _forget_cache(self) -> None:
+        self._users_with_pushers = None
 
     def of_user(self, user_id: str) -> list[dict[str, Any]]:
         return [
@@ -46,6 +58,7 @@ class Pushers:
             with self._db.batch() as batch:
                 batch.delete(self._pushers, key)
                 batch.delete(self._by_pushkey, pushkey_key)
+                batch.after_commit(self._forget_cache)
             return
         self._validate(body)
         pusher = {name: body[name] for name in (*REQUIRED, "kind", "profile_tag") if name in body}
@@ -56,6 +69,7 @@ class Pushers:
                     batch.delete(self._by_pushkey, other_key)
             batch.put(self._pushers, key, json.dumps(pusher).encode())
             batch.put(self._by_pushkey, pushkey_key, b"")
+            batch.after_commit(self._forget_cache)
 
     def _others_with(self, app_id: str, pushkey: str, user_id: str) -> list[tuple[bytes, str]]:
         prefix = join_key(app_id, pushkey, b"")
@@ -70,6 +84,7 @@ class Pushers:
         with self._db.batch() as batch:
             batch.delete(self._pushers, join_key(user_id, app_id, pushkey))
             batch.delete(self._by_pushkey, join_key(app_id, pushkey, user_id))
+            batch.after_commit(self._forget_cache)
 
     @staticmethod
     def _validate(body: dict[str, Any]) -> None:

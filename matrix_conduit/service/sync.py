@@ -304,7 +304,7 @@ class _ResponseBuilder:
             room_id, "m.room.canonical_alias"
         ).get("alias"):
             heroes = []
-            for member in state_cache.joined_members(room_id):
+            for member in sorted(state_cache.joined_members(room_id)):
                 if member != self.user_id:
                     heroes.append(member)
                 if len(heroes) >= MAX_HEROES:

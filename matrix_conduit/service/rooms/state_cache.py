@@ -51,6 +51,8 @@ class StateCache:
         self._joined_count = db.tree("roomid_joinedcount")
         self._invited_count = db.tree("roomid_invitedcount")
         self._counts: dict[tuple[str, str], int] = {}
+        self._joined: dict[str, frozenset[str]] = {}
+        """Joined members per room, read once: every message asks who to notify."""
 
     # ---- writing
 
@@ -70,6 +72,7 @@ class StateCache:
         previous = self.membership(room_id, user_id)
         user_room = join_key(user_id, room_id)
         room_user = join_key(room_id, user_id)
+        batch.after_commit(lambda: self._joined.pop(room_id, None))
         for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
             batch.delete(tree, user_room)
         for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
@@ -149,9 +152,15 @@ class StateCache:
                 return from_u64(stored)
         return None
 
-    def joined_members(self, room_id: str) -> Iterator[str]:
-        for key in self._room_joined.keys_with_prefix(room_id.encode() + SEPARATOR):
-            yield _split(key)[1]
+    def joined_members(self, room_id: str) -> frozenset[str]:
+        cached = self._joined.get(room_id)
+        if cached is None:
+            cached = frozenset(
+                _split(key)[1]
+                for key in self._room_joined.keys_with_prefix(room_id.encode() + SEPARATOR)
+            )
+            self._joined[room_id] = cached
+        return cached
 
     def invited_members(self, room_id: str) -> Iterator[str]:
         for key in self._room_invited.keys_with_prefix(room_id.encode() + SEPARATOR):

@@ -73,6 +73,7 @@ class Timeline:
         self._leaves = db.tree("roomid_pduleaves")
         self._events: LRUCache[str, Event] = LRUCache(cache_capacity)
         self._versions: dict[str, RoomVersion] = {}
+        self._extremities: dict[str, list[str]] = {}
         self._power_levels: dict[str, tuple[tuple[str | None, str | None], PowerLevels]] = {}
         self._by_pdu_id: LRUCache[bytes, Event] = LRUCache(cache_capacity)
         self.appended: list[Callable[[Event, int], None]] = []
@@ -140,8 +141,13 @@ class Timeline:
         return power_levels
 
     def forward_extremities(self, room_id: str) -> list[str]:
-        prefix = room_id.encode() + SEPARATOR
-        return [key[len(prefix) :].decode() for key in self._leaves.keys_with_prefix(prefix)]
+        """The room's newest events: what a new event's `prev_events` point to."""
+        cached = self._extremities.get(room_id)
+        if cached is None:
+            prefix = room_id.encode() + SEPARATOR
+            cached = [key[len(prefix) :].decode() for key in self._leaves.keys_with_prefix(prefix)]
+            self._extremities[room_id] = cached
+        return list(cached)
 
     # ---- reading ranges
 
@@ -223,10 +229,14 @@ class Timeline:
         if event["type"] == "m.room.redaction":
             self._apply_redaction(stored, room_version, batch)
 
-        for previous in event.get("prev_events", ()):
-            previous_id = previous if isinstance(previous, str) else previous[0]
+        previous_ids = {
+            previous if isinstance(previous, str) else previous[0]
+            for previous in event.get("prev_events", ())
+        }
+        for previous_id in previous_ids:
             batch.delete(self._leaves, room_id.encode() + SEPARATOR + previous_id.encode())
         batch.put(self._leaves, room_id.encode() + SEPARATOR + event_id.encode(), b"")
+        extremities = [e for e in self.forward_extremities(room_id) if e not in previous_ids]
         batch.put(self._pdus, pdu_id, encode_event(stored))
         batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
         if also_write is not None:
@@ -235,6 +245,7 @@ class Timeline:
 
         self._events.put(event_id, stored)
         self._by_pdu_id.put(pdu_id, stored)
+        self._extremities[room_id] = [*extremities, event_id]
         if event["type"] == "m.room.create":
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
