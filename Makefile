@@ -49,5 +49,13 @@ format: venv
 bench: venv
 	$(BIN)/python -m bench
 
+# The Debian package: build it, or build and exercise it (install, reconfigure,
+# purge, piuparts, a boot under systemd-nspawn). Needs root; see tests/packaging/.
+deb:
+	sh tests/packaging/run.sh build
+
+deb-test:
+	sh tests/packaging/run.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info
