@@ -36,7 +36,7 @@ run: venv $(DEV)/conduit.toml
 test: venv
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n auto
 
 lint: venv
 	$(BIN)/ruff check matrix_conduit tests bench
