@@ -336,15 +336,19 @@ class _ResponseBuilder:
 
     # ---- invites, knocks, leaves
 
+    def _membership_position_in_window(self, room_id: str) -> int | None:
+        """The position of the user's invite, knock or leave if it is new to this response."""
+        position = self.rooms.state_cache.membership_count(room_id, self.user_id) or 0
+        if (self.since is not None and position <= self.since) or position > self.next_batch:
+            return None
+        return position
+
     def _stripped_rooms(self, source: Any, key: str) -> dict[str, Any]:
         rooms = {}
         for room_id, stripped in source(self.user_id):
             if not self.room_filter.allows_room(room_id):
                 continue
-            position = self.rooms.state_cache.membership_count(room_id, self.user_id) or 0
-            if self.since is not None and position <= self.since:
-                continue
-            if position > self.next_batch:
+            if self._membership_position_in_window(room_id) is None:
                 continue
             inviter = next(
                 (
@@ -367,12 +371,9 @@ class _ResponseBuilder:
         for room_id in list(self.rooms.state_cache.left_rooms(self.user_id)):
             if not self.room_filter.allows_room(room_id):
                 continue
-            position = self.rooms.state_cache.membership_count(room_id, self.user_id) or 0
-            if self.since is not None and position <= self.since:
-                continue
-            if position > self.next_batch:
-                continue
-            rooms[room_id] = self._left_room(room_id, position)
+            position = self._membership_position_in_window(room_id)
+            if position is not None:
+                rooms[room_id] = self._left_room(room_id, position)
         return rooms
 
     def _left_room(self, room_id: str, leave_position: int) -> dict[str, Any]:

@@ -9,12 +9,9 @@ serves on this test's trio loop.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import trio
 from nio import (
     AsyncClient,
     LoginResponse,
@@ -25,13 +22,10 @@ from nio import (
     WhoamiResponse,
 )
 
+from tests.support.nio import in_asyncio
 from tests.support.server import TestServer, make_config, serving
 
 TOKEN = "token-for-nio-0123"
-
-
-async def in_asyncio(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    return await trio.to_thread.run_sync(lambda: asyncio.run(scenario()))
 
 
 @pytest.fixture

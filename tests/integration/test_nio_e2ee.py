@@ -14,13 +14,10 @@ its own asyncio loop while the server serves on this test's trio loop.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -34,13 +31,10 @@ from nio import (
     SyncResponse,
 )
 
+from tests.support.nio import in_asyncio
 from tests.support.server import TestServer, make_config, serving
 
 MEGOLM = "m.megolm.v1.aes-sha2"
-
-
-async def in_asyncio(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    return await trio.to_thread.run_sync(lambda: asyncio.run(scenario()))
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ and set memberships directly, and move time with a `FakeClock`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from matrix_conduit.service.rooms.state_cache import StateCache
 from matrix_conduit.storage import Database, open_database
 
 START_MS = 1_700_000_000_000
+
+ROOM = "!room:localhost"
+ALICE = "@alice:localhost"
+BOB = "@bob:localhost"
+OUTSIDER = "@outsider:localhost"
 
 
 class FakeClock:
@@ -55,3 +62,15 @@ def open_service_parts(directory: Path) -> ServiceParts:
     """The parts over a LevelDB database in `directory` (opened again: same data)."""
     db = open_database("leveldb", str(directory))
     return ServiceParts(db, Globals(db, "localhost"), Notifier(), StateCache(db))
+
+
+@contextmanager
+def alice_and_bob_in_a_room(directory: Path) -> Iterator[ServiceParts]:
+    """The parts, with ALICE and BOB joined to ROOM (OUTSIDER in no room); closed after."""
+    parts = open_service_parts(directory)
+    parts.join(ALICE, ROOM)
+    parts.join(BOB, ROOM)
+    try:
+        yield parts
+    finally:
+        parts.db.close()

@@ -11,21 +11,19 @@ import pytest
 
 from matrix_conduit.service.devices import DeviceLogin, Devices
 from matrix_conduit.service.key_changes import KeyChanges
-from tests.support.service_parts import ServiceParts, open_service_parts
-
-ROOM = "!room:localhost"
-ALICE = "@alice:localhost"
-BOB = "@bob:localhost"
-OUTSIDER = "@outsider:localhost"
+from tests.support.service_parts import (
+    ALICE,
+    BOB,
+    OUTSIDER,
+    ServiceParts,
+    alice_and_bob_in_a_room,
+)
 
 
 @pytest.fixture
 def parts(tmp_path) -> ServiceParts:
-    parts = open_service_parts(tmp_path / "db")
-    parts.join(ALICE, ROOM)
-    parts.join(BOB, ROOM)
-    yield parts
-    parts.db.close()
+    with alice_and_bob_in_a_room(tmp_path / "db") as parts:
+        yield parts
 
 
 @pytest.fixture

@@ -11,21 +11,21 @@ import trio
 
 from matrix_conduit.errors import MatrixError
 from matrix_conduit.service.typing import MAX_TIMEOUT_MS, Typing
-from tests.support.service_parts import FakeClock, ServiceParts, open_service_parts
-
-ROOM = "!room:localhost"
-ALICE = "@alice:localhost"
-BOB = "@bob:localhost"
-OUTSIDER = "@outsider:localhost"
+from tests.support.service_parts import (
+    ALICE,
+    BOB,
+    OUTSIDER,
+    ROOM,
+    FakeClock,
+    ServiceParts,
+    alice_and_bob_in_a_room,
+)
 
 
 @pytest.fixture
 def parts(tmp_path) -> ServiceParts:
-    parts = open_service_parts(tmp_path / "db")
-    parts.join(ALICE, ROOM)
-    parts.join(BOB, ROOM)
-    yield parts
-    parts.db.close()
+    with alice_and_bob_in_a_room(tmp_path / "db") as parts:
+        yield parts
 
 
 @pytest.fixture
