@@ -15,6 +15,7 @@ import trio
 from ..config import Config
 from ..storage import Database
 from .account_data import AccountData
+from .cleanup import Cleanup
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
@@ -109,6 +110,11 @@ class Services:
             self.rooms, self.users.displayname, self.users.avatar_url
         )
         self.openid = OpenId(db)
+        self.cleanup = Cleanup(
+            config.cleanup_second_interval,
+            [self.uiaa.purge_expired, self.media.purge_expired, self.openid.purge_expired],
+        )
+        self.background_tasks.append(self.cleanup.run)
         self.sync = Sync(
             self.globals,
             self.notifier,

@@ -206,6 +206,12 @@ class Media:
             self._delete_pending(batch, pending["uploader"], media_id)
         return None
 
+    def purge_expired(self) -> None:
+        """Forget created ids whose upload never came (the periodic cleanup)."""
+        now = self._clock()
+        for key, _ in list(self._pending.iter_prefix()):
+            self._live_pending(key.decode(), now)
+
     def _delete_pending(self, batch: WriteBatch, uploader: str, media_id: str) -> None:
         batch.delete(self._pending, media_id.encode())
         batch.delete(self._pending_by_user, join_key(uploader, media_id))

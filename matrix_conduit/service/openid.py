@@ -38,6 +38,13 @@ class OpenId:
         self._tokens.put(_key(token), record.encode())
         return token, TOKEN_LIFETIME_SECONDS
 
+    def purge_expired(self) -> None:
+        """Delete expired tokens (the periodic cleanup)."""
+        now = self._clock()
+        for key, value in list(self._tokens.iter_prefix()):
+            if json.loads(value)["expires_at"] < now:
+                self._tokens.delete(key)
+
     def user_for(self, token: str) -> str | None:
         stored = self._tokens.get(_key(token))
         if stored is None:

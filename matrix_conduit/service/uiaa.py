@@ -129,13 +129,18 @@ class UserInteractiveAuth:
         self._save(session_id, session)
         raise AuthenticationRequired(flows, session_id, session.completed)
 
+    def purge_expired(self) -> None:
+        """Delete expired sessions (the periodic cleanup; also when sessions start)."""
+        now = self.clock()
+        self._next_purge_ts = now + PURGE_INTERVAL_MS
+        for key, value in list(self._sessions.iter_prefix()):
+            if json.loads(value)["expires_ts"] <= now:
+                self._sessions.delete(key)
+
     def _start(self, endpoint: str, user_id: str | None) -> tuple[str, _Session]:
         now = self.clock()
         if now >= self._next_purge_ts:
-            self._next_purge_ts = now + PURGE_INTERVAL_MS
-            for key, value in self._sessions.iter_prefix():
-                if json.loads(value)["expires_ts"] <= now:
-                    self._sessions.delete(key)
+            self.purge_expired()
         return secrets.token_urlsafe(24), _Session(endpoint, user_id, now + SESSION_LIFETIME_MS)
 
     def _load(
