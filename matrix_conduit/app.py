@@ -87,12 +87,8 @@ def create_app(config: Config, services: Services) -> MatrixApp:
         return None
 
     @app.after_request
-    async def add_cors_headers(response: Response) -> Response:
+    async def finish_response(response: Response) -> Response:
         response.headers.update(CORS_HEADERS)
-        return response
-
-    @app.after_request
-    async def drain_request_body(response: Response) -> Response:
         # Answering before the request body is in (a handler that never reads
         # it, or an error raised first) lets hypercorn finish the response while
         # h11 still expects body bytes: it then closes the keep-alive connection

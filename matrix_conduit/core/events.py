@@ -39,9 +39,10 @@ from matrix_conduit.core.room_versions import EventFormat, RoomVersion
 from matrix_conduit.core.signing import (
     SigningKey,
     VerifyKey,
+    add_signature,
     decode_base64,
     encode_base64,
-    sign_json,
+    signed_bytes,
     signed_key_ids,
     verify_json,
 )
@@ -147,10 +148,37 @@ def sign_event(
     is copied back to the full event (other signatures are kept). The input
     is not modified.
     """
+    return _sign(event, server_name, key, room_version)[0]
+
+
+def _sign(
+    event: Mapping[str, Any], server_name: str, key: SigningKey, room_version: RoomVersion
+) -> tuple[dict[str, Any], bytes]:
+    """The hashed and signed event, and the bytes the signature covers."""
     hashed = {**event, "hashes": {"sha256": compute_content_hash(event)}}
-    signed_redacted = sign_json(redact(hashed, room_version), server_name, key)
-    hashed["signatures"] = signed_redacted["signatures"]
-    return hashed
+    redacted = redact(hashed, room_version)
+    data = signed_bytes(redacted)
+    hashed["signatures"] = add_signature(redacted, server_name, key, data)["signatures"]
+    return hashed, data
+
+
+def sign_event_with_id(
+    event: Mapping[str, Any], server_name: str, key: SigningKey, room_version: RoomVersion
+) -> tuple[dict[str, Any], str]:
+    """`sign_event`, and the signed event's id, from one encoding.
+
+    What the signature covers — the redacted event without `signatures` and
+    `unsigned` — is exactly what the reference hash hashes, so the event id
+    of a v3+ event comes from the same bytes. Rooms v1–v2 events must carry
+    their `event_id` (`InvalidEvent` otherwise).
+    """
+    signed, data = _sign(event, server_name, key, room_version)
+    if room_version.event_format is EventFormat.V1:
+        event_id, _ = _v1_event_id(signed)
+    else:
+        urlsafe = room_version.event_format is EventFormat.V3
+        event_id = "$" + encode_base64(hashlib.sha256(data).digest(), urlsafe=urlsafe)
+    return signed, event_id
 
 
 def _is_third_party_invite(event: Mapping[str, Any]) -> bool:

@@ -170,7 +170,7 @@ def decode_verify_key(key_id: str, key_base64: str) -> VerifyKey:
 # --- signed JSON ------------------------------------------------------------
 
 
-def _signed_bytes(obj: Mapping[str, Any]) -> bytes:
+def signed_bytes(obj: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers: the object without `signatures` and `unsigned`."""
     return encode_canonical_json(
         {key: value for key, value in obj.items() if key not in ("signatures", "unsigned")}
@@ -184,7 +184,14 @@ def sign_json(obj: Mapping[str, Any], server_name: str, key: SigningKey) -> dict
     object but out of the signed bytes (spec: Signing Details). The input is
     not modified.
     """
-    signature = key.sign(_signed_bytes(obj)).signature
+    return add_signature(obj, server_name, key, signed_bytes(obj))
+
+
+def add_signature(
+    obj: Mapping[str, Any], server_name: str, key: SigningKey, data: bytes
+) -> dict[str, Any]:
+    """`sign_json` for a caller that already has `signed_bytes(obj)` as `data`."""
+    signature = key.sign(data).signature
     signed = dict(obj)
     signatures = {name: dict(by_key) for name, by_key in dict(obj.get("signatures") or {}).items()}
     signatures.setdefault(server_name, {})[key_id_of(key)] = encode_base64(signature)
@@ -233,7 +240,7 @@ def verify_json(
             f"signature by {preview(server_name)} {key_id} is not base64"
         ) from None
     try:
-        verify_key.verify(_signed_bytes(obj), signature)
+        verify_key.verify(signed_bytes(obj), signature)
     except (nacl.exceptions.BadSignatureError, ValueError):
         raise SignatureError(
             f"signature by {preview(server_name)} {key_id} does not verify"

@@ -25,9 +25,8 @@ from ...core.events import (
     InvalidEvent,
     check_event_size,
     compute_content_hash,
-    compute_event_id,
     room_id_for_create_event,
-    sign_event,
+    sign_event_with_id,
 )
 from ...core.room_versions import EventFormat, RoomVersion
 from ...errors import MatrixError, forbidden
@@ -229,7 +228,7 @@ class EventBuilder:
         )
         if rejection is not None:
             raise forbidden(f"{rejection.reason} ({rejection.rule})")
-        signed = sign_event(
+        signed, event_id = sign_event_with_id(
             event, self._globals.server_name, self._globals.signing_key, room_version
         )
         try:
@@ -238,4 +237,4 @@ class EventBuilder:
             raise MatrixError(413, "M_TOO_LARGE", f"The event is too large: {error}") from None
         event.clear()
         event.update(signed)
-        return compute_event_id(signed, room_version)
+        return event_id

@@ -31,11 +31,12 @@ from matrix_conduit.core.events import (
     required_signature_servers,
     room_id_for_create_event,
     sign_event,
+    sign_event_with_id,
     validate_pdu_format,
     verify_event_signatures,
 )
 from matrix_conduit.core.redaction import redact
-from matrix_conduit.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from matrix_conduit.core.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from matrix_conduit.core.signing import decode_signing_key, generate_signing_key, key_id_of
 
 SPEC_KEY = decode_signing_key("ed25519 1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1")
@@ -641,3 +642,26 @@ def test_every_signed_event_verifies_and_hashes(content: dict, event_type: str, 
     assert compute_event_id(redacted, room_version(version)) == compute_event_id(
         signed, room_version(version)
     )
+
+
+@pytest.mark.parametrize("version", sorted(KNOWN_ROOM_VERSIONS, key=int))
+def test_sign_event_with_id_gives_the_id_compute_event_id_gives(version):
+    """The id comes from the signed bytes; it must be the reference hash's id all the same."""
+    room_version = KNOWN_ROOM_VERSIONS[version]
+    key = generate_signing_key()
+    event = {
+        "type": "m.room.message",
+        "room_id": "!room:example.org",
+        "sender": "@alice:example.org",
+        "content": {"body": "hi", "msgtype": "m.text"},
+        "origin_server_ts": 1,
+        "depth": 3,
+        "prev_events": [],
+        "auth_events": [],
+        "unsigned": {"age": 5},
+    }
+    if room_version.event_format is EventFormat.V1:
+        event["event_id"] = "$abc:example.org"
+    signed, event_id = sign_event_with_id(event, "example.org", key, room_version)
+    assert signed == sign_event(event, "example.org", key, room_version)
+    assert event_id == compute_event_id(signed, room_version)
