@@ -70,9 +70,9 @@ class Rooms:
         self.aliases = Aliases(db)
         self.directory = Directory(db, self.timeline, self.state_cache)
         self.relations = Relations(db, self.timeline, self.visibility)
-        self.timeline.appended.append(self.relations.on_event)
+        self.timeline.indexers.append(self.relations.index)
         self.search = Search(db, self.short, self.timeline, self.state_cache, self.visibility)
-        self.timeline.appended.append(self.search.on_event)
+        self.timeline.indexers.append(self.search.index)
         self.hierarchy = Hierarchy(
             self.state, self.timeline, self.state_cache, self.visibility, self.directory
         )

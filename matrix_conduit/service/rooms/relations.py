@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import not_found
-from ...storage import Database
-from ...storage.kv import SEPARATOR, from_u64, join_key, u64
+from ...storage import Database, WriteBatch
+from ...storage.kv import SEPARATOR, from_u64, join_key
 from .timeline import Event, Timeline
 from .visibility import Visibility
 
@@ -51,18 +51,18 @@ class Relations:
         self._children = db.tree("relatesto_childpos")
         self._threads = db.tree("roomthreadroot_latest")
 
-    # ---- indexing (a timeline `appended` hook)
+    # ---- indexing (a timeline indexer: in the event's own batch)
 
-    def on_event(self, event: Event, position: int) -> None:
+    def index(self, event: Event, pdu_id: bytes, batch: WriteBatch) -> None:
         relation = relation_of(event)
         if relation is None:
             return
         parent_id, rel_type = relation
+        position = pdu_id[8:]
         record = json.dumps({"event_id": event["event_id"], "rel_type": rel_type}).encode()
-        with self._db.batch() as batch:
-            batch.put(self._children, join_key(parent_id, u64(position)), record)
-            if rel_type == THREAD:
-                batch.put(self._threads, join_key(event["room_id"], parent_id), u64(position))
+        batch.put(self._children, join_key(parent_id, position), record)
+        if rel_type == THREAD:
+            batch.put(self._threads, join_key(event["room_id"], parent_id), position)
 
     # ---- reading
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ...core.filters import EventFilter
 from ...errors import MatrixError
-from ...storage import Database
+from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64
 from .short import ShortIds
 from .state_cache import StateCache
@@ -71,17 +71,10 @@ class Search:
         self._visibility = visibility
         self._index = db.tree("tokenid_pduid")
 
-    def on_event(self, event: Event, position: int) -> None:
-        """Index an appended event's words (a timeline `appended` hook)."""
-        found = set(words(searchable_text(event)))
-        if not found:
-            return
-        pdu_id = self._timeline.pdu_id(event["event_id"])
-        if pdu_id is None:
-            return
-        with self._db.batch() as batch:
-            for word in found:
-                batch.put(self._index, word.encode() + SEPARATOR + pdu_id, b"")
+    def index(self, event: Event, pdu_id: bytes, batch: WriteBatch) -> None:
+        """Index an appended event's words (a timeline indexer: in the event's own batch)."""
+        for word in set(words(searchable_text(event))):
+            batch.put(self._index, word.encode() + SEPARATOR + pdu_id, b"")
 
     def search(
         self,

@@ -52,7 +52,8 @@ class StateCache:
         self._invited_count = db.tree("roomid_invitedcount")
         self._counts: dict[tuple[str, str], int] = {}
         self._joined: dict[str, frozenset[str]] = {}
-        """Joined members per room, read once: every message asks who to notify."""
+        self._invited: dict[str, frozenset[str]] = {}
+        """Joined and invited members per room, read once: every message asks who to wake."""
 
     # ---- writing
 
@@ -72,7 +73,7 @@ class StateCache:
         previous = self.membership(room_id, user_id)
         user_room = join_key(user_id, room_id)
         room_user = join_key(room_id, user_id)
-        batch.after_commit(lambda: self._joined.pop(room_id, None))
+        batch.after_commit(lambda: self._forget_members(room_id))
         for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
             batch.delete(tree, user_room)
         for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
@@ -162,9 +163,19 @@ class StateCache:
             self._joined[room_id] = cached
         return cached
 
-    def invited_members(self, room_id: str) -> Iterator[str]:
-        for key in self._room_invited.keys_with_prefix(room_id.encode() + SEPARATOR):
-            yield _split(key)[1]
+    def invited_members(self, room_id: str) -> frozenset[str]:
+        cached = self._invited.get(room_id)
+        if cached is None:
+            cached = frozenset(
+                _split(key)[1]
+                for key in self._room_invited.keys_with_prefix(room_id.encode() + SEPARATOR)
+            )
+            self._invited[room_id] = cached
+        return cached
+
+    def _forget_members(self, room_id: str) -> None:
+        self._joined.pop(room_id, None)
+        self._invited.pop(room_id, None)
 
     def member_count(self, room_id: str, kind: str) -> int:
         """How many members are `"joined"` or `"invited"`."""

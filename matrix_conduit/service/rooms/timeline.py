@@ -76,6 +76,9 @@ class Timeline:
         self._extremities: dict[str, list[str]] = {}
         self._power_levels: dict[str, tuple[tuple[str | None, str | None], PowerLevels]] = {}
         self._by_pdu_id: LRUCache[bytes, Event] = LRUCache(cache_capacity)
+        self.indexers: list[Callable[[Event, bytes, WriteBatch], None]] = []
+        """Called with each event, its PDU id and the batch that stores it: indexes of
+        other services (search, relations) land in the same atomic write."""
         self.appended: list[Callable[[Event, int], None]] = []
         """Called after each append with the event and its position (e.g. the sender queue)."""
 
@@ -239,6 +242,8 @@ class Timeline:
         extremities = [e for e in self.forward_extremities(room_id) if e not in previous_ids]
         batch.put(self._pdus, pdu_id, encode_event(stored))
         batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
+        for index in self.indexers:
+            index(stored, pdu_id, batch)
         if also_write is not None:
             also_write(batch)
         batch.commit()
