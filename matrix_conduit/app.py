@@ -107,7 +107,12 @@ def create_app(config: Config, services: Services) -> MatrixApp:
         errcode, message = _HTTP_ERRORS.get(
             status, ("M_UNKNOWN", error.description or "The request failed.")
         )
-        return error_response(MatrixError(status, errcode, message))
+        response = error_response(MatrixError(status, errcode, message))
+        if status == 413:
+            # The rest of the body is never read: the connection cannot carry
+            # another request, so say so instead of letting the client find out.
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(Exception)
     async def unexpected_error(error: Exception) -> Response:

@@ -113,3 +113,17 @@ async def test_chunked_body_over_the_limit_is_413_too_large(small_limit_server: 
     response = await small_limit_server.client.post("/_probe/json", content=chunks())
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert_matrix_error(response, 413, "M_TOO_LARGE")
+
+
+async def test_413_closes_the_connection_and_says_so_so_the_next_request_succeeds(
+    small_limit_server: SharedServer,
+):
+    """The unread rest of an oversized body leaves the connection unusable: the answer
+    carries `Connection: close`, so a keep-alive client opens a new one."""
+    body = json_body_of_size(SMALL_LIMIT + 1)
+    response = await small_limit_server.client.post("/_probe/json", content=body)
+    assert_matrix_error(response, 413, "M_TOO_LARGE")
+    assert response.headers["connection"] == "close"
+    for _ in range(3):
+        again = await small_limit_server.client.get("/_matrix/client/versions")
+        assert again.status_code == 200
