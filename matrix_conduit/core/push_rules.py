@@ -146,7 +146,8 @@ def _glob(pattern: str, *, word_boundaries: bool) -> re.Pattern[str]:
     return re.compile(rf"{body}\Z", re.IGNORECASE | re.S)
 
 
-def split_path(key: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def split_path(key: str) -> tuple[str, ...]:
     """A dot-separated property path, with `\\.` and `\\\\` escapes (spec appendix)."""
     parts, current, escaped = [], [], False
     for char in key:
@@ -161,7 +162,7 @@ def split_path(key: str) -> list[str]:
         else:
             current.append(char)
     parts.append("".join(current))
-    return parts
+    return tuple(parts)
 
 
 _MISSING = object()
@@ -298,9 +299,16 @@ def evaluate(
     Never notifies for the user's own events (spec: "Homeservers MUST NOT
     notify ... for events that the user has sent themselves").
     """
+    return evaluate_ordered(ordered_rules(ruleset), event, context)
+
+
+def evaluate_ordered(
+    rules: list[tuple[str, Mapping[str, Any]]], event: Mapping[str, Any], context: PushContext
+) -> list[Any] | None:
+    """`evaluate` over rules already in `ordered_rules` order (callers that keep them)."""
     if event.get("sender") == context.user_id:
         return None
-    for kind, rule in ordered_rules(ruleset):
+    for kind, rule in rules:
         if rule.get("enabled", True) and _rule_matches(kind, rule, event, context):
             return [a for a in rule.get("actions") or [] if a not in HISTORICAL_ACTIONS]
     return None

@@ -12,7 +12,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..core.push_rules import KINDS, PushContext, evaluate, merged_with_defaults
+from ..core.push_rules import (
+    KINDS,
+    PushContext,
+    evaluate_ordered,
+    merged_with_defaults,
+    ordered_rules,
+)
 from ..errors import MatrixError, not_found
 from .account_data import AccountData
 
@@ -23,6 +29,7 @@ class PushRules:
     def __init__(self, account_data: AccountData) -> None:
         self._account_data = account_data
         self._cache: dict[str, dict[str, Any]] = {}
+        self._ordered: dict[str, list[tuple[str, Any]]] = {}
 
     def ruleset(self, user_id: str) -> dict[str, Any]:
         """The user's whole ruleset (read-only: use the editing methods to change it)."""
@@ -38,13 +45,17 @@ class PushRules:
         self._save(user_id, merged_with_defaults(None, user_id))
 
     def actions_for(self, user_id: str, event: dict, context: PushContext) -> list[Any] | None:
-        return evaluate(self.ruleset(user_id), event, context)
+        ordered = self._ordered.get(user_id)
+        if ordered is None:
+            ordered = self._ordered[user_id] = ordered_rules(self.ruleset(user_id))
+        return evaluate_ordered(ordered, event, context)
 
     # ---- editing
 
     def _save(self, user_id: str, ruleset: dict[str, Any]) -> None:
         self._account_data.set(user_id, None, PUSH_RULES_TYPE, ruleset)
         self._cache[user_id] = ruleset
+        self._ordered.pop(user_id, None)
 
     @staticmethod
     def _check_kind(kind: str) -> None:

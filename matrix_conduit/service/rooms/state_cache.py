@@ -53,6 +53,8 @@ class StateCache:
         self._counts: dict[tuple[str, str], int] = {}
         self._joined: dict[str, frozenset[str]] = {}
         self._invited: dict[str, frozenset[str]] = {}
+        self._rooms_of: dict[str, frozenset[str]] = {}
+        """The rooms each user is joined to: every sync asks, several times."""
         """Joined and invited members per room, read once: every message asks who to wake."""
 
     # ---- writing
@@ -73,7 +75,7 @@ class StateCache:
         previous = self.membership(room_id, user_id)
         user_room = join_key(user_id, room_id)
         room_user = join_key(room_id, user_id)
-        batch.after_commit(lambda: self._forget_members(room_id))
+        batch.after_commit(lambda: self._forget_members(room_id, user_id))
         for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
             batch.delete(tree, user_room)
         for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
@@ -128,9 +130,15 @@ class StateCache:
     def is_joined(self, user_id: str, room_id: str) -> bool:
         return join_key(room_id, user_id) in self._room_joined
 
-    def joined_rooms(self, user_id: str) -> Iterator[str]:
-        for key in self._user_joined.keys_with_prefix(user_id.encode() + SEPARATOR):
-            yield _split(key)[1]
+    def joined_rooms(self, user_id: str) -> frozenset[str]:
+        cached = self._rooms_of.get(user_id)
+        if cached is None:
+            cached = frozenset(
+                _split(key)[1]
+                for key in self._user_joined.keys_with_prefix(user_id.encode() + SEPARATOR)
+            )
+            self._rooms_of[user_id] = cached
+        return cached
 
     def invited_rooms(self, user_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         for key, value in self._user_invited.iter_prefix(user_id.encode() + SEPARATOR):
@@ -173,9 +181,10 @@ class StateCache:
             self._invited[room_id] = cached
         return cached
 
-    def _forget_members(self, room_id: str) -> None:
+    def _forget_members(self, room_id: str, user_id: str) -> None:
         self._joined.pop(room_id, None)
         self._invited.pop(room_id, None)
+        self._rooms_of.pop(user_id, None)
 
     def member_count(self, room_id: str, kind: str) -> int:
         """How many members are `"joined"` or `"invited"`."""

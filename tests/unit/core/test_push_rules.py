@@ -123,8 +123,8 @@ def test_unknown_conditions_never_match():
 
 
 def test_dot_paths_honour_escapes():
-    assert split_path("content.m\\.relates_to.rel_type") == ["content", "m.relates_to", "rel_type"]
-    assert split_path("a\\\\.b") == ["a\\", "b"]
+    assert split_path("content.m\\.relates_to.rel_type") == ("content", "m.relates_to", "rel_type")
+    assert split_path("a\\\\.b") == ("a\\", "b")
 
 
 def test_plain_message_notifies_without_highlight():
