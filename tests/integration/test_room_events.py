@@ -302,6 +302,12 @@ async def test_messages_limit_defaults_to_ten(server: SharedServer):
     assert len(page["chunk"]) == 10
 
 
+async def test_messages_take_the_filters_limit_when_the_query_gives_none(server: SharedServer):
+    room_id, alice, _ = await room_with_messages(server, 12)
+    page = ok(await alice.messages(room_id, filter={"limit": 3}))
+    assert len(page["chunk"]) == 3
+
+
 async def test_messages_filter_by_type_and_sender(server: SharedServer):
     room_id, (alice, bob) = await room_with_members(server, 2)
     await alice.send(room_id, "a1")

@@ -90,14 +90,15 @@ async def messages(room_id: str) -> dict:
     direction = request.args.get("dir", "b")
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", '`dir` must be "b" or "f".')
+    event_filter = query_filter()
     events, start, end = services().rooms.events.messages(
         requester.user_id,
         room_id,
         from_token=request.args.get("from"),
         to_token=request.args.get("to"),
         direction=direction,
-        limit=query_int("limit", DEFAULT_PAGE),
-        event_filter=query_filter(),
+        limit=query_int("limit", event_filter.limit or DEFAULT_PAGE),
+        event_filter=event_filter,
     )
     answer: dict = {"chunk": client_events(requester, events), "start": start}
     if end is not None:
