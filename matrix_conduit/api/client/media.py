@@ -27,7 +27,6 @@ is not implemented.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
@@ -37,7 +36,7 @@ from ...service.media import MediaContent
 from ...service.thumbnails import METHODS, Method
 from ..auth import authenticate
 from ..request import config, services
-from .routes import client_route
+from .routes import View, client_route, versioned_route
 
 blueprint = Blueprint("media", __name__)
 
@@ -87,22 +86,12 @@ SECURITY_HEADERS = {
 }
 """On every served file: the spec's recommended CSP, and no content sniffing."""
 
-View = TypeVar("View", bound=Callable[..., object])
-
 
 def media_route(
     rule: str, *, methods: Sequence[str], versions: Sequence[str] = LEGACY_MEDIA
 ) -> Callable[[View], View]:
     """Register the decorated view at `/_matrix/media/<version><rule>` for each version."""
-
-    def register(view: View) -> View:
-        for version in versions:
-            blueprint.add_url_rule(
-                f"/_matrix/media/{version}{rule}", view_func=view, methods=list(methods)
-            )
-        return view
-
-    return register
+    return versioned_route(blueprint, "media", rule, methods=methods, versions=versions)
 
 
 # ---------------------------------------------------------------- uploads

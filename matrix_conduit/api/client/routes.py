@@ -19,16 +19,28 @@ R0_AND_V3 = ("r0", "v3")
 View = TypeVar("View", bound=Callable[..., object])
 
 
-def client_route(
-    blueprint: Blueprint, rule: str, *, methods: Sequence[str], versions: Sequence[str] = R0_AND_V3
+def versioned_route(
+    blueprint: Blueprint,
+    api: str,
+    rule: str,
+    *,
+    methods: Sequence[str],
+    versions: Sequence[str] = R0_AND_V3,
 ) -> Callable[[View], View]:
-    """Register the decorated view at `/_matrix/client/<version><rule>` for each version."""
+    """Register the decorated view at `/_matrix/<api>/<version><rule>` for each version."""
 
     def register(view: View) -> View:
         for version in versions:
             blueprint.add_url_rule(
-                f"/_matrix/client/{version}{rule}", view_func=view, methods=list(methods)
+                f"/_matrix/{api}/{version}{rule}", view_func=view, methods=list(methods)
             )
         return view
 
     return register
+
+
+def client_route(
+    blueprint: Blueprint, rule: str, *, methods: Sequence[str], versions: Sequence[str] = R0_AND_V3
+) -> Callable[[View], View]:
+    """Register the decorated view at `/_matrix/client/<version><rule>` for each version."""
+    return versioned_route(blueprint, "client", rule, methods=methods, versions=versions)
