@@ -37,6 +37,18 @@ async def token_server(nursery, tmp_path) -> TestServer:
 # ---------------------------------------------------------------- policy
 
 
+async def finish_alice_with_dummy(server: TestServer, session: str):
+    """The last stage of alice's registration: `m.login.dummy` in the session."""
+    return await server.client.post(
+        REGISTER,
+        json={
+            "username": "alice",
+            "password": "x",
+            "auth": {"type": "m.login.dummy", "session": session},
+        },
+    )
+
+
 async def test_registration_disabled_gets_403_saying_so(server: TestServer):
     response = await server.client.post(
         REGISTER,
@@ -66,14 +78,7 @@ async def test_dummy_stage_in_the_session_registers_and_logs_in(open_server):
     first = await open_server.client.post(REGISTER, json={"username": "alice", "password": "x"})
     session = first.json()["session"]
 
-    response = await open_server.client.post(
-        REGISTER,
-        json={
-            "username": "alice",
-            "password": "x",
-            "auth": {"type": "m.login.dummy", "session": session},
-        },
-    )
+    response = await finish_alice_with_dummy(open_server, session)
 
     assert response.status_code == 200
     body = response.json()
@@ -308,14 +313,7 @@ async def test_right_registration_token_then_dummy_registers(token_server):
     assert token_stage.json()["completed"] == ["m.login.registration_token"]
     session = token_stage.json()["session"]
 
-    response = await token_server.client.post(
-        REGISTER,
-        json={
-            "username": "alice",
-            "password": "x",
-            "auth": {"type": "m.login.dummy", "session": session},
-        },
-    )
+    response = await finish_alice_with_dummy(token_server, session)
 
     assert response.status_code == 200
     assert response.json()["user_id"] == "@alice:localhost"
