@@ -26,6 +26,8 @@ import tomlkit
 import tomlkit.exceptions
 
 from .core.ids import is_valid_server_name, parse_server_name
+from .core.ip_ranges import DEFAULT_DENYLIST as DEFAULT_IP_RANGE_DENYLIST
+from .core.ip_ranges import parse_network
 from .core.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,14 @@ class Config:
     trusted_servers: list[str] = field(
         default_factory=lambda: ["matrix.org"],
         metadata=_doc("Servers asked for other servers' signing keys."),
+    )
+    federation_ip_range_denylist: list[str] = field(
+        default_factory=lambda: list(DEFAULT_IP_RANGE_DENYLIST),
+        metadata=_doc("IP ranges outgoing federation requests never connect to."),
+    )
+    federation_ip_range_allowlist: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Exceptions to the denylist (e.g. 127.0.0.0/8 for loopback tests)."),
     )
     log: str = field(default="warn", metadata=_doc('Log level, or "level,module=level,...".'))
     turn_username: str = field(default="", metadata=_doc("Static TURN username."))
@@ -487,10 +497,22 @@ def _validate(config: Config, problems: _Problems) -> None:
     bad_servers = [s for s in config.trusted_servers if not is_valid_server_name(s)]
     if bad_servers:
         problems.add("trusted_servers", f"not valid server names: {', '.join(bad_servers)}")
+    for key in ("federation_ip_range_denylist", "federation_ip_range_allowlist"):
+        bad_ranges = [text for text in getattr(config, key) if not _is_network(text)]
+        if bad_ranges:
+            problems.add(key, f"not IP addresses or CIDR ranges: {', '.join(bad_ranges)}")
     try:
         parse_log_filter(config.log)
     except ValueError as error:
         problems.add("log", str(error))
+
+
+def _is_network(text: str) -> bool:
+    try:
+        parse_network(text)
+    except ValueError:
+        return False
+    return True
 
 
 _REQUIRED_STAND_INS = {

@@ -47,6 +47,7 @@ def blueprints() -> list[Blueprint]:
         versions,
         voip,
     )
+    from .federation import keys as federation_keys
     from .federation import openid as federation_openid
     from .federation import version
 
@@ -82,6 +83,7 @@ def blueprints() -> list[Blueprint]:
         user_directory.blueprint,
         openid.blueprint,
         federation_openid.blueprint,
+        federation_keys.blueprint,
         relations.blueprint,
         search.blueprint,
         spaces.blueprint,

@@ -19,6 +19,7 @@ from .cleanup import Cleanup
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
+from .federation import Federation
 from .filters import Filters
 from .globals import Globals
 from .jwt_login import JwtLogin
@@ -104,6 +105,7 @@ class Services:
             self.key_changes.device_deleted,
         ]
         self._set_up_push()
+        self.federation = Federation(config, db, self.globals, self.outgoing_http)
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(

@@ -6,7 +6,10 @@ Each new value is written before it is handed out, so a restart never hands
 out a value twice.
 
 The server's ed25519 signing key is generated on first start and kept here:
-every event and federation request this server sends is signed with it.
+every event and federation request this server sends is signed with it. A
+rotated key is kept too (with the time it stopped being used): other servers
+still verify old events against it, through `old_verify_keys` in
+`/_matrix/key/v2/server`.
 
 The server name is recorded when the database is created: user ids, room ids
 and signatures all contain it, so a database made for one name must never be
@@ -15,9 +18,17 @@ served under another.
 
 from __future__ import annotations
 
+import json
+
 from nacl.signing import SigningKey
 
-from ..core.signing import decode_signing_key, encode_signing_key, generate_signing_key, key_id_of
+from ..core.signing import (
+    decode_signing_key,
+    encode_signing_key,
+    generate_signing_key,
+    key_id_of,
+    verify_key_base64,
+)
 from ..storage import Database, DatabaseError
 from ..storage.kv import from_u64, u64
 
@@ -26,6 +37,7 @@ TREES = ("global",)
 _SERVER_NAME = b"server_name"
 _COUNTER = b"counter"
 _SIGNING_KEY = b"signing_key"
+_OLD_VERIFY_KEYS = b"old_verify_keys"
 
 
 class WrongServerName(DatabaseError):
@@ -41,6 +53,7 @@ class WrongServerName(DatabaseError):
 
 class Globals:
     def __init__(self, db: Database, server_name: str) -> None:
+        self._db = db
         self._tree = db.tree("global")
         self.server_name = server_name
         self._claim_server_name(db.path)
@@ -48,6 +61,11 @@ class Globals:
         self._counter = from_u64(stored) if stored else 0
         self.signing_key = self._load_or_create_signing_key()
         self.signing_key_id = key_id_of(self.signing_key)
+        stored_old = self._tree.get(_OLD_VERIFY_KEYS)
+        self.old_verify_keys: dict[str, dict[str, object]] = (
+            json.loads(stored_old) if stored_old else {}
+        )
+        """Rotated-out keys: key id → `{"key": base64, "expired_ts": ms}` (spec's shape)."""
 
     def _claim_server_name(self, path: str) -> None:
         recorded = self._tree.get(_SERVER_NAME)
@@ -63,6 +81,26 @@ class Globals:
         key = generate_signing_key()
         self._tree.put(_SIGNING_KEY, encode_signing_key(key).encode())
         return key
+
+    def rotate_signing_key(self, now_ms: int) -> None:
+        """Sign with a new key from now on; the current one becomes an old verify key.
+
+        The new key and the old key's public half (with `expired_ts`) are
+        written in one batch: no crash can lose a key anyone has seen.
+        """
+        old_verify_keys = {
+            **self.old_verify_keys,
+            self.signing_key_id: {
+                "key": verify_key_base64(self.signing_key),
+                "expired_ts": now_ms,
+            },
+        }
+        key = generate_signing_key()
+        with self._db.batch() as batch:
+            batch.put(self._tree, _OLD_VERIFY_KEYS, json.dumps(old_verify_keys).encode())
+            batch.put(self._tree, _SIGNING_KEY, encode_signing_key(key).encode())
+        self.old_verify_keys = old_verify_keys
+        self.signing_key, self.signing_key_id = key, key_id_of(key)
 
     def next_count(self) -> int:
         """A new position on the global counter, already persisted.

@@ -26,6 +26,7 @@ from matrix_conduit.config import (
     config_path_from_environment,
     load_config,
 )
+from matrix_conduit.core.ip_ranges import DEFAULT_DENYLIST as DEFAULT_IP_RANGE_DENYLIST
 from matrix_conduit.core.room_versions import KNOWN_ROOM_VERSIONS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "conduit.toml"
@@ -153,9 +154,25 @@ CONDUIT_DEFAULTS = {
 """Conduit's documented defaults (`log` is "warn": Conduit's adds Rust module filters)."""
 
 
+OUR_OWN_DEFAULTS = {
+    "federation_ip_range_denylist": list(DEFAULT_IP_RANGE_DENYLIST),
+    "federation_ip_range_allowlist": [],
+}
+"""Keys Conduit does not have (Synapse's `ip_range_blacklist`/`_whitelist`, renamed)."""
+
+
+def test_keys_of_our_own_have_their_documented_defaults():
+    config = config_with()
+
+    assert {key: getattr(config, key) for key in OUR_OWN_DEFAULTS} == OUR_OWN_DEFAULTS
+    assert "127.0.0.0/8" in config.federation_ip_range_denylist
+    assert "fc00::/7" in config.federation_ip_range_denylist
+
+
 def test_every_optional_key_has_conduits_default():
     config = config_with()
     optional = {f.name for f in fields(Config)} - set(REQUIRED) - {"proxy", "well_known"}
+    optional -= set(OUR_OWN_DEFAULTS)
 
     assert set(CONDUIT_DEFAULTS) == optional
     assert {key: getattr(config, key) for key in CONDUIT_DEFAULTS} == CONDUIT_DEFAULTS
@@ -515,6 +532,12 @@ def test_max_request_size_under_1024_is_a_problem():
         ("pdu_cache_capacity", 0, "must be at least 1"),
         ("max_concurrent_requests", 0, "must be at least 1"),
         ("trusted_servers", ["matrix.org", "not a server"], "not valid server names: not a server"),
+        (
+            "federation_ip_range_allowlist",
+            ["127.0.0.0/8", "localhost"],
+            "not IP addresses or CIDR ranges: localhost",
+        ),
+        ("federation_ip_range_denylist", ["10.0.0.0/33"], "not IP addresses or CIDR ranges"),
         ("log", "loud", "unknown level 'loud'"),
         ("database_path", "", "must not be empty"),
     ],

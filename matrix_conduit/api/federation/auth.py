@@ -1,0 +1,63 @@
+"""The gate of the server-server API: federation enabled, and the request signed.
+
+Spec: `content/server-server-api.md` § Request Authentication. Every
+federation endpoint lives on a blueprint from `signed_blueprint`, whose
+`before_request` runs before any of its routes: `allow_federation = false`
+answers 403 `M_FORBIDDEN`, and a request without a valid `X-Matrix`
+signature 401 `M_UNAUTHORIZED` with the reason. A route then reads the
+authenticated server with `origin()`. The key endpoints (`/_matrix/key/v2`),
+which the spec leaves unauthenticated, use `open_blueprint`: the same 403,
+no signature.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, g, request
+
+from ...errors import forbidden
+from ..request import config, parse_json, services
+
+
+def _require_federation() -> None:
+    if not config().allow_federation:
+        raise forbidden("Federation is disabled on this server (allow_federation = false).")
+
+
+async def _check_enabled() -> None:
+    _require_federation()
+
+
+def _request_uri() -> str:
+    """The path and query exactly as the sender wrote (and signed) them."""
+    raw_path = request.scope.get("raw_path") or request.path.encode()
+    query = request.scope.get("query_string") or b""
+    uri = raw_path.decode("latin-1")
+    return f"{uri}?{query.decode('latin-1')}" if query else uri
+
+
+async def _authenticate() -> None:
+    _require_federation()
+    data = await request.get_data(cache=True)
+    content = parse_json(data) if data.strip() else None
+    g.federation_origin = await services().federation.request_auth.origin_of(
+        request.headers.getlist("Authorization"), request.method, _request_uri(), content
+    )
+
+
+def signed_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint whose every route needs federation enabled and an X-Matrix signature."""
+    blueprint = Blueprint(name, import_name)
+    blueprint.before_request(_authenticate)
+    return blueprint
+
+
+def open_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint for federation routes the spec leaves unsigned: only the 403 gate."""
+    blueprint = Blueprint(name, import_name)
+    blueprint.before_request(_check_enabled)
+    return blueprint
+
+
+def origin() -> str:
+    """The server that signed the current request (set by `signed_blueprint`'s gate)."""
+    return g.federation_origin

@@ -1,0 +1,181 @@
+"""Several of our servers federating over real TLS on loopback, for `tests/federation/`.
+
+What `../shared/notes/federation-testing.md` found to work here:
+- each server gets its own 127.0.0.x address and an IP-literal server name
+  with an explicit port (`127.0.0.2:PORT`), so discovery is step 1 of the
+  spec's "Resolving server names": no DNS, no `.well-known`;
+- a throwaway CA (trustme) issues each server a certificate with an IP SAN
+  for its address, served through the ordinary `[global.tls]` config;
+- `SSL_CERT_FILE` names the CA's certificate, so the servers' outgoing
+  requests verify TLS exactly as in production (against "the system CAs");
+- `federation_ip_range_allowlist = ["127.0.0.0/8"]`: loopback is denied by
+  default, and tests allow it explicitly.
+
+The servers run in the test's trio loop (`tests/support/server.py`), so a
+test can stop one, restart it on the same database and address, and reach
+its services. `install_signed_echo` adds one test-only route on a
+`signed_blueprint`, the gate every federation endpoint uses, until the first
+real authenticated endpoints exist.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trustme
+from quart import request
+
+from matrix_conduit import app as app_module
+from matrix_conduit.api import blueprints as product_blueprints
+from matrix_conduit.api.federation.auth import origin, signed_blueprint
+from matrix_conduit.api.request import json_object
+from matrix_conduit.config import Config, build_config
+from matrix_conduit.server import Running, serve
+from tests.support.server import TestServer, port_was_taken
+
+ECHO_PATH = "/_matrix/federation/v1/_test/echo"
+"""The test-only signed route: answers the authenticated origin and the body it got."""
+
+PORT_ATTEMPTS = 5
+
+
+def free_port_on(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class FederationCa:
+    """A throwaway CA that every server of the test trusts through `SSL_CERT_FILE`."""
+
+    authority: trustme.CA
+    directory: Path
+
+    def certificate_for(self, address: str) -> tuple[str, str]:
+        """(chain path, key path) of a fresh certificate with an IP SAN for `address`."""
+        leaf = self.authority.issue_cert(address)
+        certs = self.directory / f"{address}.chain.pem"
+        key = self.directory / f"{address}.key.pem"
+        leaf.private_key_pem.write_to_path(str(key))
+        leaf.cert_chain_pems[0].write_to_path(str(certs))
+        for blob in leaf.cert_chain_pems[1:]:
+            blob.write_to_path(str(certs), append=True)
+        return str(certs), str(key)
+
+
+def trusted_ca(directory: Path, monkeypatch: pytest.MonkeyPatch) -> FederationCa:
+    """A new CA, trusted by every TLS context created from now on in this test."""
+    directory.mkdir(parents=True, exist_ok=True)
+    authority = trustme.CA()
+    bundle = directory / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return FederationCa(authority, directory)
+
+
+def federation_config(
+    ca: FederationCa, directory: Path, address: str, port: int | None = None, **overrides: Any
+) -> Config:
+    """A config for a server named `address:port`, listening there with TLS, federating."""
+    port = port or free_port_on(address)
+    certs, key = ca.certificate_for(address)
+    values: dict[str, Any] = {
+        "server_name": f"{address}:{port}",
+        "database_backend": "leveldb",
+        "database_path": str(directory / "db"),
+        "address": address,
+        "port": port,
+        "tls": {"certs": certs, "key": key},
+        "allow_federation": True,
+        "trusted_servers": [],
+        "federation_ip_range_allowlist": ["127.0.0.0/8"],
+    }
+    values.update(overrides)
+    return build_config(values)
+
+
+@dataclass
+class FederatingServer:
+    """One of our servers in a federation test."""
+
+    server: TestServer
+    directory: Path
+    stopped: trio.Event
+
+    @property
+    def name(self) -> str:
+        return self.server.config.server_name
+
+    @property
+    def config(self) -> Config:
+        return self.server.config
+
+    @property
+    def federation(self) -> Any:
+        return self.server.services.federation
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.server.client
+
+    async def stop(self) -> None:
+        """Stop serving and wait until the database is closed (so it can restart)."""
+        await self.server.client.aclose()
+        await self.server.stop()
+        await self.stopped.wait()
+
+
+async def _serve(nursery: trio.Nursery, config: Config, directory: Path) -> FederatingServer:
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def run(task_status: trio.TaskStatus[Running]) -> None:
+        try:
+            await serve(config, stop.wait, task_status=task_status)
+        finally:
+            stopped.set()
+
+    running = await nursery.start(run)
+    base_url = running.urls[0]
+    client = httpx.AsyncClient(base_url=base_url, timeout=30, verify=False)
+    return FederatingServer(
+        TestServer(config, running.services, base_url, client, stop), directory, stopped
+    )
+
+
+async def start_federating(
+    nursery: trio.Nursery, ca: FederationCa, directory: Path, address: str, **overrides: Any
+) -> FederatingServer:
+    """A new server at `address` on a free port (another one if the port gets taken)."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        attempt_directory = directory / f"attempt{attempt}"
+        config = federation_config(ca, attempt_directory, address, **overrides)
+        try:
+            return await _serve(nursery, config, attempt_directory)
+        except BaseException as error:
+            if attempt == PORT_ATTEMPTS or not port_was_taken(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def restart(nursery: trio.Nursery, stopped: FederatingServer) -> FederatingServer:
+    """`stopped` again: same config (name, address, port) and database."""
+    return await _serve(nursery, stopped.config, stopped.directory)
+
+
+def install_signed_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app created from now on in this test also serves `ECHO_PATH` (signed)."""
+    blueprint = signed_blueprint("test_signed_echo", __name__)
+
+    @blueprint.route(ECHO_PATH, methods=["GET", "PUT"])
+    async def echo() -> dict:
+        body = await json_object() if request.method == "PUT" else None
+        return {"origin": origin(), "content": body}
+
+    monkeypatch.setattr(app_module, "blueprints", lambda: [*product_blueprints(), blueprint])
