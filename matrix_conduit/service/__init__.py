@@ -143,7 +143,7 @@ class Services:
             self._unread_total,
             self.outgoing_http,
         )
-        self.rooms.timeline.appended.append(self.push_sender.on_event)
+        self.rooms.timeline.appending.append(self.push_sender.queue_for)
         self.background_tasks.append(self.push_sender.run)
 
     def _unread_total(self, user_id: str) -> int:

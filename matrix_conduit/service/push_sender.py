@@ -6,7 +6,9 @@ Spec: `content/client-server-api/modules/push.md` ("Server behaviour",
 
 When an event is appended, each local member with pushers has the event run
 through their push rules; a notifying event is queued for each of their HTTP
-pushers. The queue is in the database, so a restart resumes it. The sender
+pushers, in the batch that stores the event (a `Timeline.appending` hook), so
+neither a restart nor a kill -9 between the two loses a push. The queue is
+in the database, so a restart resumes it. The sender
 delivers in order per entry, retries failures with growing delays, drops an
 entry the gateway refuses outright (4xx), and removes pushers the gateway
 reports as rejected.
@@ -26,13 +28,14 @@ import trio
 
 from ..config import Config
 from ..core.push_rules import PushContext, is_highlight, should_notify, tweaks
-from ..storage import Database
+from ..storage import Database, WriteBatch
 from ..storage.kv import SEPARATOR, join_key, u64
 from .notification_counts import Rating
 from .outgoing_http import OutgoingHttp
 from .push_rules import PushRules
 from .pushers import Pushers
 from .rooms import Rooms
+from .rooms.event_context import EventContext
 from .rooms.timeline import Event
 
 log = logging.getLogger(__name__)
@@ -106,8 +109,17 @@ class PushSender:
 
     # ---- queueing
 
-    def on_event(self, event: Event, position: int) -> None:
-        """Queue a push for each pusher of each member this event notifies."""
+    def queue_for(
+        self, event: Event, context: EventContext, position: int | None, batch: WriteBatch
+    ) -> None:
+        """Queue a push for each pusher of each member this event notifies.
+
+        A `Timeline.appending` hook: the entries go into the event's own
+        batch, so a crash loses both or neither. Only timeline events (those
+        with a position) notify.
+        """
+        if position is None:
+            return
         room_id = event["room_id"]
         server_suffix = ":" + self._config.server_name
         recipients = set(self._rooms.state_cache.joined_members(room_id))
@@ -125,23 +137,25 @@ class PushSender:
         if not recipients:
             return
         queued = False
-        with self._db.batch() as batch:
-            for user_id in recipients:
-                pushers = self._pushers.of_user(user_id)
-                if not pushers:
+        for user_id in recipients:
+            pushers = self._pushers.of_user(user_id)
+            if not pushers:
+                continue
+            actions = self._evaluation.actions(event, user_id)
+            if not should_notify(actions):
+                continue
+            for pusher in pushers:
+                if pusher.get("kind") != "http":
                     continue
-                actions = self._evaluation.actions(event, user_id)
-                if not should_notify(actions):
-                    continue
-                for pusher in pushers:
-                    if pusher.get("kind") != "http":
-                        continue
-                    key = join_key(u64(position), user_id, pusher["app_id"], pusher["pushkey"])
-                    entry = {"user_id": user_id, "event_id": event["event_id"], "actions": actions}
-                    batch.put(self._queue, key, json.dumps(entry).encode())
-                    queued = True
+                key = join_key(u64(position), user_id, pusher["app_id"], pusher["pushkey"])
+                entry = {"user_id": user_id, "event_id": event["event_id"], "actions": actions}
+                batch.put(self._queue, key, json.dumps(entry).encode())
+                queued = True
         if queued:
-            self._wake.set()
+            batch.after_commit(self._wake_sender)
+
+    def _wake_sender(self) -> None:
+        self._wake.set()
 
     # ---- delivering
 

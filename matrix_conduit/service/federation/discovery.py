@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from ...core.ids import InvalidIdentifier, parse_server_name
+from ...lru import LRUCache
 from ..clock import Clock, now_ms
 from .connector import Connector, ResolvedServer, ip_literal
 from .errors import FederationError
@@ -37,6 +38,7 @@ WELL_KNOWN_MAX_FAILURE_SECONDS = 3600
 WELL_KNOWN_TIMEOUT_SECONDS = 10.0
 WELL_KNOWN_MAX_BYTES = 64 * 1024
 WELL_KNOWN_MAX_REDIRECTS = 5
+REMEMBERED_SERVERS = 10_000
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -96,7 +98,8 @@ class ServerDiscovery:
         self._clock = clock
         self._well_known_port = well_known_port
         """443 as the spec says; a test serving `.well-known` elsewhere changes it."""
-        self._well_known: dict[str, _WellKnownEntry] = {}
+        self._well_known: LRUCache[str, _WellKnownEntry] = LRUCache(REMEMBERED_SERVERS)
+        """Bounded: server names come from whoever sends us events or requests."""
 
     async def resolve(self, server_name: str) -> ResolvedServer:
         """Steps 1–6 of "Resolving server names"; `InvalidIdentifier` for a bad name."""
@@ -146,7 +149,7 @@ class ServerDiscovery:
         else:
             failures = 0
             delegated, seconds = answer
-        self._well_known[hostname] = _WellKnownEntry(delegated, now + seconds * 1000, failures)
+        self._well_known.put(hostname, _WellKnownEntry(delegated, now + seconds * 1000, failures))
         return delegated
 
     async def _fetch_well_known(self, server_name: str, hostname: str) -> tuple[str, int] | None:

@@ -38,6 +38,7 @@ from ...core.signing import (
     verify_json,
     verify_key_base64,
 )
+from ...lru import LRUCache
 from ...storage import Database
 from ...storage.kv import join_key
 from ..clock import Clock, now_ms
@@ -55,6 +56,7 @@ FAILURE_MAX_MS = 3600_000
 FETCH_TIMEOUT_SECONDS = 10.0
 KEY_DOCUMENT_MAX_BYTES = 1024 * 1024
 NOTARY_ANSWER_MAX_BYTES = 16 * 1024 * 1024
+REMEMBERED_SERVERS = 10_000
 OWN_KEYS_VALIDITY_MS = 24 * 3600 * 1000
 """How long other servers may rely on our key document before fetching it again."""
 
@@ -83,7 +85,8 @@ class KeyRing:
         self._notaries = [name for name in trusted_servers if name != globals_.server_name]
         self._clock = clock
         self._in_flight: dict[str, trio.Event] = {}
-        self._fetch_states: dict[str, _FetchState] = {}
+        self._fetch_states: LRUCache[str, _FetchState] = LRUCache(REMEMBERED_SERVERS)
+        """Bounded: the servers named in requests are chosen by whoever sends them."""
 
     # --- our own keys ------------------------------------------------------
 
@@ -274,9 +277,9 @@ class KeyRing:
             if server_name in unsatisfied:
                 failures = state.failures + 1 if state else 1
                 wait = min(FAILURE_MIN_MS << min(failures - 1, 16), FAILURE_MAX_MS)
-                self._fetch_states[server_name] = _FetchState(now + wait, failures)
+                self._fetch_states.put(server_name, _FetchState(now + wait, failures))
             else:
-                self._fetch_states[server_name] = _FetchState(now + REFETCH_INTERVAL_MS, 0)
+                self._fetch_states.put(server_name, _FetchState(now + REFETCH_INTERVAL_MS, 0))
 
     async def _fetch_direct(self, server_name: str, key_ids: set[str], at_ts: int) -> bool:
         """Ask `server_name` itself; True if it answered with every key wanted."""

@@ -3,10 +3,14 @@
 Modules (each owns its trees):
 - `short`             short ids for event ids, state keys, room ids
 - `state_compressor`  state snapshots as layered diffs
-- `state`             current state and state before each event
+- `state`             current state, and the state before and after each event
+- `state_resolution`  the state where branches meet (forks, diverging extremities)
 - `state_cache`       membership indexes (who is in which room)
-- `timeline`          events in stream order; appending
-- `builder`           this server's own events: build, authorise, sign
+- `event_context`     what persisting one event changes, and its status
+- `locks`             one lock per room, and the guard the persist path asks for
+- `timeline`          events in stream order; the one persist path for every event
+- `builder`           this server's own events (template, sign and append), and the
+                      checks another server's event passes first
 - `visibility`        history visibility on every read path
 - `room_events`       send / read / paginate / redact for clients
 - `membership`        join, leave, invite, kick, ban, knock, forget
@@ -26,10 +30,11 @@ from ..globals import Globals
 from ..notifier import Notifier
 from ..transaction_ids import TransactionIds
 from .alias import Aliases
-from .builder import EventBuilder, RoomLocks
+from .builder import EventBuilder
 from .create import RoomCreation
 from .directory import Directory
 from .hierarchy import Hierarchy
+from .locks import RoomLocks
 from .membership import Membership, Profiles
 from .relations import Relations
 from .room_events import RoomEvents
@@ -38,6 +43,7 @@ from .short import ShortIds
 from .state import RoomState
 from .state_cache import StateCache
 from .state_compressor import StateCompressor
+from .state_resolution import StateResolution
 from .timeline import Timeline
 from .upgrade import RoomUpgrades
 from .visibility import Visibility
@@ -64,6 +70,7 @@ class Rooms:
         self.timeline = Timeline(
             db, globals_, self.short, self.state, self.state_cache, notifier, capacity
         )
+        self.resolution = StateResolution(self.state, self.timeline)
         self.locks = RoomLocks()
         self.builder = EventBuilder(globals_, self.state, self.timeline, self.locks)
         self.visibility = Visibility(self.short, self.state, self.state_cache, self.timeline)

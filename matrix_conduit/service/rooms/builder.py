@@ -1,4 +1,5 @@
-"""Create this server's own room events: build, authorise, hash, sign, append.
+"""This server's own room events (build, authorise, hash, sign, append), and the
+checks another server's event passes before it may be stored.
 
 Spec: `content/server-server-api.md` ("PDUs", "Auth events selection",
 "Signing events"), `content/rooms/v*.md` (event format per version). A local
@@ -12,26 +13,32 @@ unless it passes.
 
 from __future__ import annotations
 
-import functools
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import trio
-
 from ...core.auth import auth_types_for_event, check_auth
+from ...core.errors import SignatureError
 from ...core.events import (
     InvalidEvent,
+    check_content_hash,
     check_event_size,
     compute_content_hash,
+    compute_event_id,
     room_id_for_create_event,
     sign_event_with_id,
+    validate_pdu_format,
+    verify_event_signatures,
 )
+from ...core.redaction import redact
 from ...core.room_versions import EventFormat, RoomVersion
+from ...core.signing import VerifyKey
 from ...errors import MatrixError, forbidden
 from ...storage import WriteBatch
 from ..globals import Globals
+from .event_context import EventContext, EventStatus
+from .locks import RoomGuard, RoomLocks
 from .state import RoomState
 from .timeline import Timeline
 
@@ -43,20 +50,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class RoomLocks:
-    """One lock per room: appends to a room happen one at a time."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, trio.Lock] = {}
-
-    def __call__(self, room_id: str) -> trio.Lock:
-        lock = self._locks.get(room_id)
-        if lock is None:
-            lock = self._locks[room_id] = trio.Lock()
-        return lock
-
-
 class EventBuilder:
+    """This server's events, in three steps federation needs apart.
+
+    - `template`: the unsigned PDU on top of the room (what `make_join` hands
+      to a joining server);
+    - `check_foreign`: another server's signed event, checked before it may be
+      persisted (what `send_join` receives);
+    - `sign_and_append`: authorise, hash, sign and persist one of ours.
+
+    `send` and `send_locked` are the first and last together.
+    """
+
     def __init__(
         self, globals_: Globals, state: RoomState, timeline: Timeline, locks: RoomLocks
     ) -> None:
@@ -81,8 +86,9 @@ class EventBuilder:
         `also_write(event_id, batch)` adds the caller's records to the batch
         that stores the event.
         """
-        async with self.locks(room_id):
+        async with self.locks.hold(room_id) as guard:
             return self.send_locked(
+                guard,
                 room_id,
                 sender,
                 event_type,
@@ -94,6 +100,7 @@ class EventBuilder:
 
     def send_locked(
         self,
+        guard: RoomGuard,
         room_id: str,
         sender: str,
         event_type: str,
@@ -104,17 +111,50 @@ class EventBuilder:
         also_write: Callable[[str, WriteBatch], None] | None = None,
     ) -> str:
         """`send` for a caller that already holds the room's lock."""
+        event = self.template(room_id, sender, event_type, content, state_key, redacts=redacts)
+        return self.sign_and_append(guard, event, also_write=also_write)
+
+    def template(
+        self,
+        room_id: str,
+        sender: str,
+        event_type: str,
+        content: Mapping[str, Any],
+        state_key: str | None = None,
+        *,
+        redacts: str | None = None,
+    ) -> dict[str, Any]:
+        """The unsigned PDU that `sender` would add on top of the room now.
+
+        Not authorised, hashed or signed: `make_join` hands it to another
+        server, which signs it; ours go on to `sign_and_append`.
+        """
         room_version = self._timeline.room_version(room_id)
-        event = self._build(room_id, room_version, sender, event_type, content, state_key, redacts)
+        return self._build(room_id, room_version, sender, event_type, content, state_key, redacts)
+
+    def sign_and_append(
+        self,
+        guard: RoomGuard,
+        template: Mapping[str, Any],
+        *,
+        also_write: Callable[[str, WriteBatch], None] | None = None,
+    ) -> str:
+        """Authorise a template of ours against the current state, sign and persist it.
+
+        The context is the one of an event on top of the room: the state
+        before is the current state, the event replaces its prev_events among
+        the forward extremities. Returns the event id; 403 `M_FORBIDDEN` (and
+        nothing written) if the auth rules refuse it.
+        """
+        room_id = template["room_id"]
+        guard.require(room_id)
+        room_version = self._timeline.room_version(room_id)
+        event = dict(template)
         event_id = self._finish(event, room_version, self._state.current_state_ids(room_id))
-        self._timeline.append(
-            {**event, "event_id": event_id},
-            room_version,
-            also_write=functools.partial(also_write, event_id) if also_write else None,
-        )
+        self._append_ours(guard, {**event, "event_id": event_id}, room_version, also_write)
         return event_id
 
-    def create_room_event(
+    async def create_room_event(
         self,
         room_id: str | None,
         sender: str,
@@ -143,8 +183,101 @@ class EventBuilder:
         if room_version.room_id_is_create_event_id:
             room_id = room_id_for_create_event(event, room_version)
         assert room_id is not None
-        self._timeline.append({**event, "event_id": event_id, "room_id": room_id}, room_version)
+        async with self.locks.hold(room_id) as guard:
+            self._append_ours(
+                guard, {**event, "event_id": event_id, "room_id": room_id}, room_version, None
+            )
         return room_id, event_id
+
+    def _append_ours(
+        self,
+        guard: RoomGuard,
+        event: dict[str, Any],
+        room_version: RoomVersion,
+        also_write: Callable[[str, WriteBatch], None] | None,
+    ) -> None:
+        """Persist a signed event of ours with the context of the room's tip."""
+        room_id = event["room_id"]
+        event_id = event["event_id"]
+        batch = self._timeline.batch()
+        before = self._state.current_shortstatehash(room_id)
+        after = before
+        if "state_key" in event:
+            key = (event["type"], event["state_key"])
+            after = self._state.save_with_event(before, key, event_id, batch)
+        previous_ids = {
+            previous if isinstance(previous, str) else previous[0]
+            for previous in event["prev_events"]
+        }
+        extremities = tuple(
+            e for e in self._timeline.forward_extremities(room_id) if e not in previous_ids
+        )
+        context = EventContext(
+            EventStatus.TIMELINE,
+            state_before=before,
+            state_after=after,
+            current_state=after if after != before else None,
+            forward_extremities=(*extremities, event_id),
+        )
+        if also_write is not None:
+            also_write(event_id, batch)
+        self._timeline.persist(guard, event, room_version, context, batch)
+
+    # ---- other servers' events
+
+    def check_foreign(
+        self,
+        pdu: Mapping[str, Any],
+        room_version: RoomVersion,
+        verify_keys: Mapping[str, Mapping[str, VerifyKey]],
+    ) -> dict[str, Any]:
+        """Another server's event, checked as every receiving path must before persisting.
+
+        Spec "Checks performed on receipt of a PDU", steps 1–4: the format of
+        the room version, the signatures of the servers that must sign (with
+        `verify_keys`, server → key id → key, the keys the caller found valid
+        at the event's time), the content hash (on a mismatch the redacted
+        form is what goes on), and the auth rules against the event's own
+        auth events, which must be stored here. Returns the event with its
+        `event_id`. Raises 400 `M_BAD_JSON` for a malformed event and 403
+        `M_FORBIDDEN` for a bad signature, an unknown auth event or a
+        refusal by the auth rules. Where the event goes (state before, soft
+        failure, extremities) is for the caller's `EventContext`.
+        """
+        try:
+            validate_pdu_format(pdu, room_version)
+            event_id = compute_event_id(pdu, room_version)
+        except InvalidEvent as error:
+            raise MatrixError(400, "M_BAD_JSON", f"The event is malformed: {error}") from None
+        try:
+            verify_event_signatures(pdu, room_version, verify_keys)
+        except (SignatureError, InvalidEvent) as error:
+            raise forbidden(f"The event's signatures do not hold: {error}") from None
+        event = dict(pdu) if check_content_hash(pdu) else redact(pdu, room_version)
+        event["event_id"] = event_id
+        cited = []
+        for reference in event.get("auth_events", ()):
+            auth_id = reference if isinstance(reference, str) else reference[0]
+            auth_event = self._timeline.get_event(auth_id)
+            if auth_event is None:
+                raise forbidden(f"The event's auth event {auth_id} is not known here.")
+            cited.append(auth_event)
+        auth_events = {(e["type"], e.get("state_key", "")): e for e in cited}
+        if room_version.room_id_is_create_event_id and event["type"] != "m.room.create":
+            create = self._timeline.state_event(event["room_id"], "m.room.create")
+            if create is not None:
+                auth_events.setdefault(("m.room.create", ""), create)
+        rejection = check_auth(
+            event,
+            auth_events,
+            room_version,
+            is_signed_by=lambda signed, server: server in _signers(signed),
+            cited_auth_events=cited,
+            is_rejected=lambda e: self._timeline.is_rejected(e["event_id"]),
+        )
+        if rejection is not None:
+            raise forbidden(f"{rejection.reason} ({rejection.rule})")
+        return event
 
     # ---- building
 
@@ -238,3 +371,9 @@ class EventBuilder:
         event.clear()
         event.update(signed)
         return event_id
+
+
+def _signers(event: Mapping[str, Any]) -> set[str]:
+    """The servers that signed a checked event (its signatures were verified first)."""
+    signatures = event.get("signatures")
+    return set(signatures) if isinstance(signatures, Mapping) else set()

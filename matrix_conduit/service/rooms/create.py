@@ -8,6 +8,7 @@ alias, the preset's join rules / history visibility / guest access,
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ...storage import Database
 from .alias import Aliases
 from .builder import EventBuilder
 from .directory import Directory
+from .locks import RoomGuard
 from .membership import Membership, Profiles
 
 PRESETS: Mapping[str, tuple[str, str, str]] = {
@@ -143,16 +145,17 @@ class RoomCreation:
         room_id = None
         if not room_version.room_id_is_create_event_id:
             room_id = f"!{secrets.token_urlsafe(18)}:{self._server_name}"
-        # Nobody else knows the new room yet: no lock is needed for its first event.
-        room_id, _ = self._builder.create_room_event(
+        room_id, _ = await self._builder.create_room_event(
             room_id, creator, creation_content, room_version
         )
         if alias is not None:
             with self._db.batch() as batch:
                 self._aliases.set(alias, room_id, creator, batch)
-        async with self._builder.locks(room_id):
+        async with self._builder.locks.hold(room_id) as guard:
             try:
-                self._initial_events(room_id, creator, settings, room_version, trusted, alias)
+                self._initial_events(
+                    guard, room_id, creator, settings, room_version, trusted, alias
+                )
             except MatrixError as error:
                 if error.errcode == "M_FORBIDDEN":
                     raise MatrixError(
@@ -168,6 +171,7 @@ class RoomCreation:
 
     def _initial_events(
         self,
+        guard: RoomGuard,
         room_id: str,
         creator: str,
         settings: RoomSettings,
@@ -175,7 +179,7 @@ class RoomCreation:
         trusted: Sequence[str],
         alias: str | None,
     ) -> None:
-        send = self._builder.send_locked
+        send = functools.partial(self._builder.send_locked, guard)
         join_content: dict[str, Any] = {"membership": "join"}
         for key, value in (
             ("displayname", self._profiles.displayname(creator)),

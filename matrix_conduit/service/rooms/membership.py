@@ -96,7 +96,7 @@ class Membership:
         """Join a room on this server; returns the join event's id."""
         self._require_room(room_id)
         content = self._profile_content(user_id, "join", reason)
-        async with self._builder.locks(room_id):
+        async with self._builder.locks.hold(room_id) as guard:
             membership = self._state_cache.membership(room_id, user_id)
             join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
             room_version = self._timeline.room_version(room_id)
@@ -108,7 +108,9 @@ class Membership:
                 content["join_authorised_via_users_server"] = self._restricted_join_authoriser(
                     room_id, user_id
                 )
-            return self._builder.send_locked(room_id, user_id, "m.room.member", content, user_id)
+            return self._builder.send_locked(
+                guard, room_id, user_id, "m.room.member", content, user_id
+            )
 
     def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str:
         """A local member who may invite, if the user is in one of the allowed rooms.

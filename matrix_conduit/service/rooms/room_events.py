@@ -135,12 +135,13 @@ class RoomEvents:
             if txn_id is not None:
                 self._txns.record_event(event_id, sender, device_id, txn_id, batch)
 
-        async with self._builder.locks(room_id):
+        async with self._builder.locks.hold(room_id) as guard:
             if txn_id is not None:
                 existing = self._txns.existing(sender, device_id, txn_id)
                 if existing is not None:  # a concurrent retry got here first
                     return existing.decode()
             return self._builder.send_locked(
+                guard,
                 room_id,
                 sender,
                 event_type,

@@ -56,6 +56,20 @@ class ShortIds:
             else:
                 batch.put(self._eventid_short, key, u64(short))
                 batch.put(self._short_eventid, u64(short), key)
+            # Known both ways at once: the snapshots saved in the same batch name it.
+            self._eventid_cache.put(short, event_id)
+        self._event_cache.put(event_id, short)
+        return short
+
+    def existing_short_event_id(self, event_id: str) -> int | None:
+        """The short id of `event_id` if it has one, without allocating one."""
+        cached = self._event_cache.get(event_id)
+        if cached is not None:
+            return cached
+        stored = self._eventid_short.get(event_id.encode())
+        if stored is None:
+            return None
+        short = from_u64(stored)
         self._event_cache.put(event_id, short)
         return short
 

@@ -1,11 +1,16 @@
-"""The state of each room: now, and before any event.
+"""The state of each room: now, and before and after any event.
 
 Spec: `content/server-server-api.md` ("Room State Resolution" overview) and
 `content/client-server-api/_index.md` ("Room state"). The current state of a
-room and the state before each of its events are snapshots of the state
-compressor; this service maps them to `(type, state_key) -> event_id` and
-keeps the current state of every room in memory once read (a message reads
-it to choose its auth events).
+room and the state before and after each of its events are snapshots of the
+state compressor; this service maps them to `(type, state_key) -> event_id`
+and keeps the current state of every room in memory once read (a message
+reads it to choose its auth events).
+
+The state after an event is recorded only where it differs from the state
+before (an accepted state event): a message stores one entry, not two.
+Federation needs both readers: an incoming event's state before is the state
+after its prev_events, resolved where they fork.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ...storage.kv import from_u64, u64
 from .short import ShortIds, StateKey
 from .state_compressor import StateCompressor, entry
 
-TREES = ("roomid_shortstatehash", "shorteventid_shortstatehash")
+TREES = ("roomid_shortstatehash", "shorteventid_shortstatehash", "shorteventid_statehashafter")
 
 StateIds = Mapping[StateKey, str]
 EMPTY_STATE: StateIds = MappingProxyType({})
@@ -33,6 +38,7 @@ class RoomState:
         self._compressor = compressor
         self._room_hash = db.tree("roomid_shortstatehash")
         self._event_hash = db.tree("shorteventid_shortstatehash")
+        self._event_hash_after = db.tree("shorteventid_statehashafter")
         self._current: dict[str, tuple[int, StateIds]] = {}
         self._snapshots: LRUCache[int, StateIds] = LRUCache(cache_capacity)
 
@@ -81,13 +87,58 @@ class RoomState:
         shortstatehash = self.shortstatehash_before(short_event_id)
         return self.state_ids(shortstatehash) if shortstatehash is not None else None
 
+    def shortstatehash_after(self, short_event_id: int) -> int | None:
+        stored = self._event_hash_after.get(u64(short_event_id))
+        if stored is None:
+            return self.shortstatehash_before(short_event_id)
+        return from_u64(stored)
+
+    def state_ids_after(self, short_event_id: int) -> StateIds | None:
+        """The state after the event (None if the event has no recorded state)."""
+        shortstatehash = self.shortstatehash_after(short_event_id)
+        return self.state_ids(shortstatehash) if shortstatehash is not None else None
+
+    def state_before_event(self, event_id: str) -> StateIds | None:
+        """The state before `event_id` (None if unknown, or an outlier's)."""
+        short = self._short.existing_short_event_id(event_id)
+        return self.state_ids_before(short) if short is not None else None
+
+    def state_after_event(self, event_id: str) -> StateIds | None:
+        """The state after `event_id`: before it, plus it if it is an accepted state event."""
+        short = self._short.existing_short_event_id(event_id)
+        return self.state_ids_after(short) if short is not None else None
+
+    def shortstatehash_after_event(self, event_id: str) -> int | None:
+        short = self._short.existing_short_event_id(event_id)
+        return self.shortstatehash_after(short) if short is not None else None
+
+    def changes_between(self, old: int | None, new: int) -> dict[StateKey, str | None]:
+        """What differs from snapshot `old` to `new`: key -> event id (None: removed).
+
+        Reads both snapshots whole: for a current state that moves other than
+        by one event on top of it (a fork resolved), not for every message.
+        """
+        old_map = self._compressor.full_state(old).mapping() if old is not None else {}
+        new_map = self._compressor.full_state(new).mapping()
+        changes: dict[StateKey, str | None] = {
+            self._short.state_key(short_key): self._short.event_id(short_event)
+            for short_key, short_event in new_map.items()
+            if old_map.get(short_key) != short_event
+        }
+        for short_key in old_map.keys() - new_map.keys():
+            changes[self._short.state_key(short_key)] = None
+        return changes
+
     # ---- writing (within the caller's batch)
 
-    def record_state_before(
-        self, short_event_id: int, shortstatehash: int | None, batch: WriteBatch
+    def record_event_state(
+        self, short_event_id: int, before: int | None, after: int | None, batch: WriteBatch
     ) -> None:
-        if shortstatehash is not None:
-            batch.put(self._event_hash, u64(short_event_id), u64(shortstatehash))
+        """Record the state before and after an event (after only where it differs)."""
+        if before is not None:
+            batch.put(self._event_hash, u64(short_event_id), u64(before))
+        if after is not None and after != before:
+            batch.put(self._event_hash_after, u64(short_event_id), u64(after))
 
     def save_with_event(
         self,

@@ -1,4 +1,4 @@
-"""The timeline of each room: its events in stream order, and how an event is appended.
+"""The timeline of each room: its events in stream order, and how any event is stored.
 
 Spec: `content/client-server-api/_index.md` ("Room Events", "Pagination",
 "Redactions") and `content/server-server-api.md` (PDUs: `prev_events`,
@@ -8,9 +8,14 @@ forward extremities). Every event is a full PDU (hashed, signed, with
 counter. So the events of a room are one key range, in the order clients see
 them, and a stream position is a pagination token.
 
-Appending writes the event, its indexes, the room's new forward extremities,
-the new state snapshot and the membership cache in one atomic batch, then
-wakes the members' `/sync`. The caller holds the room's lock.
+Every event is stored through `persist`, with an `EventContext` computed by
+whoever judged it (the builder for ours, the incoming-event handler for other
+servers'): the event, its indexes, the room's new forward extremities and
+current state, the membership cache and the hooks' follow-up work (push
+queue, federation outbox) land in one atomic batch; then the members'
+`/sync` wake up. The caller holds the room's lock (`RoomGuard`). Events that
+are not in the timeline (outliers, soft-failed, rejected) are kept by id in
+`eventid_outlierpdu` with their status in `eventid_status`.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64, u64
 from ..globals import Globals
 from ..notifier import Notifier
-from .short import ShortIds
+from .event_context import EventContext, EventStatus
+from .locks import RoomGuard
+from .short import ShortIds, StateKey
 from .state import RoomState
 from .state_cache import StateCache
 
-TREES = ("pduid_pdu", "eventid_pduid", "eventid_outlierpdu", "roomid_pduleaves")
+TREES = ("pduid_pdu", "eventid_pduid", "eventid_outlierpdu", "eventid_status", "roomid_pduleaves")
 
 Event = Mapping[str, Any]
 """A stored event: the PDU plus `event_id` and `unsigned`. Never mutate one."""
@@ -70,6 +77,7 @@ class Timeline:
         self._pdus = db.tree("pduid_pdu")
         self._eventid_pduid = db.tree("eventid_pduid")
         self._outliers = db.tree("eventid_outlierpdu")
+        self._status = db.tree("eventid_status")
         self._leaves = db.tree("roomid_pduleaves")
         self._events: LRUCache[str, Event] = LRUCache(cache_capacity)
         self._versions: dict[str, RoomVersion] = {}
@@ -79,8 +87,10 @@ class Timeline:
         self.indexers: list[Callable[[Event, bytes, WriteBatch], None]] = []
         """Called with each event, its PDU id and the batch that stores it: indexes of
         other services (search, relations) land in the same atomic write."""
-        self.appended: list[Callable[[Event, int], None]] = []
-        """Called after each append with the event and its position (e.g. the sender queue)."""
+        self.appending: list[Callable[[Event, EventContext, int | None, WriteBatch], None]] = []
+        """Called with each event being persisted, its context, its stream position (None
+        outside the timeline) and its batch, before the commit: durable follow-up work
+        (the push queue, the federation outbox) is written with the event or not at all."""
 
     # ---- reading events
 
@@ -101,6 +111,17 @@ class Timeline:
         event = json.loads(raw)
         self._events.put(event_id, event)
         return event
+
+    def status(self, event_id: str) -> EventStatus | None:
+        """How a stored event takes part in its room (None: not stored)."""
+        key = event_id.encode()
+        if key in self._eventid_pduid:
+            return EventStatus.TIMELINE
+        stored = self._status.get(key)
+        return EventStatus(stored.decode()) if stored is not None else None
+
+    def is_rejected(self, event_id: str) -> bool:
+        return self._status.get(event_id.encode()) == EventStatus.REJECTED.value.encode()
 
     def position(self, event_id: str) -> int | None:
         """The event's stream position (None for outliers and unknown events)."""
@@ -199,94 +220,150 @@ class Timeline:
         self._by_pdu_id.put(pdu_id, event)
         return event
 
-    # ---- appending
+    # ---- persisting
 
-    def append(
+    def batch(self) -> WriteBatch:
+        """A batch for one event: the context's new snapshots first, then `persist`."""
+        return self._db.batch()
+
+    def persist(
         self,
-        event: dict[str, Any],
+        guard: RoomGuard,
+        event: Event,
         room_version: RoomVersion,
-        *,
-        also_write: Callable[[WriteBatch], None] | None = None,
-    ) -> int:
-        """Store an authorised PDU as the room's newest event; returns its position.
+        context: EventContext,
+        batch: WriteBatch | None = None,
+    ) -> int | None:
+        """Store an event as its context says; its stream position if it joins the timeline.
 
-        `also_write` adds the caller's own records to the same atomic batch
-        (e.g. the client's transaction id).
+        The one way an event, ours or another server's, gets stored. Writes
+        the PDU, its indexes, the state before and after it, the room's new
+        current state and forward extremities, and whatever the `appending`
+        hooks add (push queue, federation outbox), in `batch` (a new one if
+        None, which already holds the snapshots the context names), then
+        commits it. Outliers, soft-failed and rejected events are kept by id
+        only, outside the timeline: `/sync`, `/messages` and the indexes
+        never see them.
 
-        Runs without awaiting: the position and the write happen together
-        (see `Globals.next_count`). The caller holds the room's lock.
+        Runs without awaiting, under the room's lock (`guard`): the position
+        and the write happen together (see `Globals.next_count`).
         """
         room_id = event["room_id"]
+        guard.require(room_id)
         event_id = event["event_id"]
-        batch = self._db.batch()
-        short_room = self._short.create_short_room_id(room_id, batch)
-        count = self._globals.next_count()
-        pdu_id = u64(short_room) + u64(count)
+        in_timeline = context.status is EventStatus.TIMELINE
+        if not in_timeline and event_id in (context.forward_extremities or ()):
+            raise ValueError(f"a {context.status.value} event cannot be a forward extremity")
+        batch = batch if batch is not None else self._db.batch()
         short_event = self._short.short_event_id(event_id, batch)
-        state_before = self._state.current_shortstatehash(room_id)
-        self._state.record_state_before(short_event, state_before, batch)
-
+        self._state.record_event_state(
+            short_event, context.state_before, context.state_after, batch
+        )
         stored = dict(event)
-        if "state_key" in event:
-            self._apply_state_event(stored, state_before, room_version, count, batch)
-        if event["type"] == "m.room.redaction":
-            self._apply_redaction(stored, room_version, batch)
-
-        previous_ids = {
-            previous if isinstance(previous, str) else previous[0]
-            for previous in event.get("prev_events", ())
-        }
-        for previous_id in previous_ids:
-            batch.delete(self._leaves, room_id.encode() + SEPARATOR + previous_id.encode())
-        batch.put(self._leaves, room_id.encode() + SEPARATOR + event_id.encode(), b"")
-        extremities = [e for e in self.forward_extremities(room_id) if e not in previous_ids]
-        batch.put(self._pdus, pdu_id, encode_event(stored))
-        batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
-        for index in self.indexers:
-            index(stored, pdu_id, batch)
-        if also_write is not None:
-            also_write(batch)
+        count = pdu_id = None
+        if in_timeline:
+            short_room = self._short.create_short_room_id(room_id, batch)
+            count = self._globals.next_count()
+            pdu_id = u64(short_room) + u64(count)
+            if "state_key" in event:
+                self._add_replaced_state(stored, context.state_before)
+            if event["type"] == "m.room.redaction":
+                self._apply_redaction(stored, room_version, batch)
+            batch.put(self._pdus, pdu_id, encode_event(stored))
+            batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
+            for index in self.indexers:
+                index(stored, pdu_id, batch)
+        else:
+            batch.put(self._outliers, event_id.encode(), encode_event(stored))
+            batch.put(self._status, event_id.encode(), context.status.value.encode())
+        if context.forward_extremities is not None:
+            self._set_forward_extremities(room_id, context.forward_extremities, batch)
+        if context.current_state is not None:
+            assert count is not None
+            self._set_current_state(stored, context, count, batch)
+        for hook in self.appending:
+            hook(stored, context, count, batch)
         batch.commit()
 
         self._events.put(event_id, stored)
+        if pdu_id is None:
+            return None
         self._by_pdu_id.put(pdu_id, stored)
-        self._extremities[room_id] = [*extremities, event_id]
         if event["type"] == "m.room.create":
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
-        for callback in self.appended:
-            callback(stored, count)
         return count
 
-    def _apply_state_event(
-        self,
-        stored: dict[str, Any],
-        state_before: int | None,
-        room_version: RoomVersion,
-        count: int,
-        batch: WriteBatch,
+    def _set_forward_extremities(
+        self, room_id: str, extremities: tuple[str, ...], batch: WriteBatch
     ) -> None:
-        room_id = stored["room_id"]
+        previous = set(self.forward_extremities(room_id))
+        new = set(extremities)
+        prefix = room_id.encode() + SEPARATOR
+        for event_id in previous - new:
+            batch.delete(self._leaves, prefix + event_id.encode())
+        for event_id in new - previous:
+            batch.put(self._leaves, prefix + event_id.encode(), b"")
+        batch.after_commit(lambda: self._extremities.__setitem__(room_id, list(extremities)))
+
+    def _state_at(self, room_id: str, shortstatehash: int | None) -> Mapping[StateKey, str]:
+        """A snapshot as a map, from the current-state cache when it is the current one."""
+        if shortstatehash is None:
+            return {}
+        if shortstatehash == self._state.current_shortstatehash(room_id):
+            return self._state.current_state_ids(room_id)
+        return self._state.state_ids(shortstatehash)
+
+    def _add_replaced_state(self, stored: dict[str, Any], state_before: int | None) -> None:
+        """`unsigned.prev_content`, `prev_sender`, `replaces_state`: the state it replaces."""
         key = (stored["type"], stored["state_key"])
-        previous_id = self._state.current_state_ids(room_id).get(key)
+        previous_id = self._state_at(stored["room_id"], state_before).get(key)
+        previous = self.get_event(previous_id) if previous_id is not None else None
+        if previous is None:
+            return
         unsigned = dict(stored.get("unsigned") or {})
-        if previous_id is not None:
-            previous = self.get_event(previous_id)
-            if previous is not None:
-                unsigned["prev_content"] = previous.get("content", {})
-                unsigned["prev_sender"] = previous["sender"]
-                unsigned["replaces_state"] = previous_id
-        if unsigned:
-            stored["unsigned"] = unsigned
-        new_hash = self._state.save_with_event(state_before, key, stored["event_id"], batch)
-        self._state.set_current(room_id, new_hash, batch, changed=(key, stored["event_id"]))
-        if stored["type"] == "m.room.member":
-            membership = stored.get("content", {}).get("membership")
+        unsigned["prev_content"] = previous.get("content", {})
+        unsigned["prev_sender"] = previous["sender"]
+        unsigned["replaces_state"] = previous_id
+        stored["unsigned"] = unsigned
+
+    def _set_current_state(
+        self, stored: dict[str, Any], context: EventContext, count: int, batch: WriteBatch
+    ) -> None:
+        """Make `context.current_state` current, and the membership cache follow it.
+
+        The common case, one state event on top of the current state, changes
+        one entry; anything else (a fork resolved) diffs the two snapshots.
+        """
+        room_id = stored["room_id"]
+        previous = self._state.current_shortstatehash(room_id)
+        new = context.current_state
+        assert new is not None
+        if new == previous:
+            return
+        if (
+            "state_key" in stored
+            and context.state_before == previous
+            and context.state_after == new
+        ):
+            key = (stored["type"], stored["state_key"])
+            self._state.set_current(room_id, new, batch, changed=(key, stored["event_id"]))
+            changes: Mapping[StateKey, str | None] = {key: stored["event_id"]}
+        else:
+            changes = self._state.changes_between(previous, new)
+            self._state.set_current(room_id, new, batch)
+        for (event_type, user_id), member_id in changes.items():
+            if event_type != "m.room.member":
+                continue
+            member = stored if member_id == stored["event_id"] else None
+            if member is None and member_id is not None:
+                member = self.get_event(member_id)
+            membership = (member or {}).get("content", {}).get("membership", "leave")
             invite_state = None
-            if membership in ("invite", "knock"):
-                invite_state = self.stripped_room_state(room_id) + stripped_state([stored])
+            if membership in ("invite", "knock") and member is not None:
+                invite_state = self.stripped_room_state(room_id) + stripped_state([member])
             self._state_cache.update_membership(
-                batch, room_id, stored["state_key"], membership, count, invite_state
+                batch, room_id, user_id, membership, count, invite_state
             )
 
     def stripped_room_state(self, room_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,64 @@
+"""One lock per room, and the guard that proves it is held.
+
+DESIGN.md, "Concurrency": appends to a room happen one at a time, so that
+an event's prev_events, state before and position agree with what is
+already stored. The persist path (`Timeline.persist`) takes a `RoomGuard`,
+and only `RoomLocks` makes one, for the task that holds the room's lock and
+only while it holds it: forgetting the lock is an error at once, not a race
+found in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+_ISSUER = object()
+"""Passed by `RoomLocks` alone: a guard made elsewhere is refused."""
+
+
+class RoomLockNotHeld(RuntimeError):
+    """The persist path was called without the room's lock (a programming error)."""
+
+
+class RoomGuard:
+    """Handed out by `RoomLocks.hold`: the holder has the lock of `room_id`."""
+
+    __slots__ = ("_held", "_lock", "room_id")
+
+    def __init__(self, room_id: str, lock: trio.Lock, issuer: object) -> None:
+        if issuer is not _ISSUER:
+            raise RoomLockNotHeld("a RoomGuard comes only from RoomLocks.hold")
+        self.room_id = room_id
+        self._lock = lock
+        self._held = True
+
+    def require(self, room_id: str) -> None:
+        """Raise `RoomLockNotHeld` unless this guard holds `room_id`'s lock right now."""
+        if room_id != self.room_id:
+            raise RoomLockNotHeld(f"the guard is for {self.room_id}, not {room_id}")
+        if not self._held or self._lock.statistics().owner is not trio.lowlevel.current_task():
+            raise RoomLockNotHeld(f"the lock of {room_id} is not held by this task")
+
+    def _release(self) -> None:
+        self._held = False
+
+
+class RoomLocks:
+    def __init__(self) -> None:
+        self._locks: dict[str, trio.Lock] = {}
+
+    @asynccontextmanager
+    async def hold(self, room_id: str) -> AsyncIterator[RoomGuard]:
+        """Wait for the room's lock; the guard is valid until the block ends."""
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = trio.Lock()
+        async with lock:
+            guard = RoomGuard(room_id, lock, _ISSUER)
+            try:
+                yield guard
+            finally:
+                guard._release()
