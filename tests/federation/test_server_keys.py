@@ -11,7 +11,7 @@ from __future__ import annotations
 from matrix_conduit.core.server_keys import parse_server_keys
 from matrix_conduit.core.signing import sign_json, verify_json
 from matrix_conduit.service.clock import now_ms
-from tests.support.federation import restart, start_federating
+from tests.support.federation import free_port_on, restart, start_federating
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -130,3 +130,41 @@ async def test_a_key_is_not_good_for_signatures_after_its_validity(nursery, ca, 
 
     assert list(now) == [b_key_id]
     assert in_a_week == {}
+
+
+async def test_a_notary_query_for_an_unreachable_server_answers_an_empty_list(
+    nursery, ca, tmp_path
+):
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+    nobody = f"127.0.0.6:{free_port_on('127.0.0.6')}"
+
+    response = await a.client.get(f"/_matrix/key/v2/query/{nobody}")
+
+    assert response.status_code == 200
+    assert response.json() == {"server_keys": []}
+
+
+MALFORMED_QUERIES = [
+    ({}, "M_BAD_JSON"),
+    ({"server_keys": []}, "M_BAD_JSON"),
+    ({"server_keys": {"a.example": []}}, "M_BAD_JSON"),
+    ({"server_keys": {"a.example": {"ed25519:x": 1}}}, "M_BAD_JSON"),
+    ({"server_keys": {"a.example": {"ed25519:x": {"minimum_valid_until_ts": "1"}}}}, "M_BAD_JSON"),
+    ({"server_keys": {"not a server": {}}}, "M_INVALID_PARAM"),
+    ({"server_keys": {f"s{n}.example": {} for n in range(101)}}, "M_INVALID_PARAM"),
+]
+
+
+async def test_a_malformed_notary_query_is_400(nursery, ca, tmp_path):
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+
+    answers = [
+        (response.status_code, response.json()["errcode"])
+        for response in [
+            await a.client.post("/_matrix/key/v2/query", json=body) for body, _ in MALFORMED_QUERIES
+        ]
+    ]
+    bad_minimum = await a.client.get("/_matrix/key/v2/query/a.example?minimum_valid_until_ts=x")
+
+    assert answers == [(400, errcode) for _, errcode in MALFORMED_QUERIES]
+    assert (bad_minimum.status_code, bad_minimum.json()["errcode"]) == (400, "M_INVALID_PARAM")

@@ -21,6 +21,7 @@ notary (`Notary`) can hand out the origin's own signed document.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Collection, Mapping
@@ -57,6 +58,7 @@ FETCH_TIMEOUT_SECONDS = 10.0
 KEY_DOCUMENT_MAX_BYTES = 1024 * 1024
 NOTARY_ANSWER_MAX_BYTES = 16 * 1024 * 1024
 REMEMBERED_SERVERS = 10_000
+MAX_KEY_VALIDITY_MS = 7 * 24 * 3600 * 1000
 OWN_KEYS_VALIDITY_MS = 24 * 3600 * 1000
 """How long other servers may rely on our key document before fetching it again."""
 
@@ -134,12 +136,25 @@ class KeyRing:
         )
 
     def _store(self, keys: list[ServerKey], document: Mapping[str, Any]) -> None:
-        """Keep each key with its document, unless what is stored is good for longer."""
+        """Keep each key with its document, unless what is stored is good for longer.
+
+        A current key counts as valid for at most `MAX_KEY_VALIDITY_MS` from
+        now, whatever its `valid_until_ts` says (spec: room versions 5+, "the
+        lesser of valid_until_ts and 7 days into the future"), so a stolen
+        key cannot be published as good for years.
+        """
         if not keys:
             return
         stored = self._cached(keys[0].server_name)
+        longest = self._clock() + MAX_KEY_VALIDITY_MS
+        capped = [
+            dataclasses.replace(key, valid_until_ts=longest)
+            if key.valid_until_ts is not None and key.valid_until_ts > longest
+            else key
+            for key in keys
+        ]
         with self._db.batch() as batch:
-            for key in keys:
+            for key in capped:
                 previous = stored.get(key.key_id)
                 if previous is not None and previous[0].good_until > key.good_until:
                     continue
