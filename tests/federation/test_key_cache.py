@@ -8,18 +8,25 @@ its own database with a clock the test moves; the peer is a real server.
 
 from __future__ import annotations
 
+import functools
+import json
+import ssl
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
+import trio.testing
 
 from matrix_conduit.config import build_config
+from matrix_conduit.core.server_keys import own_server_keys
+from matrix_conduit.core.signing import generate_signing_key, key_id_of
 from matrix_conduit.service.clock import now_ms
 from matrix_conduit.service.federation import Federation
 from matrix_conduit.service.federation.key_ring import FAILURE_MIN_MS, REFETCH_INTERVAL_MS
 from matrix_conduit.service.globals import Globals
 from matrix_conduit.service.outgoing_http import OutgoingHttp
 from matrix_conduit.storage import open_database
-from tests.support.federation import restart, start_federating
+from tests.support.federation import free_port_on, restart, start_federating
 from tests.support.service_parts import FakeClock
 
 DAY_MS = 24 * 3600 * 1000
@@ -96,3 +103,47 @@ async def test_a_failed_fetch_is_not_repeated_until_its_backoff_has_passed(
 
     assert while_down == backed_off == {}
     assert list(after_backoff) == [key_id]
+
+
+async def test_concurrent_verifications_for_one_server_send_one_request(
+    nursery, ca, tmp_path, fetcher
+):
+    federation, clock = fetcher
+    address = "127.0.0.7"
+    port = free_port_on(address)
+    name, key = f"{address}:{port}", generate_signing_key()
+    body = json.dumps(own_server_keys(name, key, {}, clock() + DAY_MS)).encode()
+    requests, release = 0, trio.Event()
+
+    async def slow_key_server(stream: trio.SSLStream) -> None:
+        """A real HTTPS peer that holds its answer until the test releases it."""
+        nonlocal requests
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = await stream.receive_some()
+            if not chunk:
+                return
+            received += chunk
+        requests += 1
+        await release.wait()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+        await stream.send_all(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await stream.aclose()
+
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*ca.certificate_for(address))
+    serve = functools.partial(trio.serve_ssl_over_tcp, slow_key_server, port, tls, host=address)
+    await nursery.start(serve)
+    results = []
+
+    async def verify() -> None:
+        results.append(await federation.key_ring.verify_keys_for(name, [key_id_of(key)], clock()))
+
+    async with trio.open_nursery() as burst:
+        for _ in range(5):
+            burst.start_soon(verify)
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+
+    assert requests == 1
+    assert [list(found) for found in results] == [[key_id_of(key)]] * 5
