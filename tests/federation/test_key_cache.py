@@ -8,25 +8,23 @@ its own database with a clock the test moves; the peer is a real server.
 
 from __future__ import annotations
 
-import functools
-import json
-import ssl
 from collections.abc import AsyncIterator
 
 import pytest
 import trio
 import trio.testing
 
-from matrix_conduit.config import build_config
 from matrix_conduit.core.server_keys import own_server_keys
 from matrix_conduit.core.signing import generate_signing_key, key_id_of
 from matrix_conduit.service.clock import now_ms
 from matrix_conduit.service.federation import Federation
 from matrix_conduit.service.federation.key_ring import FAILURE_MIN_MS, REFETCH_INTERVAL_MS
-from matrix_conduit.service.globals import Globals
-from matrix_conduit.service.outgoing_http import OutgoingHttp
-from matrix_conduit.storage import open_database
-from tests.support.federation import free_port_on, restart, start_federating
+from tests.support.federation import (
+    detached_federation,
+    restart,
+    serve_https,
+    start_federating,
+)
 from tests.support.service_parts import FakeClock
 
 DAY_MS = 24 * 3600 * 1000
@@ -34,21 +32,9 @@ DAY_MS = 24 * 3600 * 1000
 
 @pytest.fixture
 async def fetcher(tmp_path) -> AsyncIterator[tuple[Federation, FakeClock]]:
-    """A federation stack of a server that is never started: only its key ring is used."""
-    config = build_config(
-        {
-            "server_name": "127.0.0.9:9",
-            "database_backend": "leveldb",
-            "database_path": str(tmp_path / "fetcher"),
-            "trusted_servers": [],
-            "federation_ip_range_allowlist": ["127.0.0.0/8"],
-        }
-    )
     clock = FakeClock(now_ms())
-    with open_database("leveldb", config.database_path) as db:
-        http = OutgoingHttp(config)
-        yield Federation(config, db, Globals(db, config.server_name), http, clock=clock), clock
-        await http.aclose()
+    async with detached_federation(tmp_path / "fetcher", clock) as federation:
+        yield federation, clock
 
 
 async def test_cached_keys_serve_while_valid_and_expire_after(nursery, ca, tmp_path, fetcher):
@@ -109,31 +95,17 @@ async def test_concurrent_verifications_for_one_server_send_one_request(
     nursery, ca, tmp_path, fetcher
 ):
     federation, clock = fetcher
-    address = "127.0.0.7"
-    port = free_port_on(address)
-    name, key = f"{address}:{port}", generate_signing_key()
-    body = json.dumps(own_server_keys(name, key, {}, clock() + DAY_MS)).encode()
+    key = generate_signing_key()
     requests, release = 0, trio.Event()
+    name = ""
 
-    async def slow_key_server(stream: trio.SSLStream) -> None:
-        """A real HTTPS peer that holds its answer until the test releases it."""
+    async def slow_key_server(method: str, path: str, body: object) -> tuple[int, object]:
         nonlocal requests
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = await stream.receive_some()
-            if not chunk:
-                return
-            received += chunk
         requests += 1
         await release.wait()
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-        await stream.send_all(head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        await stream.aclose()
+        return 200, own_server_keys(name, key, {}, clock() + DAY_MS)
 
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(*ca.certificate_for(address))
-    serve = functools.partial(trio.serve_ssl_over_tcp, slow_key_server, port, tls, host=address)
-    await nursery.start(serve)
+    name = await serve_https(nursery, ca, "127.0.0.7", slow_key_server)
     results = []
 
     async def verify() -> None:

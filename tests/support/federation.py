@@ -20,7 +20,12 @@ real authenticated endpoints exist.
 
 from __future__ import annotations
 
+import functools
+import json
 import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,11 @@ from matrix_conduit.api.federation.auth import origin, signed_blueprint
 from matrix_conduit.api.request import json_object
 from matrix_conduit.config import Config, build_config
 from matrix_conduit.server import Running, serve
+from matrix_conduit.service.clock import Clock
+from matrix_conduit.service.federation import Federation
+from matrix_conduit.service.globals import Globals
+from matrix_conduit.service.outgoing_http import OutgoingHttp
+from matrix_conduit.storage import open_database
 from tests.support.server import TestServer, port_was_taken
 
 ECHO_PATH = "/_matrix/federation/v1/_test/echo"
@@ -179,3 +189,80 @@ def install_signed_echo(monkeypatch: pytest.MonkeyPatch) -> None:
         return {"origin": origin(), "content": body}
 
     monkeypatch.setattr(app_module, "blueprints", lambda: [*product_blueprints(), blueprint])
+
+
+@asynccontextmanager
+async def detached_federation(
+    database_path: Path, clock: Clock, **overrides: Any
+) -> AsyncIterator[Federation]:
+    """The federation services of a server that is never started, with the test's clock.
+
+    For the fetching side of a test (key ring, client) when time must move.
+    """
+    values: dict[str, Any] = {
+        "server_name": "127.0.0.9:9",
+        "database_backend": "leveldb",
+        "database_path": str(database_path),
+        "trusted_servers": [],
+        "federation_ip_range_allowlist": ["127.0.0.0/8"],
+        **overrides,
+    }
+    config = build_config(values)
+    with open_database("leveldb", config.database_path) as db:
+        http = OutgoingHttp(config)
+        try:
+            yield Federation(config, db, Globals(db, config.server_name), http, clock=clock)
+        finally:
+            await http.aclose()
+
+
+Responder = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+"""(method, path, JSON body or None) → (status, JSON answer) for `serve_https`."""
+
+
+async def serve_https(
+    nursery: trio.Nursery, ca: FederationCa, address: str, respond: Responder
+) -> str:
+    """A minimal real HTTPS peer at `address` (not one of our servers); its server name.
+
+    For behaviour our servers never show (a slow answer, a notary that signs
+    wrongly). One request per connection, answered with `Connection: close`.
+    """
+    port = free_port_on(address)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(*ca.certificate_for(address))
+
+    async def handle(stream: trio.SSLStream) -> None:
+        try:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = await stream.receive_some()
+                if not chunk:
+                    return
+                received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            length = next(
+                (
+                    int(line.split(":", 1)[1])
+                    for line in lines
+                    if line.lower().startswith("content-length:")
+                ),
+                0,
+            )
+            while len(body) < length:
+                body += await stream.receive_some()
+            status, answer = await respond(method, target, json.loads(body) if body else None)
+            payload = json.dumps(answer).encode()
+            response_head = (
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            )
+            await stream.send_all(response_head.encode() + payload)
+            await stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: nothing to answer
+
+    await nursery.start(functools.partial(trio.serve_ssl_over_tcp, handle, port, tls, host=address))
+    return f"{address}:{port}"

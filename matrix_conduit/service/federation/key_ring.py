@@ -245,7 +245,9 @@ class KeyRing:
 
     # --- fetching ----------------------------------------------------------
 
-    async def _fetch(self, missing: Mapping[str, set[str]], at_ts: int) -> None:
+    async def _fetch(
+        self, missing: Mapping[str, set[str]], at_ts: int, *, direct_only: bool = False
+    ) -> None:
         """Fetch what `missing` names: single flight per server, rate-limited, batched."""
         now = self._clock()
         mine: list[str] = []
@@ -261,14 +263,16 @@ class KeyRing:
             mine.append(server_name)
         try:
             if mine:
-                await self._fetch_now({name: missing[name] for name in mine}, at_ts)
+                await self._fetch_now({name: missing[name] for name in mine}, at_ts, direct_only)
         finally:
             for server_name in mine:
                 self._in_flight.pop(server_name).set()
         for event in waits:
             await event.wait()
 
-    async def _fetch_now(self, missing: Mapping[str, set[str]], at_ts: int) -> None:
+    async def _fetch_now(
+        self, missing: Mapping[str, set[str]], at_ts: int, direct_only: bool
+    ) -> None:
         unsatisfied: dict[str, set[str]] = {}
 
         async def direct(server_name: str) -> None:
@@ -278,7 +282,7 @@ class KeyRing:
         async with trio.open_nursery() as nursery:
             for server_name in missing:
                 nursery.start_soon(direct, server_name)
-        for notary in self._notaries:
+        for notary in [] if direct_only else self._notaries:
             if not unsatisfied:
                 break
             await self._fetch_via_notary(notary, unsatisfied, at_ts)
@@ -342,30 +346,54 @@ class KeyRing:
         if not isinstance(documents, list):
             log.info("notary %s answered without a server_keys list", notary)
             return
+        documents = [
+            document
+            for document in documents
+            if isinstance(document, dict) and _hashable_name(document) in wanted
+        ]
+        notary_keys = await self._notary_keys(notary, documents)
         for document in documents:
-            server_name = document.get("server_name") if isinstance(document, dict) else None
-            if server_name not in wanted:
-                continue
+            server_name = document["server_name"]
             try:
                 keys = parse_server_keys(document, server_name)
-                await self._verify_notary_signature(notary, document)
+                _check_notary_signature(notary, notary_keys, document)
             except ProtocolError as error:
                 log.info("notary %s: bad key document for %s: %s", notary, server_name, error)
                 continue
             self._store(keys, _without_signatures_of(document, notary))
 
-    async def _verify_notary_signature(self, notary: str, document: Mapping[str, Any]) -> None:
-        """The notary must have signed what it passes on, with a key we got from it directly."""
-        key_ids = signed_key_ids(document, notary)
+    async def _notary_keys(
+        self, notary: str, documents: list[dict[str, Any]]
+    ) -> dict[str, VerifyKey]:
+        """The notary's keys its answer is signed with, fetched from the notary itself.
+
+        Only directly, never through another notary; and not while the
+        notary's own keys are being fetched (that fetch may be the one
+        asking), which would wait for itself.
+        """
+        key_ids = {key_id for document in documents for key_id in signed_key_ids(document, notary)}
         now = self._clock()
         good, absent = self._known(notary, key_ids, now)
         if absent and not good and notary not in self._in_flight:
-            await self._fetch_direct(notary, set(key_ids), now)
+            await self._fetch({notary: absent}, now, direct_only=True)
             good, _ = self._known(notary, key_ids, now)
-        if not good:
-            raise SignatureError(f"the answer is not signed by a known key of {preview(notary)}")
-        for key_id, verify_key in good.items():
-            verify_json(document, notary, key_id, verify_key)
+        return good
+
+
+def _hashable_name(document: Mapping[str, Any]) -> str | None:
+    name = document.get("server_name")
+    return name if isinstance(name, str) else None
+
+
+def _check_notary_signature(
+    notary: str, notary_keys: Mapping[str, VerifyKey], document: Mapping[str, Any]
+) -> None:
+    """The notary must have signed what it passes on, with a key we know is its own."""
+    signed_with = [key_id for key_id in signed_key_ids(document, notary) if key_id in notary_keys]
+    if not signed_with:
+        raise SignatureError(f"the answer is not signed by a known key of {preview(notary)}")
+    for key_id in signed_with:
+        verify_json(document, notary, key_id, notary_keys[key_id])
 
 
 def _without_signatures_of(document: Mapping[str, Any], notary: str) -> dict[str, Any]:
