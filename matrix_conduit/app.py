@@ -10,6 +10,7 @@ any endpoint logic.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import logging
@@ -22,9 +23,11 @@ from werkzeug.exceptions import HTTPException
 
 from .api import blueprints
 from .config import Config
-from .errors import MatrixError
+from .core.errors import CanonicalJsonError
+from .errors import MatrixError, bad_json
 from .http_connection import ClosingHTTPConnection
 from .service import Services
+from .url_routing import RawPathMap
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,32 @@ CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
 }
+
+
+_REPLACEMENT_CHARACTER = "\ufffd".encode()
+
+
+def _replace_unencodable(error: UnicodeError) -> tuple[bytes, int]:
+    """U+FFFD for each unencodable character (as bytes: the UTF-8 codec takes no other str)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return _REPLACEMENT_CHARACTER * (error.end - error.start), error.end
+
+
+codecs.register_error("matrix_conduit.replace", _replace_unencodable)
+
+
+def encode_json_body(value: Any) -> bytes:
+    """A response body: compact UTF-8 JSON that can always be encoded.
+
+    Requests that would store a lone UTF-16 surrogate are refused at the door
+    (`api.request.parse_json`), but a value stored before that, or reaching us
+    some other way, must not turn every response that carries it into a 500:
+    such a character is sent as U+FFFD instead. The replacement only runs
+    when encoding fails, so well-formed answers cost nothing extra.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "matrix_conduit.replace")
 
 
 class MatrixJSONProvider(DefaultJSONProvider):
@@ -45,11 +74,16 @@ class MatrixJSONProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        body = encode_json_body(self._prepare_response_obj(args, kwargs))
+        return Response(body, content_type="application/json")
+
 
 class MatrixApp(QuartTrio):
     """The app, holding the configuration and the services its handlers call."""
 
     json_provider_class = MatrixJSONProvider
+    url_map_class = RawPathMap
     asgi_http_class = ClosingHTTPConnection
 
     def __init__(self, config: Config, services: Services) -> None:
@@ -60,7 +94,7 @@ class MatrixApp(QuartTrio):
 
 def error_response(error: MatrixError) -> Response:
     return Response(
-        json.dumps(error.to_json(), ensure_ascii=False, separators=(",", ":")),
+        encode_json_body(error.to_json()),
         status=error.status,
         content_type="application/json",
     )
@@ -69,13 +103,18 @@ def error_response(error: MatrixError) -> Response:
 _HTTP_ERRORS = {
     404: ("M_UNRECOGNIZED", "Unrecognized request: no endpoint at this path."),
     405: ("M_UNRECOGNIZED", "Unrecognized request: this endpoint does not take that method."),
+    408: ("M_UNKNOWN", "The request body did not arrive in time."),
     413: ("M_TOO_LARGE", "The request body is larger than this server accepts."),
 }
+
+_CLOSING_STATUSES = (408, 413)
+"""Answers given before the body was read whole: the connection closes after them."""
 
 
 def create_app(config: Config, services: Services) -> MatrixApp:
     app = MatrixApp(config, services)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_size
+    app.config["BODY_TIMEOUT"] = config.client_body_timeout
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
@@ -89,6 +128,8 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     @app.after_request
     async def finish_response(response: Response) -> Response:
         response.headers.update(CORS_HEADERS)
+        if response.status_code in _CLOSING_STATUSES:
+            return response
         # Answering before the request body is in (a handler that never reads
         # it, or an error raised first) lets hypercorn finish the response while
         # h11 still expects body bytes: it then closes the keep-alive connection
@@ -101,6 +142,12 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     async def matrix_error(error: MatrixError) -> Response:
         return error_response(error)
 
+    @app.errorhandler(CanonicalJsonError)
+    async def not_canonical_json(error: CanonicalJsonError) -> Response:
+        # Only what a client sent reaches signing unchecked: the event's values
+        # are not allowed by its room version (floats, big integers in v6+).
+        return error_response(bad_json(f"The event cannot be sent: {error}."))
+
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
@@ -108,7 +155,7 @@ def create_app(config: Config, services: Services) -> MatrixApp:
             status, ("M_UNKNOWN", error.description or "The request failed.")
         )
         response = error_response(MatrixError(status, errcode, message))
-        if status == 413:
+        if status in _CLOSING_STATUSES:
             # The rest of the body is never read: the connection cannot carry
             # another request, so say so instead of letting the client find out.
             response.headers["Connection"] = "close"

@@ -147,6 +147,13 @@ class Config:
     max_request_size: int = field(
         default=20971520, metadata=_doc("Largest request body, bytes (also max upload).")
     )
+    client_idle_timeout: float = field(
+        default=10.0,
+        metadata=_doc("Seconds a connection may wait for a request's headers (new or kept alive)."),
+    )
+    client_body_timeout: float = field(
+        default=30.0, metadata=_doc("Seconds a client has to send a request's whole body.")
+    )
     max_concurrent_requests: int = field(
         default=100, metadata=_doc("Outgoing HTTP requests in flight at once.")
     )
@@ -481,6 +488,9 @@ def _validate(config: Config, problems: _Problems) -> None:
         problems.add(
             "max_request_size", f"{config.max_request_size} is under {MIN_REQUEST_SIZE} bytes"
         )
+    for key in ("client_idle_timeout", "client_body_timeout"):
+        if not getattr(config, key) > 0:
+            problems.add(key, "must be more than 0 seconds")
     for key in ("db_cache_capacity_mb", "conduit_cache_capacity_modifier"):
         if getattr(config, key) < 0:
             problems.add(key, "must not be negative")

@@ -55,6 +55,12 @@ def hypercorn_config(config: Config) -> hypercorn.Config:
     hyper.accesslog = None
     hyper.errorlog = logging.getLogger("hypercorn.error")
     hyper.graceful_timeout = GRACEFUL_SECONDS
+    # Slow and idle clients must not hold connections: hypercorn closes one
+    # that has not sent complete headers within its keep-alive timeout (new
+    # connections and idle keep-alive ones alike); the body's deadline is the
+    # app's (`BODY_TIMEOUT`, answered 408 and closed).
+    hyper.keep_alive_timeout = config.client_idle_timeout
+    hyper.ssl_handshake_timeout = config.client_idle_timeout
     hyper.include_server_header = False
     if config.tls is not None:
         for key, path in (("tls.certs", config.tls.certs), ("tls.key", config.tls.key)):

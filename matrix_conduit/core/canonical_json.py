@@ -30,8 +30,14 @@ from matrix_conduit.core.errors import CanonicalJsonError, preview
 MIN_CANONICAL_INT = -(2**53) + 1
 MAX_CANONICAL_INT = 2**53 - 1
 
-_MAX_NESTING = 2000
-"""Deeper than the stdlib JSON codec can go anyway; also stops reference cycles."""
+MAX_NESTING = 100
+"""Objects and arrays nested deeper than this are refused.
+
+Real events and request bodies nest a handful of levels. serde_json, which
+Conduit and its forks parse with, stops at 128; Python's recursive codecs
+fail near 1,000 (a `RecursionError` in every later read of a stored value).
+The bound also stops reference cycles.
+"""
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -52,8 +58,8 @@ def _walk(value: object) -> Iterator[tuple[tuple[str | int, ...], object]]:
     stack: list[tuple[tuple[str | int, ...], object]] = [((), value)]
     while stack:
         path, current = stack.pop()
-        if len(path) > _MAX_NESTING:
-            raise CanonicalJsonError(f"JSON is nested more than {_MAX_NESTING} levels deep")
+        if len(path) >= MAX_NESTING and isinstance(current, dict | list | tuple):
+            raise CanonicalJsonError(f"JSON is nested more than {MAX_NESTING} levels deep")
         if isinstance(current, dict):
             for key, child in current.items():
                 if not isinstance(key, str) or _has_lone_surrogate(key):
@@ -126,7 +132,7 @@ def _quick_scan(value: object, strict: bool, depth: int) -> bool:
             raise _Invalid
         return False
     if kind is dict:
-        if depth >= _MAX_NESTING:
+        if depth >= MAX_NESTING:
             raise _Invalid
         has_float = False
         for key, child in value.items():  # type: ignore[union-attr]
@@ -135,7 +141,7 @@ def _quick_scan(value: object, strict: bool, depth: int) -> bool:
             has_float |= _quick_scan(child, strict, depth + 1)
         return has_float
     if kind is list or kind is tuple:
-        if depth >= _MAX_NESTING:
+        if depth >= MAX_NESTING:
             raise _Invalid
         has_float = False
         for child in value:  # type: ignore[union-attr]

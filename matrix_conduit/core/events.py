@@ -154,7 +154,14 @@ def sign_event(
 def _sign(
     event: Mapping[str, Any], server_name: str, key: SigningKey, room_version: RoomVersion
 ) -> tuple[dict[str, Any], bytes]:
-    """The hashed and signed event, and the bytes the signature covers."""
+    """The hashed and signed event, and the bytes the signature covers.
+
+    Refuses (`CanonicalJsonError`) what the room version's Canonical JSON
+    forbids: other servers would reject the event (floats and big integers
+    in rooms v6+).
+    """
+    if room_version.strict_canonical_json:
+        check_canonical_json(event, strict=True)
     hashed = {**event, "hashes": {"sha256": compute_content_hash(event)}}
     redacted = redact(hashed, room_version)
     data = signed_bytes(redacted)

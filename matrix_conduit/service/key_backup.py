@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..core.digits import parse_decimal
 from ..errors import MatrixError, bad_json, invalid_param, missing_param, not_found
 from ..storage import Database, WriteBatch
 from ..storage.kv import SEPARATOR, from_u64, join_key, u64
@@ -70,7 +71,7 @@ def replaces(new: KeyData, old: KeyData) -> bool:
 
 
 def _version_number(version: str) -> int | None:
-    return int(version) if version.isdigit() and len(version) <= 18 else None
+    return parse_decimal(version)
 
 
 class KeyBackup:

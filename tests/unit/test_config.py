@@ -157,8 +157,10 @@ CONDUIT_DEFAULTS = {
 OUR_OWN_DEFAULTS = {
     "federation_ip_range_denylist": list(DEFAULT_IP_RANGE_DENYLIST),
     "federation_ip_range_allowlist": [],
+    "client_idle_timeout": 10.0,
+    "client_body_timeout": 30.0,
 }
-"""Keys Conduit does not have (Synapse's `ip_range_blacklist`/`_whitelist`, renamed)."""
+"""Keys Conduit does not have (the ranges are Synapse's `ip_range_blacklist`/`_whitelist`)."""
 
 
 def test_keys_of_our_own_have_their_documented_defaults():
@@ -531,6 +533,8 @@ def test_max_request_size_under_1024_is_a_problem():
         ("db_cache_capacity_mb", -1, "must not be negative"),
         ("pdu_cache_capacity", 0, "must be at least 1"),
         ("max_concurrent_requests", 0, "must be at least 1"),
+        ("client_idle_timeout", 0, "must be more than 0 seconds"),
+        ("client_body_timeout", -1.5, "must be more than 0 seconds"),
         ("trusted_servers", ["matrix.org", "not a server"], "not valid server names: not a server"),
         (
             "federation_ip_range_allowlist",

@@ -120,3 +120,23 @@ def test_unknown_level_is_a_config_problem_naming_the_part(spec):
     (problem,) = caught.value.problems
     assert problem.startswith("log: unknown level ")
     assert "use one of debug, error, info, off, trace, warn, warning" in problem
+
+
+def test_client_text_with_newlines_cannot_forge_a_log_line(capsys):
+    setup_logging("info")
+    logging.getLogger("matrix_conduit.service").warning(
+        "report reason: %s", "spam\nERROR matrix_conduit: forged\r\x1b[2K"
+    )
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith(r"report reason: spam\nERROR matrix_conduit: forged\r\x1b[2K")
+
+
+def test_tracebacks_keep_their_lines(capsys):
+    setup_logging("info")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("matrix_conduit.api").exception("failed")
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last):\n" in err

@@ -13,6 +13,7 @@ from ...core.ids import InvalidIdentifier, RoomAlias
 from ...errors import MatrixError, bad_json, forbidden, not_found
 from ..auth import authenticate, authenticate_if_present
 from ..fields import optional_int, optional_object, optional_str, required_str
+from ..query import optional_query_int
 from ..request import config, json_object, services
 from .routes import client_route
 
@@ -130,11 +131,8 @@ def _server_param(server: str | None) -> None:
 async def public_rooms() -> dict:
     authenticate_if_present(allow_guest=True)
     _server_param(request.args.get("server"))
-    limit = request.args.get("limit")
-    if limit is not None and not limit.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "`limit` must be a non-negative integer.")
     return services().rooms.directory.page(
-        int(limit) if limit is not None else None, request.args.get("since"), None
+        optional_query_int("limit", minimum=0), request.args.get("since"), None
     )
 
 

@@ -31,10 +31,11 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
-from ...errors import MatrixError, invalid_param, missing_param
+from ...errors import MatrixError, invalid_param
 from ...service.media import MediaContent
 from ...service.thumbnails import METHODS, Method
 from ..auth import authenticate
+from ..query import query_bool, query_int
 from ..request import config, services
 from .routes import View, client_route, versioned_route
 
@@ -175,22 +176,22 @@ async def legacy_thumbnail(server_name: str, media_id: str) -> Response:
 
 async def _download(server_name: str, media_id: str, file_name: str | None) -> Response:
     content = await services().media.download(
-        server_name, media_id, timeout_ms=_query_int("timeout_ms", DEFAULT_TIMEOUT_MS)
+        server_name, media_id, timeout_ms=query_int("timeout_ms", DEFAULT_TIMEOUT_MS)
     )
     return media_response(content, file_name or content.filename)
 
 
 async def _thumbnail(server_name: str, media_id: str) -> Response:
-    width = _query_int("width")
-    height = _query_int("height")
+    width = query_int("width")
+    height = query_int("height")
     content = await services().media.thumbnail(
         server_name,
         media_id,
         width,
         height,
         _query_method(),
-        animated=_query_bool("animated"),
-        timeout_ms=_query_int("timeout_ms", DEFAULT_TIMEOUT_MS),
+        animated=query_bool("animated"),
+        timeout_ms=query_int("timeout_ms", DEFAULT_TIMEOUT_MS),
     )
     return media_response(content, content.filename)
 
@@ -236,25 +237,6 @@ def content_disposition(content_type: str, filename: str | None) -> str:
 
 
 # ---------------------------------------------------------------- query parameters
-
-
-def _query_int(name: str, default: int | None = None) -> int:
-    value = request.args.get(name)
-    if value is None:
-        if default is None:
-            raise missing_param(name)
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid_param(f"`{name}` must be an integer.") from None
-
-
-def _query_bool(name: str) -> bool:
-    value = request.args.get(name, "false")
-    if value not in ("true", "false"):
-        raise invalid_param(f"`{name}` must be true or false.")
-    return value == "true"
 
 
 def _query_method() -> Method:

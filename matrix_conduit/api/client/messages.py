@@ -18,22 +18,13 @@ from ...core.filters import EventFilter, InvalidFilter
 from ...errors import MatrixError, bad_json
 from ..auth import Requester, authenticate
 from ..fields import optional_str
+from ..query import query_int
 from ..request import json_object, parse_json, services
 from .routes import client_route
 
 blueprint = Blueprint("messages", __name__)
 
 DEFAULT_PAGE = 10
-
-
-def query_int(name: str, default: int) -> int:
-    value = request.args.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"`{name}` must be an integer.") from None
 
 
 def query_filter() -> EventFilter:

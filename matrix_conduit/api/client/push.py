@@ -11,8 +11,8 @@ from quart import Blueprint, request
 
 from ...errors import MatrixError, bad_json
 from ..auth import authenticate
+from ..query import query_int, query_offset
 from ..request import json_object, services
-from .messages import query_int
 from .routes import client_route
 
 blueprint = Blueprint("push", __name__)
@@ -105,11 +105,9 @@ async def set_pusher() -> dict:
 async def notifications() -> dict:
     requester = authenticate()
     since = request.args.get("from")
-    if since is not None and not since.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "`from` is not a valid token.")
     found, next_token = services().notifications.list(
         requester.user_id,
-        before=int(since) if since is not None else None,
+        before=query_offset("from") if since is not None else None,
         limit=max(1, min(query_int("limit", 20), 100)),
         only_highlight=request.args.get("only") == "highlight",
     )

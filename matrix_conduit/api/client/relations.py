@@ -12,8 +12,9 @@ from quart import Blueprint, request
 from ...errors import MatrixError
 from ...service.rooms.room_events import parse_token
 from ..auth import authenticate
+from ..query import query_int
 from ..request import services
-from .messages import client_events, query_int
+from .messages import client_events
 from .routes import client_route
 
 blueprint = Blueprint("relations", __name__)
@@ -28,22 +29,24 @@ def _optional_token(name: str) -> int | None:
     return parse_token(value, name) if value is not None else None
 
 
-@client_route(blueprint, "/rooms/<room_id>/relations/<path:event_id>", methods=["GET"], versions=V1)
-async def relations(room_id: str, event_id: str) -> dict:
+RELATIONS = "/rooms/<room_id>/relations/<event_id>"
+
+
+@client_route(blueprint, RELATIONS, methods=["GET"], versions=V1)
+@client_route(blueprint, RELATIONS + "/<rel_type>", methods=["GET"], versions=V1)
+@client_route(blueprint, RELATIONS + "/<rel_type>/<event_type>", methods=["GET"], versions=V1)
+async def relations(
+    room_id: str, event_id: str, rel_type: str | None = None, event_type: str | None = None
+) -> dict:
+    """Each id is one path segment: a v3 event id's `/` arrives as `%2F` (`url_routing`)."""
     requester = authenticate(allow_guest=True)
-    parts = event_id.split("/")
-    if len(parts) > 3:
-        raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request.")
-    parent_id = parts[0]
-    rel_type = parts[1] if len(parts) > 1 else None
-    event_type = parts[2] if len(parts) > 2 else None
     direction = request.args.get("dir", "b")
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", '`dir` must be "b" or "f".')
     children, next_token = services().rooms.relations.page(
         requester.user_id,
         room_id,
-        parent_id,
+        event_id,
         rel_type=rel_type,
         event_type=event_type,
         from_position=_optional_token("from"),

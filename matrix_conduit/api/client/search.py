@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, request
+from quart import Blueprint
 
 from ...core.filters import EventFilter, InvalidFilter
-from ...errors import MatrixError, bad_json
+from ...errors import bad_json
 from ...service.rooms.search import SEARCH_KEYS
 from ..auth import authenticate
 from ..fields import optional_bool, optional_int, optional_object, optional_str, required_str
+from ..query import query_offset
 from ..request import json_object, services
 from .messages import client_events
 from .routes import client_route
@@ -45,10 +46,7 @@ async def search() -> dict:
         event_filter = EventFilter.from_json(criteria.get("filter"), "filter.")
     except InvalidFilter as error:
         raise bad_json(f"Invalid filter: {error}") from None
-    offset = request.args.get("next_batch", "0")
-    if not offset.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "`next_batch` is not a valid token.")
-    start = int(offset)
+    start = query_offset("next_batch")
     page_size = max(1, min(event_filter.limit or DEFAULT_PAGE, 100))
 
     rooms = services().rooms

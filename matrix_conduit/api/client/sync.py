@@ -14,8 +14,8 @@ from ...errors import MatrixError, bad_json
 from ...service.rooms.room_events import parse_token
 from ...service.sync import SyncRequest
 from ..auth import authenticate
+from ..query import query_bool, query_int
 from ..request import parse_json, services
-from .messages import query_int
 from .routes import client_route
 
 blueprint = Blueprint("sync", __name__)
@@ -49,15 +49,12 @@ async def sync() -> dict:
         raise MatrixError(
             400, "M_INVALID_PARAM", f"`set_presence` must be one of {PRESENCE_STATES}."
         )
-    full_state = request.args.get("full_state", "false")
-    if full_state not in ("true", "false"):
-        raise MatrixError(400, "M_INVALID_PARAM", "`full_state` must be true or false.")
     sync_request = SyncRequest(
         user_id=requester.user_id,
         device_id=requester.device_id,
         since=parse_token(since, "since") if since else None,
         filter=sync_filter(requester.user_id),
-        full_state=full_state == "true",
+        full_state=query_bool("full_state"),
         timeout_ms=max(0, min(query_int("timeout", 0), MAX_TIMEOUT_MS)),
         set_presence=set_presence,
     )

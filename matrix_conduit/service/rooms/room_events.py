@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ...core.client_events import client_event
+from ...core.digits import parse_decimal
 from ...core.filters import EventFilter
 from ...errors import MatrixError, forbidden, not_found
 from ...storage import WriteBatch
@@ -37,10 +38,10 @@ MAX_LIMIT = 1000
 
 def parse_token(token: str, name: str) -> int:
     """A pagination token from a client (`M_INVALID_PARAM` if it is not one of ours)."""
-    stripped = token[1:] if token[:1] in ("s", "t") else token
-    if not stripped.isdigit() or len(stripped) > 19:
+    position = parse_decimal(token[1:] if token[:1] in ("s", "t") else token)
+    if position is None:
         raise MatrixError(400, "M_INVALID_PARAM", f"{name} is not a valid pagination token.")
-    return int(stripped)
+    return position
 
 
 class RoomEvents:
@@ -116,8 +117,9 @@ class RoomEvents:
         redacts: str | None = None,
     ) -> str:
         """Send a message or state event; a repeated txnId returns the first event id."""
+        txn_path = (room_id, event_type, redacts or "")
         if txn_id is not None:
-            existing = self._txns.existing(sender, device_id, txn_id)
+            existing = self._txns.existing(sender, device_id, txn_id, txn_path)
             if existing is not None:
                 return existing.decode()
         self._require_room(room_id)
@@ -133,11 +135,11 @@ class RoomEvents:
 
         def record_txn(event_id: str, batch: WriteBatch) -> None:
             if txn_id is not None:
-                self._txns.record_event(event_id, sender, device_id, txn_id, batch)
+                self._txns.record_event(event_id, sender, device_id, txn_id, txn_path, batch)
 
         async with self._builder.locks.hold(room_id) as guard:
             if txn_id is not None:
-                existing = self._txns.existing(sender, device_id, txn_id)
+                existing = self._txns.existing(sender, device_id, txn_id, txn_path)
                 if existing is not None:  # a concurrent retry got here first
                     return existing.decode()
             return self._builder.send_locked(
@@ -189,7 +191,8 @@ class RoomEvents:
         txn_id: str,
         reason: str | None,
     ) -> str:
-        existing = self._txns.existing(sender, device_id, txn_id)
+        txn_path = (room_id, "m.room.redaction", target_id)
+        existing = self._txns.existing(sender, device_id, txn_id, txn_path)
         if existing is not None:
             return existing.decode()
         target = self._timeline.get_event(target_id)
