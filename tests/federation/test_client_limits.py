@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from matrix_conduit.service.federation.errors import DestinationForbidden, Unreachable
-from tests.support.federation import ECHO_PATH, start_federating
+from tests.support.federation import ECHO_PATH, serve_connect_proxy, start_federating
 
 
 async def test_an_answer_larger_than_the_limit_is_not_read(nursery, ca, tmp_path):
@@ -38,3 +38,39 @@ async def test_a_server_does_not_send_requests_to_itself(nursery, ca, tmp_path):
 
     with pytest.raises(DestinationForbidden, match="is this server"):
         await a.federation.client.request(a.name, "GET", ECHO_PATH)
+
+
+async def test_requests_go_through_the_configured_proxy(nursery, ca, tmp_path):
+    proxy_url, proxied = await serve_connect_proxy(nursery, "127.0.0.10")
+    # No allowlist: only the proxy can reach B, and it decides where connections go.
+    a = await start_federating(
+        nursery,
+        ca,
+        tmp_path / "a",
+        "127.0.0.2",
+        federation_ip_range_allowlist=[],
+        proxy={"global": {"url": proxy_url}},
+    )
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+
+    answer = await a.federation.client.request(b.name, "GET", ECHO_PATH)
+
+    assert answer["origin"] == a.name
+    assert proxied == [f"CONNECT {b.name}"]
+
+
+async def test_a_proxy_by_domain_applies_only_to_the_domains_it_includes(nursery, ca, tmp_path):
+    proxy_url, proxied = await serve_connect_proxy(nursery, "127.0.0.10")
+    a = await start_federating(
+        nursery,
+        ca,
+        tmp_path / "a",
+        "127.0.0.2",
+        proxy={"by_domain": [{"url": proxy_url, "include": ["*.onion"]}]},
+    )
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+
+    answer = await a.federation.client.request(b.name, "GET", ECHO_PATH)
+
+    assert answer["origin"] == a.name
+    assert proxied == []

@@ -266,3 +266,37 @@ async def serve_https(
 
     await nursery.start(functools.partial(trio.serve_ssl_over_tcp, handle, port, tls, host=address))
     return f"{address}:{port}"
+
+
+async def serve_connect_proxy(nursery: trio.Nursery, address: str) -> tuple[str, list[str]]:
+    """A minimal HTTP CONNECT proxy at `address`: its URL, and the targets it was asked for."""
+    port = free_port_on(address)
+    targets: list[str] = []
+
+    async def pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        try:
+            while chunk := await source.receive_some():
+                await sink.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await sink.aclose()
+
+    async def handle(client: trio.SocketStream) -> None:
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = await client.receive_some()
+            if not chunk:
+                return
+            received += chunk
+        method, target, _ = received.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        targets.append(f"{method} {target}")
+        host, _, target_port = target.rpartition(":")
+        upstream = await trio.open_tcp_stream(host.strip("[]"), int(target_port))
+        await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        async with trio.open_nursery() as pipes:
+            pipes.start_soon(pipe, client, upstream)
+            pipes.start_soon(pipe, upstream, client)
+
+    await nursery.start(functools.partial(trio.serve_tcp, handle, port, host=address))
+    return f"http://{address}:{port}", targets

@@ -8,7 +8,10 @@ against `federation_ip_range_denylist`/`_allowlist` before connecting to it;
 the connection then goes to that very address, so a DNS answer that changes
 between the check and the connection (DNS rebinding) cannot slip through.
 With a proxy the proxy resolves the name (it may be an `.onion` only the
-proxy knows), and the proxy is trusted with where it goes.
+proxy knows), and the proxy is trusted with where it goes. Through an HTTP
+proxy, httpcore checks the certificate against the host it was asked to
+CONNECT to: right for every step of discovery except the SRV ones, where
+the spec wants the server name and this checks the SRV target.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ class Connector:
         """
         proxy = self._http.proxy_for(target.host)
         if proxy is not None:
-            hosts = [target.host]
+            hosts = [_url_host(target.host)]
         else:
             hosts = [
                 _url_host(address)
