@@ -5,6 +5,7 @@
     matrix-conduit create-user NAME [--admin] [--password PASSWORD]
     matrix-conduit reset-password NAME [--password PASSWORD]
                                         manage accounts while the service is stopped
+    matrix-conduit rotate-signing-key   sign with a new server key (service stopped)
     matrix-conduit --version
 
 Every failure an admin can cause (bad config, database in use, port taken)
@@ -91,6 +92,20 @@ def _account_command(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_signing_key(_: argparse.Namespace) -> int:
+    from . import offline_accounts, offline_keys
+
+    config, status = _load_from_environment()
+    if config is None:
+        return status
+    try:
+        old_key_id, new_key_id = offline_keys.rotate_signing_key(config)
+    except offline_accounts.OfflineCommandError as error:
+        return _fail(str(error))
+    print(f"now signing with {new_key_id}; {old_key_id} stays published as an old key")
+    return 0
+
+
 def _add_account_command(
     commands: argparse._SubParsersAction, name: str, help_text: str
 ) -> argparse.ArgumentParser:
@@ -133,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_account_command(
         commands, "reset-password", "set a new password for an account (stop the service first)"
     )
+    rotate = commands.add_parser(
+        "rotate-signing-key",
+        help="sign with a new server key; the old one stays published (stop the service first)",
+    )
+    rotate.set_defaults(handler=_rotate_signing_key)
     return parser
 
 
