@@ -23,6 +23,7 @@ import httpx
 import trio
 
 from ..config import Config
+from ..core.digits import parse_decimal
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -121,7 +122,8 @@ class OutgoingHttp:
 async def _read(response: httpx.Response, max_bytes: int) -> bytes:
     """The decoded body, refusing more than `max_bytes` (also after decompression)."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    length = parse_decimal(declared, max_digits=30)
+    if length is not None and length > max_bytes:
         raise ResponseTooLarge(f"the answer declares {declared} bytes, over {max_bytes}")
     body = bytearray()
     async for chunk in response.aiter_bytes():

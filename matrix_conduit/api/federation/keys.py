@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import request
-
 from ...core.ids import is_valid_server_name
 from ...errors import bad_json, invalid_param
 from ...service.federation.notary import MAX_SERVERS_PER_QUERY
+from ..query import optional_query_int
 from ..request import json_object, services
 from .auth import open_blueprint
 
@@ -44,10 +43,7 @@ def _server_name(server_name: str) -> str:
 
 @blueprint.get("/_matrix/key/v2/query/<server_name>")
 async def query_one(server_name: str) -> dict:
-    text = request.args.get("minimum_valid_until_ts")
-    if text is not None and not text.isdigit():
-        raise invalid_param("minimum_valid_until_ts must be an integer (milliseconds).")
-    minimum = int(text) if text is not None else None
+    minimum = optional_query_int("minimum_valid_until_ts", minimum=0)
     documents = await services().federation.notary.query({_server_name(server_name): ((), minimum)})
     return {"server_keys": documents}
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from ...core.digits import parse_decimal
 from ...core.ids import InvalidIdentifier, parse_server_name
 from ...lru import LRUCache
 from ..clock import Clock, now_ms
@@ -39,7 +40,7 @@ WELL_KNOWN_TIMEOUT_SECONDS = 10.0
 WELL_KNOWN_MAX_BYTES = 64 * 1024
 WELL_KNOWN_MAX_REDIRECTS = 5
 REMEMBERED_SERVERS = 10_000
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?([0-9]+)\"?\s*(?:,|$)", re.IGNORECASE)
 
 
 def cache_seconds(headers: Mapping[str, str], now_seconds: float) -> int:
@@ -49,7 +50,8 @@ def cache_seconds(headers: Mapping[str, str], now_seconds: float) -> int:
     if re.search(r"no-store|no-cache", cache_control, re.IGNORECASE):
         seconds = 0
     elif max_age:
-        seconds = int(max_age.group(1))
+        # More digits than any sane age (`parse_decimal` gives None): the longest we keep.
+        seconds = parse_decimal(max_age.group(1)) or WELL_KNOWN_MAX_SECONDS
     elif "expires" in headers:
         try:
             expires = email.utils.parsedate_to_datetime(headers["expires"]).timestamp()
