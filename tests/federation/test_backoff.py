@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from matrix_conduit.service.federation.errors import NotReadyForRetry, RemoteError, Unreachable
-from tests.support.federation import ECHO_PATH, restart, start_federating
+from tests.support.federation import ECHO_PATH, restart, serve_https, start_federating
 
 
 async def test_a_peer_that_is_down_is_backed_off_across_a_restart_until_it_contacts_us(
@@ -54,3 +54,18 @@ async def test_an_error_answer_from_a_peer_that_is_up_does_not_back_it_off(nurse
 
     assert (raised.value.status, raised.value.errcode) == (404, "M_UNRECOGNIZED")
     assert a.federation.destinations.backoff(b.name) is None
+
+
+async def test_a_server_error_answer_backs_the_peer_off(nursery, ca, tmp_path):
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+
+    async def failing_peer(method: str, path: str, body: object) -> tuple[int, object]:
+        return 502, {"errcode": "M_UNKNOWN", "error": "bad gateway"}
+
+    peer = await serve_https(nursery, ca, "127.0.0.11", failing_peer)
+
+    with pytest.raises(RemoteError) as raised:
+        await a.federation.client.request(peer, "GET", ECHO_PATH)
+
+    assert (raised.value.status, raised.value.error) == (502, "bad gateway")
+    assert a.federation.destinations.backoff(peer).failures == 1

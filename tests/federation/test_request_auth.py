@@ -36,6 +36,16 @@ async def test_a_signed_request_from_one_server_to_another_is_accepted(pair):
     assert answer == {"origin": a.name, "content": {"hello": "b"}}
 
 
+async def test_a_path_and_query_are_signed_as_they_are_sent(pair):
+    a, b = pair
+
+    answer = await a.federation.client.request(
+        b.name, "GET", f"{ECHO_PATH}/%21room%3Aserver é", query={"q": "ü&x", "n": ["1", "2"]}
+    )
+
+    assert answer == {"origin": a.name, "content": None, "segment": "!room:server é"}
+
+
 def _header(sender: FederatingServer, destination: str, method: str, uri: str, body) -> str:
     globals_ = sender.server.services.globals
     return sign_request(method, uri, sender.name, destination, body, globals_.signing_key)

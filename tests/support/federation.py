@@ -184,9 +184,11 @@ def install_signed_echo(monkeypatch: pytest.MonkeyPatch) -> None:
     blueprint = signed_blueprint("test_signed_echo", __name__)
 
     @blueprint.route(ECHO_PATH, methods=["GET", "PUT"])
-    async def echo() -> dict:
+    @blueprint.route(f"{ECHO_PATH}/<segment>", methods=["GET", "PUT"])
+    async def echo(segment: str | None = None) -> dict:
         body = await json_object() if request.method == "PUT" else None
-        return {"origin": origin(), "content": body}
+        answer = {"origin": origin(), "content": body}
+        return answer if segment is None else {**answer, "segment": segment}
 
     monkeypatch.setattr(app_module, "blueprints", lambda: [*product_blueprints(), blueprint])
 

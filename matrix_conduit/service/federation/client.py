@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
+
 from ... import __version__
 from ...config import Config
 from ...core.canonical_json import decode_json, encode_canonical_json
@@ -85,7 +87,9 @@ class FederationClient:
         retry_at = self._destinations.retry_at_ms(destination)
         if retry_at is not None and not ignore_backoff:
             raise NotReadyForRetry(destination, retry_at)
-        uri = path + (f"?{urlencode(query, doseq=True)}" if query else "")
+        # Signed exactly as httpx will send it (it percent-encodes what needs it).
+        uri = httpx.URL(path + (f"?{urlencode(query, doseq=True)}" if query else "")).raw_path
+        uri = uri.decode("ascii")
         content = encode_canonical_json(body) if body is not None else None
         origin = self._globals.server_name
         headers = {
