@@ -58,6 +58,7 @@ FETCH_TIMEOUT_SECONDS = 10.0
 KEY_DOCUMENT_MAX_BYTES = 1024 * 1024
 NOTARY_ANSWER_MAX_BYTES = 16 * 1024 * 1024
 REMEMBERED_SERVERS = 10_000
+DECODED_SERVERS = 1000
 MAX_KEY_VALIDITY_MS = 7 * 24 * 3600 * 1000
 OWN_KEYS_VALIDITY_MS = 24 * 3600 * 1000
 """How long other servers may rely on our key document before fetching it again."""
@@ -89,6 +90,9 @@ class KeyRing:
         self._in_flight: dict[str, trio.Event] = {}
         self._fetch_states: LRUCache[str, _FetchState] = LRUCache(REMEMBERED_SERVERS)
         """Bounded: the servers named in requests are chosen by whoever sends them."""
+        self._memory: LRUCache[str, dict[str, tuple[ServerKey, dict[str, Any]]]] = LRUCache(
+            DECODED_SERVERS
+        )
 
     # --- our own keys ------------------------------------------------------
 
@@ -102,13 +106,33 @@ class KeyRing:
         )
 
     def _own_keys(self) -> dict[str, ServerKey]:
-        document = self.own_key_document()
-        return {key.key_id: key for key in parse_server_keys(document, document["server_name"])}
+        """Our keys as other servers see them, without signing a document for it."""
+        name, current = self._globals.server_name, self._globals.signing_key
+        keys = {
+            key_id: ServerKey(
+                name, key_id, decode_verify_key(key_id, entry["key"]), None, entry["expired_ts"]
+            )
+            for key_id, entry in self._globals.old_verify_keys.items()
+        }
+        keys[self._globals.signing_key_id] = ServerKey(
+            name,
+            self._globals.signing_key_id,
+            current.verify_key,
+            self._clock() + OWN_KEYS_VALIDITY_MS,
+            None,
+        )
+        return keys
 
     # --- the cache ---------------------------------------------------------
 
     def _cached(self, server_name: str) -> dict[str, tuple[ServerKey, dict[str, Any]]]:
-        """key id → (key, the document it came in) for everything stored about `server_name`."""
+        """key id → (key, the document it came in) for everything stored about `server_name`.
+
+        Every signature check asks, so the decoded form is kept in memory too.
+        """
+        remembered = self._memory.get(server_name)
+        if remembered is not None:
+            return remembered
         cached = {}
         for key, value in self._tree.iter_prefix(join_key(server_name, b"")):
             record = json.loads(value)
@@ -124,6 +148,7 @@ class KeyRing:
                 ),
                 record["document"],
             )
+        self._memory.put(server_name, cached)
         return cached
 
     def cached_documents(self, server_name: str) -> list[dict[str, Any]]:
@@ -169,6 +194,7 @@ class KeyRing:
                     join_key(key.server_name, key.key_id),
                     json.dumps(record).encode(),
                 )
+        self._memory.discard(keys[0].server_name)
 
     # --- verification ------------------------------------------------------
 

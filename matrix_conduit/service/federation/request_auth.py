@@ -19,6 +19,9 @@ from ..globals import Globals
 from .destinations import Destinations
 from .key_ring import KeyRing
 
+MAX_SIGNATURES = 4
+"""X-Matrix headers one request may carry (one per key; each may cost a key fetch)."""
+
 
 def _unauthorized(message: str) -> MatrixError:
     return MatrixError(401, "M_UNAUTHORIZED", message)
@@ -50,6 +53,8 @@ class RequestAuth:
         headers = [value for value in authorizations if value[:8].lower() == "x-matrix"]
         if not headers:
             raise _unauthorized("Missing Authorization: X-Matrix header (server signature).")
+        if len(headers) > MAX_SIGNATURES:
+            raise _unauthorized(f"More than {MAX_SIGNATURES} X-Matrix Authorization headers.")
         try:
             auths = [parse_x_matrix_header(value) for value in headers]
         except SignatureError as error:
