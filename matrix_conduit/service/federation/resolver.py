@@ -39,12 +39,18 @@ class Resolver(Protocol):
 class DnsResolver:
     """The system's DNS: dnspython for SRV, getaddrinfo for addresses."""
 
-    def __init__(self) -> None:
+    def __init__(self, nameservers: list[str] | None = None, port: int = 53) -> None:
+        """`nameservers` replace /etc/resolv.conf's (a test's DNS server on loopback)."""
+        self._nameservers = nameservers
+        self._port = port
         self._dns: dns.asyncresolver.Resolver | None = None
 
     def _srv_resolver(self) -> dns.asyncresolver.Resolver:
         if self._dns is None:  # reads /etc/resolv.conf: only once a lookup is needed
-            self._dns = dns.asyncresolver.Resolver()
+            self._dns = dns.asyncresolver.Resolver(configure=self._nameservers is None)
+            if self._nameservers is not None:
+                self._dns.nameservers = self._nameservers
+                self._dns.port = self._port
             self._dns.cache = dns.resolver.Cache()
             self._dns.lifetime = SRV_LIFETIME_SECONDS
         return self._dns

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import dns.message
+import dns.rcode
+import dns.rrset
 import pytest
+import trio
 
 from matrix_conduit.core.ip_ranges import DEFAULT_DENYLIST, IpRanges
 from matrix_conduit.service.federation.connector import Connector, ResolvedServer
@@ -283,3 +287,38 @@ def test_well_known_cache_time_follows_the_headers_within_bounds(headers, second
 
 async def test_the_real_resolver_finds_addresses_as_the_system_does():
     assert "127.0.0.1" in await DnsResolver().addresses("localhost", 8448)  # /etc/hosts
+
+
+async def test_the_real_resolver_reads_srv_records_with_dnspython_on_trio(nursery):
+    """dnspython's async resolver on trio, against a DNS server on loopback."""
+    records = {
+        "_matrix-fed._tcp.example.test.": ["20 1 8449 second.test.", "10 1 8448 first.test."],
+        "_matrix-fed._tcp.none.test.": ["0 0 0 ."],
+    }
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+
+    async def answer_queries() -> None:
+        with sock:
+            while True:
+                data, client = await sock.recvfrom(4096)
+                query = dns.message.from_wire(data)
+                response = dns.message.make_response(query)
+                name = query.question[0].name
+                if str(name) in records:
+                    response.answer.append(
+                        dns.rrset.from_text_list(name, 300, "IN", "SRV", records[str(name)])
+                    )
+                else:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                await sock.sendto(response.to_wire(), client)
+
+    nursery.start_soon(answer_queries)
+    resolver = DnsResolver(["127.0.0.1"], sock.getsockname()[1])
+
+    assert await resolver.srv("_matrix-fed._tcp.example.test") == [
+        ("first.test", 8448),
+        ("second.test", 8449),
+    ]
+    assert await resolver.srv("_matrix-fed._tcp.none.test") == []
+    assert await resolver.srv("_matrix._tcp.nothing.test") == []
