@@ -624,6 +624,8 @@ def server_errors() -> Iterator[ErrorLog]:
 @example(picks=[], body=every_field(str(2**53)), query=huge_numbers_for(NUMBER_AND_TOKEN_NAMES[4:]))
 @example(picks=[], body=every_field("1.5"), query=every_parameter("-1"))
 @example(picks=[], body=every_field("[]"), query=every_parameter(str(2**64)))
+@example(picks=["%ED%A0%80"] * 4, body=every_field('"hello"'), query="")
+@example(picks=[FIVE_THOUSAND_DIGITS], body=every_field("0"), query="")
 @given(picks=hostile_path_picks, body=hostile_bodies, query=hostile_queries)
 async def test_no_route_answers_hostile_input_with_a_server_error_or_poisons_the_user(
     example_server: SharedServer,
@@ -708,6 +710,12 @@ async def assert_still_served(user: User, room_id: str) -> None:
 async def member_and_room(server: SharedServer, room_version: str = "10") -> tuple[User, str]:
     user = await register(server)
     return user, await user.create_room(preset="public_chat", room_version=room_version)
+
+
+async def test_a_path_no_route_serves_is_404_unrecognized_however_long(server: SharedServer):
+    """Also under `/static`, which the web framework would serve from the package."""
+    for path in ["/static/" + FIVE_THOUSAND_DIGITS, "/static/app.py", f"{CLIENT_V3}/{'x' * 5000}"]:
+        assert_error(await server.client.get(path), 404, "M_UNRECOGNIZED")
 
 
 # finding 1: Unicode digits and huge numbers in query parameters
