@@ -1,7 +1,8 @@
 """Per-destination backoff: doubling, capped, stored in the database, cleared on contact.
 
-Spec: retry policy is the server's (`content/server-server-api.md` asks
-servers to back off); the rules are those of `service/federation/destinations.py`.
+Spec: `content/server-server-api.md` leaves retrying to the sending server
+(it asks for exponential backoff only for `.well-known` failures, § Resolving
+server names); the rules are those of `service/federation/destinations.py`.
 """
 
 from __future__ import annotations
