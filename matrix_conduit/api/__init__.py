@@ -49,6 +49,7 @@ def blueprints() -> list[Blueprint]:
     )
     from .federation import keys as federation_keys
     from .federation import openid as federation_openid
+    from .federation import query as federation_query
     from .federation import version
 
     return [
@@ -84,6 +85,7 @@ def blueprints() -> list[Blueprint]:
         openid.blueprint,
         federation_openid.blueprint,
         federation_keys.blueprint,
+        federation_query.blueprint,
         relations.blueprint,
         search.blueprint,
         spaces.blueprint,

@@ -1,10 +1,15 @@
-"""Fixtures of the federation tests: a trusted CA and our servers on 127.0.0.x over TLS."""
+"""Fixtures of the federation tests: a trusted CA, our servers on 127.0.0.x over TLS, Synapse."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support.federation import FederationCa, install_signed_echo, trusted_ca
+from tests.support.synapse import (  # noqa: F401  (fixtures and a hook for these tests)
+    pytest_runtest_makereport,
+    synapse,
+    synapse_server,
+)
 
 
 @pytest.fixture

@@ -68,6 +68,11 @@ class FederationCa:
     authority: trustme.CA
     directory: Path
 
+    @property
+    def certificate_path(self) -> Path:
+        """The CA's own certificate (PEM): what a peer lists as the CA it trusts."""
+        return self.directory / "ca.pem"
+
     def certificate_for(self, address: str) -> tuple[str, str]:
         """(chain path, key path) of a fresh certificate with an IP SAN for `address`."""
         leaf = self.authority.issue_cert(address)
@@ -80,14 +85,19 @@ class FederationCa:
         return str(certs), str(key)
 
 
-def trusted_ca(directory: Path, monkeypatch: pytest.MonkeyPatch) -> FederationCa:
-    """A new CA, trusted by every TLS context created from now on in this test."""
+def new_ca(directory: Path) -> FederationCa:
+    """A new CA, its certificate in `directory/ca.pem` (trusted by nothing yet)."""
     directory.mkdir(parents=True, exist_ok=True)
     authority = trustme.CA()
-    bundle = directory / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
     return FederationCa(authority, directory)
+
+
+def trusted_ca(directory: Path, monkeypatch: pytest.MonkeyPatch) -> FederationCa:
+    """A new CA, trusted by every TLS context created from now on in this test."""
+    ca = new_ca(directory)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.certificate_path))
+    return ca
 
 
 def federation_config(

@@ -1,0 +1,47 @@
+"""`GET /_matrix/federation/v1/query/profile`: a local user's profile, for another server.
+
+Spec: `content/server-server-api.md` § Querying for information;
+`data/api/server-server/query.yaml` (`/query/profile`). Behind the X-Matrix
+gate (`signed_blueprint`). `user_id` must be one of ours (400 otherwise);
+an unknown user is 404 `M_NOT_FOUND`. Without `field` the answer is the
+whole public profile (`displayname`, `avatar_url`; unset ones omitted);
+with `field` it holds only that field, and 404 when the user has none.
+A remote server calls this when one of its clients looks up our user
+(client `GET /profile/{userId}`) or builds a membership event for them.
+"""
+
+from __future__ import annotations
+
+from quart import request
+
+from ...core.errors import InvalidIdentifier
+from ...core.ids import UserId
+from ...errors import invalid_param, missing_param, not_found
+from ..request import services
+from .auth import signed_blueprint
+
+blueprint = signed_blueprint("federation_query", __name__)
+
+
+@blueprint.get("/_matrix/federation/v1/query/profile")
+async def query_profile() -> dict:
+    user_id = request.args.get("user_id")
+    if user_id is None:
+        raise missing_param("user_id")
+    try:
+        parsed = UserId.parse(user_id)
+    except InvalidIdentifier as error:
+        raise invalid_param(f"Invalid user id: {error}") from None
+    users = services().users
+    if parsed.server_name != users.server_name:
+        raise invalid_param("This user is not hosted on this server.")
+    if not users.exists(user_id):
+        raise not_found("There is no such user.")
+    profile = {"displayname": users.displayname(user_id), "avatar_url": users.avatar_url(user_id)}
+    present = {name: value for name, value in profile.items() if value is not None}
+    wanted = request.args.get("field")
+    if wanted is None:
+        return present
+    if wanted not in present:
+        raise not_found(f"This user has no {wanted}.")
+    return {wanted: present[wanted]}
