@@ -8,23 +8,20 @@ must not hold a connection (and its memory and file descriptor) for ever
 asks for bounded timeouts on headers, body and keep-alive, as a front-line
 server would have.
 
-The timeouts are the ones the server hands hypercorn (`server.hypercorn_config`,
-from the `[global]` keys whose name has `timeout` in it), set short here so
-the tests are quick. Raw sockets, because HTTP client libraries hide who
-closed a connection and when. No test measures speed: each only waits, with a
+The timeouts are `[global]` keys: `client_idle_timeout` for a request's
+headers (a new connection's first request or a kept-alive one's next, which
+`server.py` hands hypercorn as its keep-alive timeout) and
+`client_body_timeout` for its whole body; set short here so the tests are
+quick. Raw sockets, because HTTP client libraries hide who closed a
+connection and when. No test measures speed: each only waits, with a
 generous bound, for the server to close the connection.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import hypercorn
 import pytest
 import trio
 
-from matrix_conduit.config import Config
-from matrix_conduit.server import hypercorn_config
 from tests.support.matrix import ok, register
 from tests.support.shared_server import SharedServer, shared_server_fixtures
 
@@ -33,27 +30,15 @@ GRACE_SECONDS = 10
 """How much longer than its timeout the server may take to close: generous, so a
 loaded machine never fails these tests; a server without the timeout never closes."""
 
-TIMEOUT_KEYS = [field.name for field in dataclasses.fields(Config) if "timeout" in field.name]
-"""The configuration's timeout keys (the client-facing ones among them take seconds)."""
-
 running_server, server = shared_server_fixtures(
-    **{
-        key: SHORT_TIMEOUT_SECONDS * 1000 if key.endswith("_ms") else SHORT_TIMEOUT_SECONDS
-        for key in TIMEOUT_KEYS
-    }
+    client_idle_timeout=SHORT_TIMEOUT_SECONDS, client_body_timeout=SHORT_TIMEOUT_SECONDS
 )
 
 VERSIONS = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
-def hypercorn_settings(server: SharedServer) -> hypercorn.Config:
-    """What the server gives hypercorn: where its connection timeouts live."""
-    return hypercorn_config(server.config)
-
-
-def bound(timeout: float | None, what: str) -> float:
-    """How long to wait for the server to close, given its `timeout` for `what`."""
-    assert timeout is not None, f"the server sets no timeout for {what}: it would wait for ever"
+def bound(timeout: float) -> float:
+    """How long to wait for the server to close a connection it should close after `timeout`."""
     return timeout + GRACE_SECONDS
 
 
@@ -83,10 +68,10 @@ def assert_no_success(received: bytes) -> None:
         assert status_line.startswith(b"HTTP/1.1 4"), status_line
 
 
-async def test_request_head_that_never_ends_is_closed_within_the_read_timeout(
+async def test_request_head_that_never_ends_is_closed_within_the_idle_timeout(
     server: SharedServer,
 ):
-    seconds = bound(hypercorn_settings(server).read_timeout, "reading a request")
+    seconds = bound(server.config.client_idle_timeout)
     stream = await connect(server)
     await stream.send_all(b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n")
 
@@ -94,36 +79,61 @@ async def test_request_head_that_never_ends_is_closed_within_the_read_timeout(
     await stream.aclose()
 
 
-async def test_request_head_trickled_a_byte_at_a_time_is_closed_in_bounded_time(
-    server: SharedServer,
-):
-    """Slowloris proper: each byte arrives before a per-read timeout would fire, so only a
-    limit on the whole head (or on the whole request) closes the connection."""
-    seconds = bound(hypercorn_settings(server).read_timeout, "reading a request")
-    stream = await connect(server)
-    head = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 1000
-    closed = False
+async def trickle_until_closed(stream: trio.SocketStream, data: bytes, seconds: float) -> bool:
+    """Send `data` a byte at a time, each well within any per-read timeout; True if the
+    server closed the connection within `seconds`."""
     with trio.move_on_after(seconds):
         try:
-            for byte in head:
+            for byte in data:
                 await stream.send_all(bytes([byte]))
                 await trio.sleep(SHORT_TIMEOUT_SECONDS / 4)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            closed = True
-    if not closed:  # the server may have closed while we slept: a read tells
-        with trio.move_on_after(1):
-            try:
-                closed = await stream.receive_some() == b""
-            except trio.BrokenResourceError:
-                closed = True
-    assert closed, f"a client trickling its request head held the connection for {seconds} s"
+            return True
+    with trio.move_on_after(1):  # the server may have closed while we slept: a read tells
+        try:
+            while await stream.receive_some():  # an error answer (408) before the close
+                pass
+        except trio.BrokenResourceError:
+            pass
+        return True
+    return False
+
+
+async def test_request_head_trickled_a_byte_at_a_time_is_closed_within_the_idle_timeout(
+    server: SharedServer,
+):
+    """Slowloris proper: each byte arrives before a per-read timeout would fire, so only a
+    deadline for the whole head closes the connection."""
+    seconds = bound(server.config.client_idle_timeout)
+    stream = await connect(server)
+    head = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 1000
+
+    assert await trickle_until_closed(stream, head, seconds), (
+        f"a client trickling its request head held the connection for {seconds} s"
+    )
     await stream.aclose()
 
 
-async def test_body_shorter_than_its_content_length_is_closed_within_the_read_timeout(
+async def test_body_trickled_a_byte_at_a_time_is_closed_within_the_body_timeout(
     server: SharedServer,
 ):
-    seconds = bound(hypercorn_settings(server).read_timeout, "reading a request body")
+    seconds = bound(server.config.client_body_timeout)
+    stream = await connect(server)
+    await stream.send_all(
+        b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+
+    assert await trickle_until_closed(stream, b" " * 1000, seconds), (
+        f"a client trickling its request body held the connection for {seconds} s"
+    )
+    await stream.aclose()
+
+
+async def test_body_shorter_than_its_content_length_is_closed_within_the_body_timeout(
+    server: SharedServer,
+):
+    seconds = bound(server.config.client_body_timeout)
     stream = await connect(server)
     await stream.send_all(
         b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\n"
@@ -135,10 +145,10 @@ async def test_body_shorter_than_its_content_length_is_closed_within_the_read_ti
     await stream.aclose()
 
 
-async def test_idle_keep_alive_connection_is_closed_within_the_keep_alive_timeout(
+async def test_idle_keep_alive_connection_is_closed_within_the_idle_timeout(
     server: SharedServer,
 ):
-    seconds = bound(hypercorn_settings(server).keep_alive_timeout, "idle keep-alive connections")
+    seconds = bound(server.config.client_idle_timeout)
     stream = await connect(server)
     await stream.send_all(VERSIONS)
 
@@ -149,9 +159,7 @@ async def test_idle_keep_alive_connection_is_closed_within_the_keep_alive_timeou
 
 
 async def test_connection_that_never_sends_anything_is_closed(server: SharedServer):
-    settings = hypercorn_settings(server)
-    timeouts = [settings.keep_alive_timeout, settings.read_timeout]
-    seconds = bound(min((t for t in timeouts if t is not None), default=None), "a silent client")
+    seconds = bound(server.config.client_idle_timeout)
     stream = await connect(server)
 
     assert await until_closed(stream, seconds) == b""
@@ -176,11 +184,10 @@ async def test_slow_clients_do_not_keep_others_from_being_served(
 async def test_long_poll_longer_than_the_timeouts_is_still_answered(server: SharedServer):
     """The timeouts are for clients that do not send; a `/sync` that waits for news longer
     than any of them is the server's own doing and must still get its answer."""
-    settings = hypercorn_settings(server)
-    timeouts = [t for t in (settings.keep_alive_timeout, settings.read_timeout) if t is not None]
+    longest = max(server.config.client_idle_timeout, server.config.client_body_timeout)
     user = await register(server)
     since = ok(await user.get("/sync", timeout=0))["next_batch"]
-    long_poll_ms = int((max(timeouts) + 2) * 1000)
+    long_poll_ms = int((longest + 2) * 1000)
 
     response = await user.get("/sync", timeout=long_poll_ms, since=since)
 
