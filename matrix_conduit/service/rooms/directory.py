@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ...core.digits import parse_decimal
 from ...errors import MatrixError
 from ...storage import Database, WriteBatch
 from .state_cache import StateCache
@@ -79,10 +80,9 @@ class Directory:
                 )
             ]
         rooms.sort(key=lambda room: (-room["num_joined_members"], room["room_id"]))
-        try:
-            offset = int(since) if since is not None else 0
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "`since` is not a valid token.") from None
+        offset = 0 if since is None else parse_decimal(since)
+        if offset is None:  # `int` would take `١٢٣` and `-5`
+            raise MatrixError(400, "M_INVALID_PARAM", "`since` is not a valid token.")
         end = len(rooms) if limit is None else offset + max(limit, 0)
         answer: dict[str, Any] = {
             "chunk": rooms[offset:end],
