@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -173,7 +174,7 @@ def install_synapse() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _installed(wanted):
             return synapse_python()
-        subprocess.run(["rm", "-rf", str(VENV)], check=True)
+        shutil.rmtree(VENV, ignore_errors=True)
         _run([sys.executable, "-m", "venv", str(VENV)], "creating .synapse-venv")
         _run(
             [
@@ -459,12 +460,24 @@ def _child_environment() -> dict[str, str]:
     return environment
 
 
+def _dying_with_the_tests(command: list[str]) -> list[str]:
+    """`command` under `setpriv --pdeathsig TERM` (util-linux) when there is one.
+
+    Synapse then gets SIGTERM when the test process dies, so a killed pytest
+    leaves no Synapse running.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *command] if setpriv else command
+
+
 def _spawn(python: Path, directory: Path, config: dict[str, Any], ca: FederationCa) -> Synapse:
     config_path = directory / "homeserver.yaml"
     config_path.write_text(json.dumps(config, indent=1))  # JSON is YAML
     with (directory / "output.log").open("wb") as output:
         process = subprocess.Popen(
-            [str(python), "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
+            _dying_with_the_tests(
+                [str(python), "-m", "synapse.app.homeserver", "--config-path", str(config_path)]
+            ),
             cwd=directory,
             env=_child_environment(),
             stdin=subprocess.DEVNULL,
