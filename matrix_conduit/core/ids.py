@@ -325,3 +325,20 @@ def server_name_of(identifier: object) -> str:
     if server_name is None:
         raise InvalidIdentifier(f"identifier {preview(text)} has no server name")
     return server_name
+
+
+def is_on_server(identifier: str, server_name: str) -> bool:
+    """Whether `identifier` belongs to `server_name`.
+
+    A user id, room alias, room id or event id belongs to the server named
+    after its first colon; anything else is taken as a server name itself
+    (an event's `origin`, a media or key server). Textual, like the spec's
+    "the domain of a user ID": it does not validate (callers that must
+    refuse malformed ids parse them first), and ids without a server part
+    (v12 room ids, v3+ event ids) belong to no server. The one rule behind
+    `Globals.is_ours`.
+    """
+    if identifier[:1] in ("@", "!", "$", "#"):
+        _, colon, server = identifier.partition(":")
+        return bool(colon) and server == server_name
+    return identifier == server_name

@@ -22,6 +22,7 @@ import json
 
 from nacl.signing import SigningKey
 
+from ..core.ids import is_on_server
 from ..core.signing import (
     decode_signing_key,
     encode_signing_key,
@@ -66,6 +67,10 @@ class Globals:
             json.loads(stored_old) if stored_old else {}
         )
         """Rotated-out keys: key id → `{"key": base64, "expired_ts": ms}` (spec's shape)."""
+
+    def is_ours(self, identifier: str) -> bool:
+        """Whether a user id, room alias, room or event id, or server name is this server's."""
+        return is_on_server(identifier, self.server_name)
 
     def _claim_server_name(self, path: str) -> None:
         recorded = self._tree.get(_SERVER_NAME)

@@ -252,7 +252,7 @@ class Keys:
             response[field] = {}
         for user_id, device_ids in wanted.items():
             server_name = server_name_of(user_id)
-            if server_name != self._globals.server_name:
+            if not self._globals.is_ours(server_name):
                 response["failures"][server_name] = FEDERATION_UNAVAILABLE
                 continue
             response["device_keys"][user_id] = self._queried_devices(viewer, user_id, device_ids)
@@ -293,7 +293,7 @@ class Keys:
         with self._db.batch() as batch:
             for user_id, algorithms in wanted.items():
                 server_name = server_name_of(user_id)
-                if server_name != self._globals.server_name:
+                if not self._globals.is_ours(server_name):
                     failures[server_name] = FEDERATION_UNAVAILABLE
                     continue
                 for device_id, algorithm in algorithms.items():

@@ -49,7 +49,7 @@ from typing import Any
 
 import trio
 
-from ..core.ids import is_valid_server_name
+from ..core.ids import is_on_server, is_valid_server_name
 from ..errors import MatrixError, forbidden, invalid_param, not_found
 from ..storage import Database, WriteBatch
 from ..storage.kv import from_u64, join_key, u64
@@ -318,7 +318,7 @@ class Media:
             raise invalid_param(f"{server_name!r} is not a valid server name.")
         if not _MEDIA_ID.fullmatch(media_id):
             raise invalid_param("A media id has only the characters A-Z, a-z, 0-9, _ and -.")
-        if server_name != self._server_name:
+        if not is_on_server(server_name, self._server_name):
             raise not_found(
                 f"mxc://{server_name}/{media_id} is on another server; remote media needs "
                 "federation, which this server does not support yet."

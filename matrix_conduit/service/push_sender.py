@@ -27,6 +27,7 @@ import httpx
 import trio
 
 from ..config import Config
+from ..core.ids import is_on_server
 from ..core.push_rules import PushContext, is_highlight, should_notify, tweaks
 from ..storage import Database, WriteBatch
 from ..storage.kv import SEPARATOR, join_key, u64
@@ -121,7 +122,6 @@ class PushSender:
         if position is None:
             return
         room_id = event["room_id"]
-        server_suffix = ":" + self._config.server_name
         recipients = set(self._rooms.state_cache.joined_members(room_id))
         if event["type"] == "m.room.member" and event.get("content", {}).get("membership") == (
             "invite"
@@ -131,7 +131,7 @@ class PushSender:
             user_id
             for user_id in recipients
             if user_id != event["sender"]
-            and user_id.endswith(server_suffix)
+            and is_on_server(user_id, self._config.server_name)
             and self._pushers.has_pushers(user_id)
         }
         if not recipients:

@@ -76,7 +76,7 @@ class ToDevice:
         recipients = set()
         with self._db.batch() as batch:
             for user_id, by_device in messages.items():
-                if server_name_of(user_id) != self._globals.server_name:
+                if not self._globals.is_ours(server_name_of(user_id)):
                     continue
                 for device_id, content in by_device.items():
                     for target in self._target_devices(user_id, device_id):

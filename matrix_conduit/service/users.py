@@ -27,7 +27,7 @@ from typing import Any
 
 from ..config import Config
 from ..core.errors import InvalidIdentifier
-from ..core.ids import UserId
+from ..core.ids import UserId, is_on_server
 from ..errors import MatrixError, bad_json, forbidden
 from ..storage import Database, Tree, WriteBatch
 from ..storage.kv import u64
@@ -110,7 +110,7 @@ class Users:
                 parsed = UserId.parse(user)
             except InvalidIdentifier:
                 return None
-            if parsed.server_name != self.server_name:
+            if not is_on_server(user, self.server_name):
                 return None
             user = parsed.localpart
         return f"@{user.lower()}:{self.server_name}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from quart import Blueprint
 
 from ...core.errors import InvalidIdentifier
-from ...core.ids import UserId
+from ...core.ids import UserId, is_on_server
 from ...errors import forbidden, invalid_param, not_found
 from ..auth import authenticate
 from ..fields import optional_str
@@ -32,11 +32,11 @@ MAX_AVATAR_URL_LENGTH = 1000
 def _local_user(user_id: str) -> str:
     """`user_id` if it is a local user who exists, else 400/404."""
     try:
-        parsed = UserId.parse(user_id)
+        UserId.parse(user_id)
     except InvalidIdentifier as error:
         raise invalid_param(f"Invalid user id: {error}") from None
     users = services().users
-    if parsed.server_name != users.server_name:
+    if not is_on_server(user_id, users.server_name):
         raise not_found("Profiles of users on other servers are not available here.")
     if not users.exists(user_id):
         raise not_found("There is no such user.")

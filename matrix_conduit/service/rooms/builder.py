@@ -357,7 +357,7 @@ class EventBuilder:
             event,
             auth_events,
             room_version,
-            is_signed_by=lambda _event, server: server == self._globals.server_name,
+            is_signed_by=lambda _event, server: self._globals.is_ours(server),
         )
         if rejection is not None:
             raise forbidden(f"{rejection.reason} ({rejection.rule})")

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ...core.ids import InvalidIdentifier, UserId
+from ...core.ids import InvalidIdentifier, UserId, is_on_server
 from ...errors import MatrixError, forbidden, invalid_param, not_found
 from ...storage import Database
 from .builder import EventBuilder
@@ -75,12 +75,13 @@ class Membership:
 
     def _check_target(self, target: str) -> None:
         try:
-            parsed = UserId.parse(target)
+            UserId.parse(target)
         except InvalidIdentifier as error:
             raise invalid_param(f"{target!r} is not a valid user id: {error}") from None
-        if parsed.server_name == self._server_name and not self._profiles.exists(target):
+        ours = is_on_server(target, self._server_name)
+        if ours and not self._profiles.exists(target):
             raise not_found(f"User {target} does not exist.")
-        if parsed.server_name != self._server_name:
+        if not ours:
             raise forbidden(
                 f"{target} is on another server; inviting remote users needs federation."
             )
@@ -134,7 +135,7 @@ class Membership:
             )
         power_levels = self._timeline.power_levels(room_id)
         for member in self._state_cache.joined_members(room_id):
-            if member.endswith(":" + self._server_name) and power_levels.can_invite(member):
+            if is_on_server(member, self._server_name) and power_levels.can_invite(member):
                 return member
         raise MatrixError(
             400,

@@ -21,6 +21,7 @@ from typing import Any
 from ...core.client_events import client_event
 from ...core.digits import parse_decimal
 from ...core.filters import EventFilter
+from ...core.ids import is_on_server
 from ...errors import MatrixError, forbidden, not_found
 from ...storage import WriteBatch
 from ..transaction_ids import TransactionIds
@@ -177,7 +178,7 @@ class RoomEvents:
         for alias in aliases:
             if not isinstance(alias, str) or not alias.startswith("#") or ":" not in alias:
                 raise MatrixError(400, "M_INVALID_PARAM", f"{alias!r} is not a room alias.")
-            if alias.endswith(":" + self._server_name) and self._aliases.resolve(alias) != room_id:
+            if is_on_server(alias, self._server_name) and self._aliases.resolve(alias) != room_id:
                 raise MatrixError(
                     400, "M_BAD_ALIAS", f"The alias {alias} does not point to this room."
                 )

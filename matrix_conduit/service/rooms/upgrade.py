@@ -14,6 +14,7 @@ import contextlib
 import copy
 from typing import Any
 
+from ...core.ids import is_on_server
 from ...core.power_levels import PowerLevels
 from ...core.room_versions import KNOWN_ROOM_VERSIONS
 from ...errors import MatrixError, forbidden
@@ -108,7 +109,7 @@ class RoomUpgrades:
         join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
         if join_rule != "public":
             for member in list(self._state_cache.joined_members(room_id)):
-                if member != user_id and member.endswith(":" + self._server_name):
+                if member != user_id and is_on_server(member, self._server_name):
                     try:
                         await self._membership.invite(new_room_id, user_id, member)
                     except MatrixError:

@@ -15,6 +15,7 @@ from matrix_conduit.core.ids import (
     RoomAlias,
     RoomId,
     UserId,
+    is_on_server,
     is_valid_event_id,
     is_valid_localpart,
     is_valid_room_alias,
@@ -373,3 +374,31 @@ def test_parsers_never_raise_anything_but_invalid_identifier(text: str):
 def test_every_historical_user_id_round_trips_through_str(localpart: str, server_name: str):
     user_id = UserId(localpart, server_name)
     assert UserId.parse(str(user_id)) == user_id
+
+
+@pytest.mark.parametrize(
+    ("identifier", "ours"),
+    [
+        ("@alice:example.org", True),
+        ("@alice:example.org:8448", False),
+        ("@alice:other.example.org", False),
+        ("@alice:evil.org:example.org", False),
+        ("@example.org", False),
+        ("#room:example.org", True),
+        ("!opaque:example.org", True),
+        ("!hashonly", False),
+        ("$abc:example.org", True),
+        ("$hashonlyv3", False),
+        ("example.org", True),
+        ("example.org:8448", False),
+        ("exAmple.org", False),
+        ("", False),
+    ],
+)
+def test_an_id_is_on_the_server_named_after_its_first_colon(identifier: str, ours: bool):
+    assert is_on_server(identifier, "example.org") is ours
+
+
+def test_an_id_on_a_server_with_a_port_is_on_that_server_and_port_only():
+    assert is_on_server("@alice:example.org:8448", "example.org:8448")
+    assert not is_on_server("@alice:example.org", "example.org:8448")

@@ -358,8 +358,14 @@ async def test_a_fork_merged_by_resolution_updates_the_membership_cache(services
     rooms = services.rooms
     room_id = await public_room(services)
     (fork_point,) = rooms.timeline.forward_extremities(room_id)
-    topic = fork_of(services, fork_point, ALICE, "m.room.topic", {"topic": "one branch"})
-    leave = fork_of(services, fork_point, BOB, "m.room.member", {"membership": "leave"})
+    # Later than BOB's join for sure: resolution orders by timestamp before event id.
+    ts = rooms.timeline.get_event(fork_point)["origin_server_ts"] + 1000
+    topic = fork_of(
+        services, fork_point, ALICE, "m.room.topic", {"topic": "one branch"}, origin_server_ts=ts
+    )
+    leave = fork_of(
+        services, fork_point, BOB, "m.room.member", {"membership": "leave"}, origin_server_ts=ts
+    )
 
     await persist_branch(services, topic)
     await persist_branch(services, leave)
