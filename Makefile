@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := dev
 
-.PHONY: run test lint format bench deb deb-test clean
+.PHONY: run test synapse-venv lint format bench deb deb-test clean
 
 $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject
 	touch $@
 
 venv: $(BIN)/matrix-conduit
+
+# Synapse from PyPI, the federation peer of tests/federation/: requirements-synapse.txt
+# (every dependency frozen) in its own venv, .synapse-venv/; a no-op when it matches.
+synapse-venv: venv
+	$(BIN)/python -m tests.support.synapse
 
 # A development config: server_name localhost, LevelDB under ./dev/, port 6167,
 # registration open with a generated token (printed by `make run`).
@@ -33,7 +38,7 @@ run: venv $(DEV)/conduit.toml
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 
-test: venv
+test: venv synapse-venv
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto
@@ -58,4 +63,4 @@ deb-test:
 	sh tests/packaging/run.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .synapse-venv build *.egg-info

@@ -159,3 +159,20 @@ async def test_our_request_for_an_unknown_synapse_user_is_404(us, synapse):
         )
 
     assert error.value.status == 404
+
+
+async def test_synapse_reaches_nothing_beyond_loopback(synapse):
+    """The harness's guard: asked for a server outside 127.0.0.0/8, Synapse does not connect."""
+    outside = "192.0.2.1:8448"  # TEST-NET-1, outside loopback
+    since = synapse.log_size()
+
+    response = await _synapse_federation(
+        synapse,
+        "POST",
+        "/_matrix/key/v2/query",
+        json={"server_keys": {outside: {"ed25519:a": {"minimum_valid_until_ts": now_ms()}}}},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["server_keys"] == []
+    assert "Blocking access to 192.0.2.1" in synapse.log(since)
