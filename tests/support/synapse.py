@@ -14,7 +14,7 @@ found to work on loopback:
   (server-server API, "Resolving server names", step 1 and 2);
 - a TLS listener on that port carrying the `federation` resource (which
   includes `/_matrix/key/v2`), with a certificate from the test's CA
-  (`FederationCa` of `tests/support/federation.py`, the one our servers
+  (`FederationCa` of `tests/support/federation_ca.py`, the one our servers
   use), and a plain-HTTP client listener on another port;
 - `federation_custom_ca_list` naming that CA; `ip_range_blacklist`
   covering every address but 127.0.0.0/8 (Synapse's default list blocks
@@ -24,7 +24,8 @@ found to work on loopback:
   verification, every `rc_*` limit raised, `bcrypt_rounds: 4`, public room
   publication allowed, SQLite in the test's directory.
 
-The fixtures (imported by `tests/federation/conftest.py`): `synapse_server`
+The fixtures (`tests/support/synapse_fixtures.py`, so that this module
+needs no pytest and `bench/` can run Synapse too): `synapse_server`
 is module-scoped (a cold start with schema creation takes seconds);
 `synapse` is the per-test view of it that also points `SSL_CERT_FILE` at
 its CA, so that our servers started in the test trust Synapse's certificate
@@ -56,10 +57,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.accounts import PASSWORD
-from tests.support.federation import FederationCa, free_port_on, new_ca
+from tests.support.federation_ca import FederationCa, free_port_on
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements-synapse.txt"
@@ -342,6 +342,17 @@ class Synapse:
                 self.process.wait()
         return self.process.returncode
 
+    def restart(self) -> None:
+        """Stop, then start again on the same config and database; blocks until it answers.
+
+        From a trio test: `await trio.to_thread.run_sync(synapse.restart)`, so
+        that our servers in the test's loop keep answering meanwhile. Only for
+        a Synapse of the test's own (`running_synapse`), not the module's.
+        """
+        self.stop()
+        self.process = _start_process(self.directory)
+        _wait_until_ready(self)
+
 
 def _signing_key() -> str:
     """A signing key file's line: `ed25519 <key version> <unpadded base64 seed>`."""
@@ -459,20 +470,29 @@ def _dying_with_the_tests(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", *command] if setpriv else command
 
 
-def _spawn(python: Path, directory: Path, config: dict[str, Any], ca: FederationCa) -> Synapse:
-    config_path = directory / "homeserver.yaml"
-    config_path.write_text(json.dumps(config, indent=1))  # JSON is YAML
-    with (directory / "output.log").open("wb") as output:
-        process = subprocess.Popen(
-            _dying_with_the_tests(
-                [str(python), "-m", "synapse.app.homeserver", "--config-path", str(config_path)]
-            ),
+def _start_process(directory: Path) -> subprocess.Popen[bytes]:
+    """`python -m synapse.app.homeserver` on `directory/homeserver.yaml`, output appended."""
+    command = [
+        str(synapse_python()),
+        "-m",
+        "synapse.app.homeserver",
+        "--config-path",
+        str(directory / "homeserver.yaml"),
+    ]
+    with (directory / "output.log").open("ab") as output:
+        return subprocess.Popen(
+            _dying_with_the_tests(command),
             cwd=directory,
             env=_child_environment(),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=output,
         )
+
+
+def _spawn(directory: Path, config: dict[str, Any], ca: FederationCa) -> Synapse:
+    (directory / "homeserver.yaml").write_text(json.dumps(config, indent=1))  # JSON is YAML
+    process = _start_process(directory)
     federation_port = config["listeners"][0]["port"]
     client_port = config["listeners"][1]["port"]
     address = config["listeners"][0]["bind_addresses"][0]
@@ -486,7 +506,7 @@ class _PortTaken(Exception):
 
 
 def _wait_until_ready(synapse: Synapse) -> None:
-    """Until the client port answers `/health` and the TLS port serves our key document."""
+    """Until the client port answers `/health` and the TLS port serves Synapse's keys."""
     give_up = time.monotonic() + START_LIMIT_SECONDS
     checks = [
         (httpx.Client(timeout=5), f"{synapse.client_url}/health"),
@@ -528,7 +548,7 @@ def running_synapse(
     between choosing it and Synapse binding it) gets a fresh directory:
     Synapse refuses a database made for another server name.
     """
-    python = install_synapse()
+    install_synapse()
     for attempt in range(1, PORT_ATTEMPTS + 1):
         attempt_directory = directory / f"attempt{attempt}"
         attempt_directory.mkdir(parents=True)
@@ -539,7 +559,7 @@ def running_synapse(
         config = synapse_config(
             attempt_directory, ca, address, federation_port, client_port, **overrides
         )
-        synapse = _spawn(python, attempt_directory, config, ca)
+        synapse = _spawn(attempt_directory, config, ca)
         try:
             _wait_until_ready(synapse)
             break
@@ -556,46 +576,6 @@ def running_synapse(
         yield synapse
     finally:
         synapse.stop()
-
-
-# Fixtures -------------------------------------------------------------------
-
-_LOG_START = pytest.StashKey[tuple[Synapse, int]]()
-
-
-@pytest.fixture(scope="module")
-def synapse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
-    """One Synapse (and the CA both sides trust) for every test of a module."""
-    directory = tmp_path_factory.mktemp("synapse")
-    ca = new_ca(directory / "ca")
-    with running_synapse(ca, directory / "synapse") as synapse:
-        yield synapse
-
-
-@pytest.fixture
-def synapse(
-    synapse_server: Synapse, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> Synapse:
-    """The module's Synapse, with `SSL_CERT_FILE` naming its CA for this test.
-
-    Start our servers with `synapse.ca` (not the `ca` fixture, whose CA
-    Synapse does not trust): `start_federating(nursery, synapse.ca, ...)`.
-    """
-    synapse_server.check_running()
-    monkeypatch.setenv("SSL_CERT_FILE", str(synapse_server.ca.certificate_path))
-    request.node.stash[_LOG_START] = (synapse_server, synapse_server.log_size())
-    return synapse_server
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test that used `synapse` shows what Synapse logged meanwhile."""
-    outcome = yield
-    report = outcome.get_result()
-    started = item.stash.get(_LOG_START, None)
-    if started is not None and report.failed and report.when in ("call", "setup"):
-        synapse, since = started
-        report.sections.append((f"Synapse {synapse.server_name} log", synapse._tail(since)))
 
 
 if __name__ == "__main__":
