@@ -33,6 +33,21 @@ and present one (from `synapse.ca`) that Synapse trusts. When a test that
 used it fails, the report gets the part of Synapse's log written during
 that test. Waiting loops poll with short sleeps and stop at generous
 limits: they turn a hang into a failure and never assert a duration.
+
+Use, in a test under `tests/federation/`:
+
+    async def test_something(nursery, synapse, tmp_path):
+        us = await start_federating(nursery, synapse.ca, tmp_path / "us", "127.0.0.2")
+        alice = await synapse.register_async(displayname="Alice")  # or .register() in setup
+        async with synapse.client(alice) as client:  # Synapse's client API as alice
+            await client.post("/_matrix/client/v3/createRoom", json={})
+        await us.federation.client.request(synapse.server_name, "GET", "/_matrix/...")
+
+Each test's own server has a new port, hence a new server name, so the
+backoff Synapse keeps per destination never carries over between tests.
+A test that stops or restarts Synapse takes one of its own: `with
+running_synapse(ca, tmp_path / "synapse") as synapse:` (the ordinary `ca`
+fixture), and `await trio.to_thread.run_sync(synapse.restart)`.
 """
 
 from __future__ import annotations
