@@ -146,13 +146,33 @@ class EventBuilder:
         the forward extremities. Returns the event id; 403 `M_FORBIDDEN` (and
         nothing written) if the auth rules refuse it.
         """
+        event = self.authorise_and_sign(guard, template)
+        self.append_signed(guard, event, also_write=also_write)
+        return event["event_id"]
+
+    def authorise_and_sign(self, guard: RoomGuard, template: Mapping[str, Any]) -> dict[str, Any]:
+        """The first half of `sign_and_append`: the signed event, with its `event_id`.
+
+        For an event another server must sign too before it is appended (an
+        invite of a user on that server); `append_signed` then stores it.
+        """
         room_id = template["room_id"]
         guard.require(room_id)
         room_version = self._timeline.room_version(room_id)
         event = dict(template)
         event_id = self._finish(event, room_version, self._state.current_state_ids(room_id))
-        self._append_ours(guard, {**event, "event_id": event_id}, room_version, also_write)
-        return event_id
+        return {**event, "event_id": event_id}
+
+    def append_signed(
+        self,
+        guard: RoomGuard,
+        event: Mapping[str, Any],
+        *,
+        also_write: Callable[[str, WriteBatch], None] | None = None,
+    ) -> None:
+        """The second half of `sign_and_append`: persist a signed event of ours on top."""
+        room_version = self._timeline.room_version(event["room_id"])
+        self._append_ours(guard, dict(event), room_version, also_write)
 
     async def create_room_event(
         self,

@@ -6,13 +6,18 @@ OpenAPI of `joining.yaml`, `inviting.yaml`, `leaving.yaml`, `kicking.yaml`,
 the authorization rules judge; this service adds what the rules do not decide:
 profile fields in the event, the checks a resident server makes for restricted
 joins (is the user in one of the allowed rooms?), and clear errors for the
-common mistakes before an event is even built.
+common mistakes before an event is even built. What needs another server
+goes through `remote` (federation, `service/federation/remote_join.py`):
+joining a room no user of ours is in, declining an invite to one, and
+inviting a user of another server (whose server signs the invite first).
+Once a room is shared, leaves, kicks, bans and unbans of remote members are
+ordinary events here, which the federation outbox sends on.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ...core.ids import InvalidIdentifier, UserId, is_on_server
@@ -27,6 +32,19 @@ class Profiles(Protocol):
     def displayname(self, user_id: str) -> str | None: ...
     def avatar_url(self, user_id: str) -> str | None: ...
     def exists(self, user_id: str) -> bool: ...
+
+
+class RemoteRooms(Protocol):
+    """What federation does for rooms this server is not in, and for remote invitees."""
+
+    async def join(
+        self, room_id: str, user_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str: ...
+    def candidates(self, room_id: str, user_id: str, servers: Sequence[str]) -> list[str]: ...
+    async def reject_invite(
+        self, room_id: str, user_id: str, content: Mapping[str, Any]
+    ) -> None: ...
+    async def invite(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 RESTRICTED_RULES = ("restricted", "knock_restricted")
@@ -49,6 +67,9 @@ class Membership:
         self._timeline = timeline
         self._state_cache = state_cache
         self._profiles = profiles
+        self.remote: RemoteRooms | None = None
+        """Set when federation is built: joins of rooms we are not in, rejected remote
+        invites and invites of other servers' users go through it."""
 
     # ---- helpers
 
@@ -81,7 +102,7 @@ class Membership:
         ours = is_on_server(target, self._server_name)
         if ours and not self._profiles.exists(target):
             raise not_found(f"User {target} does not exist.")
-        if not ours:
+        if not ours and self.remote is None:
             raise forbidden(
                 f"{target} is on another server; inviting remote users needs federation."
             )
@@ -93,10 +114,35 @@ class Membership:
 
     # ---- the actions
 
-    async def join(self, room_id: str, user_id: str, *, reason: str | None = None) -> str:
-        """Join a room on this server; returns the join event's id."""
-        self._require_room(room_id)
+    def _is_resident(self, room_id: str) -> bool:
+        """Whether one of our users is joined: only then can we add events ourselves."""
+        return any(
+            is_on_server(member, self._server_name)
+            for member in self._state_cache.joined_members(room_id)
+        )
+
+    async def join(
+        self,
+        room_id: str,
+        user_id: str,
+        *,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        """Join a room; returns the join event's id.
+
+        A room no user of ours is in is joined through one of its servers
+        (`servers`, from the client's `via`, first), unless no other server
+        has ever been in it (a local room everyone left).
+        """
         content = self._profile_content(user_id, "join", reason)
+        if (
+            self.remote is not None
+            and not self._is_resident(room_id)
+            and self.remote.candidates(room_id, user_id, servers)
+        ):
+            return await self.remote.join(room_id, user_id, servers, content)
+        self._require_room(room_id)
         async with self._builder.locks.hold(room_id) as guard:
             membership = self._state_cache.membership(room_id, user_id)
             join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
@@ -106,14 +152,14 @@ class Membership:
                 and join_rule in RESTRICTED_RULES
                 and room_version.restricted_join_rule
             ):
-                content["join_authorised_via_users_server"] = self._restricted_join_authoriser(
+                content["join_authorised_via_users_server"] = self.restricted_join_authoriser(
                     room_id, user_id
                 )
             return self._builder.send_locked(
                 guard, room_id, user_id, "m.room.member", content, user_id
             )
 
-    def _restricted_join_authoriser(self, room_id: str, user_id: str) -> str:
+    def restricted_join_authoriser(self, room_id: str, user_id: str) -> str:
         """A local member who may invite, if the user is in one of the allowed rooms.
 
         Spec: "Restricted rooms" — the resident server checks the `allow`
@@ -143,14 +189,23 @@ class Membership:
             "No user on this server is able to authorise joining this restricted room.",
         )
 
-    async def leave(self, room_id: str, user_id: str, *, reason: str | None = None) -> str:
-        """Leave a room, or decline an invite, or withdraw a knock."""
-        self._require_room(room_id)
-        if self._state_cache.membership(room_id, user_id) not in ("join", "invite", "knock"):
+    async def leave(self, room_id: str, user_id: str, *, reason: str | None = None) -> str | None:
+        """Leave a room, or decline an invite, or withdraw a knock.
+
+        Returns the leave's event id, or None for an invite to a room no user
+        of ours is in, declined through the inviting server (or only here if
+        it cannot be reached).
+        """
+        membership = self._state_cache.membership(room_id, user_id)
+        if membership not in ("join", "invite", "knock"):
             raise forbidden(f"You are not a member of {room_id}.")
         content: dict[str, Any] = {"membership": "leave"}
         if reason is not None:
             content["reason"] = reason
+        if membership == "invite" and self.remote is not None and not self._is_resident(room_id):
+            await self.remote.reject_invite(room_id, user_id, content)
+            return None
+        self._require_room(room_id)
         return await self._send_member(room_id, user_id, user_id, content)
 
     async def invite(
@@ -175,7 +230,14 @@ class Membership:
         content = self._profile_content(target, "invite", reason)
         if is_direct:
             content["is_direct"] = True
-        return await self._send_member(room_id, sender, target, content)
+        if is_on_server(target, self._server_name) or self.remote is None:
+            return await self._send_member(room_id, sender, target, content)
+        async with self._builder.locks.hold(room_id) as guard:
+            template = self._builder.template(room_id, sender, "m.room.member", content, target)
+            event = self._builder.authorise_and_sign(guard, template)
+            signed = await self.remote.invite(event)
+            self._builder.append_signed(guard, signed)
+        return event["event_id"]
 
     async def kick(
         self, room_id: str, sender: str, target: str, *, reason: str | None = None
