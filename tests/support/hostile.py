@@ -1,0 +1,81 @@
+"""Hostile input for tests: JSON text Python's `json` would never write, and the server's log.
+
+Issue 13: bodies nested a thousand levels deep, lone UTF-16 surrogates
+(`\\ud800`, valid JSON syntax but no UTF-8 string), numbers no JSON holds
+(`1e400`, 5000 digits). They are built as text, since `json.dumps` cannot
+write most of them. `server_errors` collects what the server logs at ERROR:
+a request that gets a clean 4xx must leave no traceback behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+FIVE_THOUSAND_DIGITS = "9" * 5000
+"""More digits than `int()` converts (4300): a number only a careless parser chokes on."""
+NESTING = 1000
+LONE_SURROGATE = "\ud800"
+"""`json.dumps` writes it as the escape `\\ud800`: valid JSON syntax, but no UTF-8
+string, so no canonical JSON, no event and no response can hold it."""
+BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
+
+
+def json_array(items: list[str]) -> str:
+    return "[" + ",".join(items) + "]"
+
+
+def json_object_text(members: list[tuple[str, str]]) -> str:
+    """A JSON object from (key, value) pairs that are JSON text already."""
+    return "{" + ",".join(f"{key}:{value}" for key, value in members) + "}"
+
+
+DEEP_ARRAY = "[" * NESTING + "]" * NESTING
+DEEP_OBJECT = '{"a":' * NESTING + "{}" + "}" * NESTING
+
+
+class ErrorLog(logging.Handler):
+    """Collects what the server logs at ERROR or above (tracebacks among it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self) -> list[str]:
+        return [self.format(record) for record in self.records]
+
+
+@contextlib.contextmanager
+def server_errors() -> Iterator[ErrorLog]:
+    """What is logged at ERROR while the block runs (the shared server logs in-process)."""
+    handler = ErrorLog()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+def no_error_in_the_server_log() -> Any:
+    """A module's autouse fixture: each of its tests leaves no ERROR in the server's log.
+
+    Issue 13: "Server log: no traceback for any of it".
+    """
+
+    @pytest.fixture(autouse=True, name="no_error_in_the_server_log")
+    def fixture() -> Iterator[None]:
+        with server_errors() as errors:
+            yield
+        logged = errors.lines()
+        assert not logged, "the server logged:\n" + "\n".join(logged)
+
+    return fixture
