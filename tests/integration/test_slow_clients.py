@@ -22,6 +22,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from tests.support.hostile import no_error_in_the_server_log
 from tests.support.matrix import ok, register
 from tests.support.shared_server import SharedServer, shared_server_fixtures
 
@@ -33,6 +34,7 @@ loaded machine never fails these tests; a server without the timeout never close
 running_server, server = shared_server_fixtures(
     client_idle_timeout=SHORT_TIMEOUT_SECONDS, client_body_timeout=SHORT_TIMEOUT_SECONDS
 )
+no_error_logged = no_error_in_the_server_log()
 
 VERSIONS = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
