@@ -162,19 +162,28 @@ class Membership:
     def restricted_join_authoriser(self, room_id: str, user_id: str) -> str:
         """A local member who may invite, if the user is in one of the allowed rooms.
 
-        Spec: "Restricted rooms" — the resident server checks the `allow`
-        conditions and names a user of its own with the power to invite.
+        Spec: "Restricted rooms" (client-server and server-server) — the
+        resident server checks the `allow` conditions and names a user of its
+        own with the power to invite. 400 `M_UNABLE_TO_AUTHORISE_JOIN` when no
+        allowed room is one this server is in (it cannot tell), 403 when the
+        user is in none of them, 400 `M_UNABLE_TO_GRANT_JOIN` when no user
+        here may invite (another server might).
         """
         allow = self._timeline.state_content(room_id, "m.room.join_rules").get("allow") or []
         allowed_rooms = [
-            entry.get("room_id")
+            entry["room_id"]
             for entry in allow
-            if isinstance(entry, dict) and entry.get("type") == "m.room_membership"
+            if isinstance(entry, dict)
+            and entry.get("type") == "m.room_membership"
+            and isinstance(entry.get("room_id"), str)
         ]
-        if not any(
-            isinstance(allowed, str) and self._state_cache.is_joined(user_id, allowed)
-            for allowed in allowed_rooms
-        ):
+        if not any(self._is_resident(allowed) for allowed in allowed_rooms):
+            raise MatrixError(
+                400,
+                "M_UNABLE_TO_AUTHORISE_JOIN",
+                "This server is in none of the rooms this restricted room allows.",
+            )
+        if not any(self._state_cache.is_joined(user_id, allowed) for allowed in allowed_rooms):
             raise forbidden(
                 "This room is restricted: you must be invited, or be a member of one of "
                 "the rooms its join rules allow."
@@ -185,7 +194,7 @@ class Membership:
                 return member
         raise MatrixError(
             400,
-            "M_UNABLE_TO_AUTHORISE_JOIN",
+            "M_UNABLE_TO_GRANT_JOIN",
             "No user on this server is able to authorise joining this restricted room.",
         )
 
