@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.federation import FederationCa, install_signed_echo, trusted_ca
-from tests.support.synapse import (  # noqa: F401  (fixtures and a hook for these tests)
+from tests.support.synapse_fixtures import (  # noqa: F401  (fixtures and a hook for these tests)
     pytest_runtest_makereport,
     synapse,
     synapse_server,

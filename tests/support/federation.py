@@ -4,8 +4,9 @@ What `../shared/notes/federation-testing.md` found to work here:
 - each server gets its own 127.0.0.x address and an IP-literal server name
   with an explicit port (`127.0.0.2:PORT`), so discovery is step 1 of the
   spec's "Resolving server names": no DNS, no `.well-known`;
-- a throwaway CA (trustme) issues each server a certificate with an IP SAN
-  for its address, served through the ordinary `[global.tls]` config;
+- a throwaway CA (`tests/support/federation_ca.py`) issues each server a
+  certificate with an IP SAN for its address, served through the ordinary
+  `[global.tls]` config;
 - `SSL_CERT_FILE` names the CA's certificate, so the servers' outgoing
   requests verify TLS exactly as in production (against "the system CAs");
 - `federation_ip_range_allowlist = ["127.0.0.0/8"]`: loopback is denied by
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-import trustme
 from quart import request
 
 from matrix_conduit import app as app_module
@@ -47,50 +46,13 @@ from matrix_conduit.service.federation import Federation
 from matrix_conduit.service.globals import Globals
 from matrix_conduit.service.outgoing_http import OutgoingHttp
 from matrix_conduit.storage import open_database
+from tests.support.federation_ca import FederationCa, free_port_on, new_ca
 from tests.support.server import TestServer, port_was_taken
 
 ECHO_PATH = "/_matrix/federation/v1/_test/echo"
 """The test-only signed route: answers the authenticated origin and the body it got."""
 
 PORT_ATTEMPTS = 5
-
-
-def free_port_on(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class FederationCa:
-    """A throwaway CA that every server of the test trusts through `SSL_CERT_FILE`."""
-
-    authority: trustme.CA
-    directory: Path
-
-    @property
-    def certificate_path(self) -> Path:
-        """The CA's own certificate (PEM): what a peer lists as the CA it trusts."""
-        return self.directory / "ca.pem"
-
-    def certificate_for(self, address: str) -> tuple[str, str]:
-        """(chain path, key path) of a fresh certificate with an IP SAN for `address`."""
-        leaf = self.authority.issue_cert(address)
-        certs = self.directory / f"{address}.chain.pem"
-        key = self.directory / f"{address}.key.pem"
-        leaf.private_key_pem.write_to_path(str(key))
-        leaf.cert_chain_pems[0].write_to_path(str(certs))
-        for blob in leaf.cert_chain_pems[1:]:
-            blob.write_to_path(str(certs), append=True)
-        return str(certs), str(key)
-
-
-def new_ca(directory: Path) -> FederationCa:
-    """A new CA, its certificate in `directory/ca.pem` (trusted by nothing yet)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    authority = trustme.CA()
-    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
-    return FederationCa(authority, directory)
 
 
 def trusted_ca(directory: Path, monkeypatch: pytest.MonkeyPatch) -> FederationCa:
