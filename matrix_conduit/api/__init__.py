@@ -47,9 +47,11 @@ def blueprints() -> list[Blueprint]:
         versions,
         voip,
     )
+    from .federation import events as federation_events
     from .federation import keys as federation_keys
     from .federation import openid as federation_openid
     from .federation import query as federation_query
+    from .federation import transactions as federation_transactions
     from .federation import version
 
     return [
@@ -85,6 +87,8 @@ def blueprints() -> list[Blueprint]:
         openid.blueprint,
         federation_openid.blueprint,
         federation_keys.blueprint,
+        federation_transactions.blueprint,
+        federation_events.blueprint,
         federation_query.blueprint,
         relations.blueprint,
         search.blueprint,

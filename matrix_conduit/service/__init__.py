@@ -20,6 +20,7 @@ from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
 from .federation import Federation
+from .federation.inbound import Inbound
 from .filters import Filters
 from .globals import Globals
 from .jwt_login import JwtLogin
@@ -106,6 +107,8 @@ class Services:
         ]
         self._set_up_push()
         self.federation = Federation(config, db, self.globals, self.outgoing_http)
+        self.inbound = Inbound(config, db, self.globals, self.rooms, self.federation)
+        self.background_tasks.append(self.inbound.transactions.run)
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -114,7 +117,12 @@ class Services:
         self.openid = OpenId(db)
         self.cleanup = Cleanup(
             config.cleanup_second_interval,
-            [self.uiaa.purge_expired, self.media.purge_expired, self.openid.purge_expired],
+            [
+                self.uiaa.purge_expired,
+                self.media.purge_expired,
+                self.openid.purge_expired,
+                self.inbound.queue.purge_expired,
+            ],
         )
         self.background_tasks.append(self.cleanup.run)
         self.sync = Sync(

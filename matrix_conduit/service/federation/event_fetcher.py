@@ -1,0 +1,146 @@
+"""Asking another server for events we are missing, each checked as it arrives.
+
+Spec: `content/server-server-api.md` § Retrieving events (`GET /event/{eventId}`,
+`GET /state_ids/{roomId}`), § Backfilling and retrieving missing events
+(`POST /get_missing_events/{roomId}`), `data/api/server-server/events.yaml`,
+`backfill.yaml`. Every event that comes back passes steps 1–3 of the
+receipt checks (`received.checked_pdu`) before anyone sees it; an event that
+fails, or a server that does not answer, counts as not found: whoever needed
+it then rejects or drops what cited it. Nothing here holds a room lock, so
+these calls run before the incoming-event handler takes one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from ...core.room_versions import RoomVersion
+from .client import FederationClient
+from .errors import FederationError
+from .key_ring import KeyRing
+from .received import DroppedPdu, checked_pdu
+
+log = logging.getLogger(__name__)
+
+FETCH_TIMEOUT_SECONDS = 30.0
+MISSING_EVENTS_TIMEOUT_SECONDS = 60.0
+"""Synapse gives `/get_missing_events` 60 s."""
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StateIds:
+    """`/state_ids` at an event: the state before it, and the auth chain of that state."""
+
+    pdu_ids: list[str]
+    auth_chain_ids: list[str]
+
+
+def _segment(identifier: str) -> str:
+    return quote(identifier, safe="")
+
+
+def _string_list(value: object) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return None
+    return value
+
+
+class EventFetcher:
+    def __init__(self, client: FederationClient, key_ring: KeyRing) -> None:
+        self._client = client
+        self._key_ring = key_ring
+
+    async def event(
+        self, destination: str, room_id: str, event_id: str, room_version: RoomVersion
+    ) -> Event | None:
+        """`event_id` from `destination`, checked, if it is that event of `room_id`."""
+        try:
+            answer = await self._client.request(
+                destination,
+                "GET",
+                f"/_matrix/federation/v1/event/{_segment(event_id)}",
+                timeout=FETCH_TIMEOUT_SECONDS,
+            )
+        except FederationError as error:
+            log.info("could not fetch %s from %s: %s", event_id, destination, error)
+            return None
+        pdus = answer.get("pdus") if isinstance(answer, dict) else None
+        if not isinstance(pdus, list) or len(pdus) != 1:
+            log.info("%s answered /event/%s without exactly one PDU", destination, event_id)
+            return None
+        event = await self._checked(destination, pdus[0], room_version)
+        if event is None or event["event_id"] != event_id or event["room_id"] != room_id:
+            log.info("%s answered /event/%s with another or a bad event", destination, event_id)
+            return None
+        return event
+
+    async def missing_events(
+        self,
+        destination: str,
+        room_id: str,
+        *,
+        earliest: list[str],
+        latest: list[str],
+        limit: int,
+        room_version: RoomVersion,
+    ) -> list[Event]:
+        """The events between `earliest` and `latest` that `destination` gives, checked,
+        oldest (lowest depth) first, at most `limit` of them."""
+        try:
+            answer = await self._client.request(
+                destination,
+                "POST",
+                f"/_matrix/federation/v1/get_missing_events/{_segment(room_id)}",
+                body={"earliest_events": earliest, "latest_events": latest, "limit": limit},
+                timeout=MISSING_EVENTS_TIMEOUT_SECONDS,
+            )
+        except FederationError as error:
+            log.info("get_missing_events from %s failed: %s", destination, error)
+            return []
+        pdus = answer.get("events") if isinstance(answer, dict) else None
+        if not isinstance(pdus, list):
+            log.info("%s answered get_missing_events without a list of events", destination)
+            return []
+        events = []
+        for pdu in pdus[:limit]:
+            event = await self._checked(destination, pdu, room_version)
+            if event is not None and event["room_id"] == room_id:
+                events.append(event)
+        events.sort(key=lambda event: (event["depth"], event["origin_server_ts"]))
+        return events
+
+    async def state_ids(self, destination: str, room_id: str, event_id: str) -> StateIds | None:
+        """The state before `event_id` as `destination` sees it (None if it will not say)."""
+        try:
+            answer = await self._client.request(
+                destination,
+                "GET",
+                f"/_matrix/federation/v1/state_ids/{_segment(room_id)}",
+                query={"event_id": event_id},
+                timeout=MISSING_EVENTS_TIMEOUT_SECONDS,
+            )
+        except FederationError as error:
+            log.info("state_ids at %s from %s failed: %s", event_id, destination, error)
+            return None
+        if not isinstance(answer, dict):
+            return None
+        pdu_ids = _string_list(answer.get("pdu_ids"))
+        auth_chain_ids = _string_list(answer.get("auth_chain_ids"))
+        if pdu_ids is None or auth_chain_ids is None:
+            log.info("%s answered state_ids at %s with a malformed body", destination, event_id)
+            return None
+        return StateIds(pdu_ids, auth_chain_ids)
+
+    async def _checked(
+        self, destination: str, pdu: object, room_version: RoomVersion
+    ) -> Event | None:
+        try:
+            return await checked_pdu(self._key_ring, pdu, room_version)
+        except DroppedPdu as error:
+            log.info("dropped an event from %s: %s", destination, error)
+            return None

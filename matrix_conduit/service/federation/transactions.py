@@ -1,0 +1,223 @@
+"""Receiving transactions (`PUT /send/{txnId}`): queue the PDUs durably, route the EDUs.
+
+Spec: `content/server-server-api.md` § Transactions (at most 50 PDUs and 100
+EDUs), § PDUs, § EDUs, § Server Access Control Lists (each PDU is ignored,
+with an error for its event id, if the sending server is denied in its
+room), `data/api/server-server/transactions.yaml` (the `pdus` answer). What
+the mature servers do (`../shared/notes/federation-lessons.md`, "Receiving
+/send"): steps 1–3 (format, signatures, hash) before answering, then the PDUs
+are staged durably and answered 200; a background drain per room does the
+rest in order, and survives restarts; EDUs are handled apart from PDUs so
+that to-device messages are not stuck behind a slow room.
+
+- `receive` answers a transaction: one at a time per origin; a repeated
+  transaction id gets the stored answer and nothing is processed again;
+  the accepted PDUs and the answer go into the inbound queue in one batch
+  before the answer is returned.
+- each EDU goes to `handle_edu(origin, edu_type, content)`: the EDU
+  dispatcher the EDU services set (`edus.EduHandlers.handle`: one handler
+  per type, unknown types ignored; until one is set every EDU is ignored);
+  a failing handler is logged and does not fail the transaction.
+  EDUs run, in order, while the PDUs are checked, and before the answer is
+  stored: a crash in between makes the sender retry, so an EDU is handled at
+  least once.
+- `run` is the background worker: one task per room with queued PDUs,
+  each room's PDUs in order (`IncomingEvents.handle_pushed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import trio
+
+from ...core.events import compute_event_id
+from ...core.room_versions import RoomVersion, get_room_version
+from ...core.server_acl import server_allowed
+from ...errors import MatrixError, bad_json
+from ...storage import WriteBatch
+from ..rooms.timeline import Timeline
+from .inbound_queue import InboundQueue, QueuedPdu
+from .incoming import IncomingEvents
+from .key_ring import KeyRing
+from .received import DroppedPdu, checked_pdu
+
+log = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+WORKER_CONCURRENCY = 8
+"""Rooms handled at once (most of a room's time is spent waiting on other servers)."""
+
+EduDispatch = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+"""`await handle_edu(origin, edu_type, content)` for one EDU of a transaction."""
+
+
+async def _ignore_edu(_origin: str, _edu_type: str, _content: dict[str, Any]) -> None:
+    return None
+
+
+def _transaction_lists(body: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    pdus = body.get("pdus")
+    edus = body.get("edus", [])
+    if not isinstance(pdus, list):
+        raise bad_json("`pdus` must be a list of PDUs.")
+    if not isinstance(edus, list):
+        raise bad_json("`edus` must be a list of EDUs.")
+    if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+        raise MatrixError(
+            400,
+            "M_TOO_LARGE",
+            f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs "
+            f"(this one: {len(pdus)} and {len(edus)}).",
+        )
+    return pdus, edus
+
+
+class Transactions:
+    def __init__(
+        self,
+        queue: InboundQueue,
+        incoming: IncomingEvents,
+        timeline: Timeline,
+        key_ring: KeyRing,
+    ) -> None:
+        self._queue = queue
+        self._incoming = incoming
+        self._timeline = timeline
+        self._key_ring = key_ring
+        self.handle_edu: EduDispatch = _ignore_edu
+        """Where each EDU goes; the EDU services set their dispatcher here."""
+        self._origin_locks: dict[str, trio.Lock] = {}
+        self._work = trio.Event()
+
+    # ---- receiving
+
+    async def receive(self, origin: str, txn_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer to `origin`'s transaction `txn_id`, once its PDUs are queued."""
+        pdus, edus = _transaction_lists(body)
+        lock = self._origin_locks.setdefault(origin, trio.Lock())
+        try:
+            async with lock:
+                answer = self._queue.answer(origin, txn_id)
+                if answer is not None:
+                    return answer
+                results: dict[str, dict[str, str]] = {}
+                accepted: list[tuple[str, dict[str, Any]]] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._dispatch_edus, origin, edus)
+                    for pdu in pdus:
+                        await self._precheck(origin, pdu, results, accepted)
+                answer = {"pdus": results}
+                self._queue.enqueue(origin, txn_id, accepted, answer)
+                self._work.set()
+                return answer
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._origin_locks.pop(origin, None)
+
+    async def _precheck(
+        self,
+        origin: str,
+        pdu: object,
+        results: dict[str, dict[str, str]],
+        accepted: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """The ACL and steps 1–3: into `accepted`, or an error in `results` (or skipped
+        when the event has no id we can name: not an object, or a room unknown here)."""
+        room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
+        if not isinstance(room_id, str):
+            log.info("ignoring a PDU from %s without a room_id", origin)
+            return
+        try:
+            room_version = self._timeline.room_version(room_id)
+        except KeyError:
+            log.info("ignoring a PDU from %s for %s, a room unknown here", origin, room_id)
+            return
+        assert isinstance(pdu, dict)
+        acl = self._timeline.state_event(room_id, "m.room.server_acl")
+        if not server_allowed(acl["content"] if acl else None, origin):
+            event_id = self._event_id(pdu, room_version)
+            if event_id is not None:
+                results[event_id] = {"error": f"{origin} is denied by the room's server ACL"}
+            return
+        try:
+            event = await checked_pdu(self._key_ring, pdu, room_version)
+        except DroppedPdu as error:
+            event_id = self._event_id(pdu, room_version)
+            log.info("dropping %s from %s: %s", event_id or "a PDU", origin, error)
+            if event_id is not None:
+                results[event_id] = {"error": str(error)}
+            return
+        results[event["event_id"]] = {}
+        accepted.append((room_version.identifier, event))
+
+    @staticmethod
+    def _event_id(pdu: dict[str, Any], room_version: RoomVersion) -> str | None:
+        try:
+            return compute_event_id(pdu, room_version)
+        except Exception:  # a PDU malformed enough to have no id gets no entry
+            return None
+
+    async def _dispatch_edus(self, origin: str, edus: list[Any]) -> None:
+        for edu in edus:
+            edu_type = edu.get("edu_type") if isinstance(edu, dict) else None
+            content = edu.get("content") if isinstance(edu, dict) else None
+            if not isinstance(edu_type, str) or not isinstance(content, dict):
+                log.info("ignoring a malformed EDU from %s", origin)
+                continue
+            try:
+                await self.handle_edu(origin, edu_type, content)
+            except Exception:  # one bad EDU must not fail the transaction or the others
+                log.exception("handling an %s EDU from %s failed", edu_type, origin)
+
+    # ---- the worker
+
+    async def run(self) -> None:
+        """Drain the inbound queue, each room in order, until cancelled (a background task).
+
+        Starts with what a previous run left queued (a restart, a crash).
+        """
+        limiter = trio.CapacityLimiter(WORKER_CONCURRENCY)
+        draining: set[str] = set()
+        async with trio.open_nursery() as nursery:
+            while True:
+                self._work = trio.Event()
+                for room_id in self._queue.rooms_with_work():
+                    if room_id not in draining:
+                        draining.add(room_id)
+                        nursery.start_soon(self._drain, room_id, draining, limiter)
+                await self._work.wait()
+
+    async def _drain(self, room_id: str, draining: set[str], limiter: trio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                while True:
+                    queued = self._queue.first(room_id)
+                    if queued is None:
+                        # No await between the empty queue and leaving `draining`: new work
+                        # either is seen here or wakes `run`, which starts a new drain.
+                        draining.discard(room_id)
+                        return
+                    await self._handle(queued)
+        finally:
+            draining.discard(room_id)
+
+    async def _handle(self, queued: QueuedPdu) -> None:
+        def take_off_queue(batch: WriteBatch) -> None:
+            self._queue.delete(queued, batch)
+
+        try:
+            await self._incoming.handle_pushed(
+                queued.origin,
+                queued.event,
+                get_room_version(queued.room_version),
+                take_off_queue,
+            )
+        except Exception:  # a PDU that breaks the handler must not block its room forever
+            log.exception("handling %s from %s failed", queued.event["event_id"], queued.origin)
+            batch = self._timeline.batch()
+            take_off_queue(batch)
+            batch.commit()

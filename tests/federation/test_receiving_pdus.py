@@ -1,0 +1,445 @@
+"""Receiving PDUs from another server: `/send`, the inbound queue, and the checks on receipt.
+
+Spec: `content/server-server-api.md` § Transactions (at most 50 PDUs and 100
+EDUs; the `pdus` answer of `transactions.yaml`), § Checks performed on
+receipt of a PDU (format, signatures, hash → redacted, auth against the auth
+events, the state before, the current state), § Rejection, § Soft failure,
+§ Room State Resolution, § Backfilling and retrieving missing events
+(`/get_missing_events`), § Retrieving events (`/state_ids`, `/event`);
+DESIGN.md "Data flow: an event from another server" (a transaction is
+answered once its PDUs are in a durable queue).
+
+Two of our servers over TLS on loopback. Server A has the room; B's user
+joins it by a join event that B signs and pushes to A's `/send`, then B
+builds its copy from A's `/state` at that join (`persist_with_state`, what a
+join's `send_join` answer goes through). From then on the test pushes
+exactly the PDUs it wants B to get, signed by A's real key through A's
+federation client: the servers' own outboxes are switched off so nothing
+else arrives.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import trio
+
+from matrix_conduit.core.events import compute_event_id, sign_event_with_id
+from matrix_conduit.core.room_versions import RoomVersion, get_room_version
+from matrix_conduit.service import Services
+from matrix_conduit.service.federation.errors import RemoteError
+from matrix_conduit.service.federation.received import wire_pdu
+from matrix_conduit.service.rooms.event_context import EventStatus
+from tests.support.federation import FederatingServer, restart, start_federating
+from tests.support.matrix import User, ok, register
+
+SEND = "/_matrix/federation/v1/send/{}"
+_txn_ids = itertools.count()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll until `condition` holds; a hang becomes a failure, never a timing assertion."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.02)
+
+
+def services(server: FederatingServer) -> Services:
+    return server.server.services
+
+
+def quiet(server: FederatingServer) -> None:
+    """No follow-up work from persisting (outbox, push): the test alone decides what B gets."""
+    services(server).rooms.timeline.appending.clear()
+
+
+@dataclass
+class SharedRoom:
+    room_id: str
+    room_version: RoomVersion
+    alice: User
+    """On A, the room's creator."""
+    bob: User
+    """On B, joined through A."""
+
+
+def sign_as(server: FederatingServer, template: dict[str, Any], room_version: RoomVersion) -> dict:
+    """The template as `server` sends it: its origin, hashed and signed by its real key."""
+    event = dict(template)
+    if "origin" in event:
+        event["origin"] = server.name
+    signed, _ = sign_event_with_id(
+        event, server.name, services(server).globals.signing_key, room_version
+    )
+    return signed
+
+
+async def push(
+    sender: FederatingServer, receiver: FederatingServer, pdus: list[Any], txn_id: str | None = None
+) -> dict[str, Any]:
+    """`PUT /send` from `sender` to `receiver` (signed by `sender`); the answer."""
+    txn_id = txn_id or f"txn{next(_txn_ids)}"
+    body = {"origin": sender.name, "origin_server_ts": 0, "pdus": pdus, "edus": []}
+    return await sender.federation.client.request(
+        receiver.name, "PUT", SEND.format(txn_id), body=body
+    )
+
+
+def status(server: FederatingServer, event_id: str) -> EventStatus | None:
+    return services(server).rooms.timeline.status(event_id)
+
+
+async def shared_room(
+    a: FederatingServer, b: FederatingServer, room_version: str = "10"
+) -> SharedRoom:
+    version = get_room_version(room_version)
+    alice, bob = await register(a.server, "alice"), await register(b.server, "bob")
+    room_id = await alice.create_room(preset="public_chat", room_version=room_version)
+    template = services(a).rooms.builder.template(
+        room_id, bob.user_id, "m.room.member", {"membership": "join"}, bob.user_id
+    )
+    join = sign_as(b, template, version)
+    join_id = compute_event_id(join, version)
+
+    assert await push(b, a, [join]) == {"pdus": {join_id: {}}}
+    await wait_until(lambda: status(a, join_id) is EventStatus.TIMELINE)
+    state = await b.federation.client.request(
+        a.name,
+        "GET",
+        f"/_matrix/federation/v1/state/{quote(room_id, safe='')}",
+        query={"event_id": join_id},
+    )
+    _, joined = await services(b).inbound.events.persist_with_state(
+        a.name, version, join, state["pdus"], state["auth_chain"]
+    )
+    assert joined is EventStatus.TIMELINE
+    return SharedRoom(room_id, version, alice, bob)
+
+
+def pdu_of(server: FederatingServer, event_id: str, room_version: RoomVersion) -> dict[str, Any]:
+    return wire_pdu(services(server).rooms.timeline.get_event(event_id), room_version)
+
+
+async def synced_ids(user: User, room_id: str) -> list[str]:
+    """The event ids of the room's timeline in the user's initial `/sync`."""
+    room = ok(await user.get("/sync"))["rooms"]["join"][room_id]
+    return [event["event_id"] for event in room["timeline"]["events"]]
+
+
+async def message_ids(user: User, room_id: str) -> list[str]:
+    return [event["event_id"] for event in await user.timeline(room_id)]
+
+
+@pytest.fixture
+async def pair(nursery, ca, tmp_path) -> tuple[FederatingServer, FederatingServer]:
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    quiet(a)
+    quiet(b)
+    return a, b
+
+
+# ---- the happy path
+
+
+async def test_a_message_pushed_by_the_rooms_server_reaches_the_local_users_sync(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    event_id = await room.alice.send(room.room_id, "hello bob")
+
+    answer = await push(a, b, [pdu_of(a, event_id, room.room_version)])
+
+    assert answer == {"pdus": {event_id: {}}}
+    await wait_until(lambda: status(b, event_id) is EventStatus.TIMELINE)
+    assert event_id in await synced_ids(room.bob, room.room_id)
+    assert (await room.bob.timeline(room.room_id))[-1]["content"]["body"] == "hello bob"
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == [event_id]
+
+
+async def test_the_joiners_copy_of_the_room_has_the_rooms_state(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+
+    assert services(b).rooms.state.current_state_ids(room.room_id) == (
+        services(a).rooms.state.current_state_ids(room.room_id)
+    )
+    assert services(b).rooms.state_cache.is_joined(room.bob.user_id, room.room_id)
+    assert room.room_id in await room.bob.joined_rooms()
+
+
+# ---- transactions
+
+
+async def test_a_repeated_transaction_id_gets_the_first_answer_and_is_not_processed_again(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    first = await room.alice.send(room.room_id, "first")
+    second = await room.alice.send(room.room_id, "second")
+    answer = await push(a, b, [pdu_of(a, first, room.room_version)], txn_id="same")
+    await wait_until(lambda: status(b, first) is EventStatus.TIMELINE)
+
+    repeated = await push(a, b, [pdu_of(a, second, room.room_version)], txn_id="same")
+
+    assert repeated == answer == {"pdus": {first: {}}}
+    marker = await room.alice.send(room.room_id, "marker")
+    await push(a, b, [pdu_of(a, marker, room.room_version)])
+    await wait_until(lambda: status(b, marker) is EventStatus.TIMELINE)
+    # The marker's prev event was fetched with get_missing_events, not taken from "same".
+    assert status(b, second) is EventStatus.TIMELINE
+    assert await message_ids(room.bob, room.room_id) == [
+        *(await message_ids(room.bob, room.room_id))[:-3],
+        first,
+        second,
+        marker,
+    ]
+
+
+@pytest.mark.parametrize(("pdus", "edus"), [(51, 0), (0, 101)])
+async def test_a_transaction_over_50_pdus_or_100_edus_is_refused_with_400(pair, pdus, edus):
+    a, b = pair
+    body = {
+        "origin": a.name,
+        "origin_server_ts": 0,
+        "pdus": [{"type": "m.room.message"}] * pdus,
+        "edus": [{"edu_type": "m.typing", "content": {}}] * edus,
+    }
+
+    with pytest.raises(RemoteError) as refused:
+        await a.federation.client.request(b.name, "PUT", SEND.format("big"), body=body)
+
+    assert refused.value.status == 400
+    assert services(b).inbound.queue.answer(a.name, "big") is None
+
+
+async def test_edus_go_to_the_edu_dispatcher_and_unknown_types_are_ignored(pair, monkeypatch):
+    a, b = pair
+    handled: list[tuple[str, str, dict]] = []
+
+    async def record(origin: str, edu_type: str, content: dict) -> None:
+        handled.append((origin, edu_type, content))
+
+    monkeypatch.setattr(services(b).inbound.transactions, "handle_edu", record)
+    body = {
+        "origin": a.name,
+        "origin_server_ts": 0,
+        "pdus": [],
+        "edus": [{"edu_type": "org.example.custom", "content": {"n": 1}}, "not an edu"],
+    }
+
+    answer = await a.federation.client.request(b.name, "PUT", SEND.format("edus"), body=body)
+
+    assert answer == {"pdus": {}}
+    assert handled == [(a.name, "org.example.custom", {"n": 1})]
+
+
+# ---- checks on receipt
+
+
+async def test_an_event_with_a_bad_signature_is_dropped_with_an_error(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    event_id = await room.alice.send(room.room_id, "forged")
+    pdu = pdu_of(a, event_id, room.room_version)
+    signatures = pdu["signatures"][a.name]
+    key_id = next(iter(signatures))
+    other = sign_as(a, {**pdu, "origin_server_ts": pdu["origin_server_ts"] + 1}, room.room_version)
+    pdu["signatures"] = {a.name: {key_id: other["signatures"][a.name][key_id]}}
+
+    answer = await push(a, b, [pdu])
+
+    assert "signatures do not hold" in answer["pdus"][event_id]["error"]
+    assert status(b, event_id) is None
+    assert event_id not in await synced_ids(room.bob, room.room_id)
+
+
+async def test_an_event_whose_content_hash_does_not_match_is_stored_redacted(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    event_id = await room.alice.send(room.room_id, "the real text")
+    pdu = pdu_of(a, event_id, room.room_version)
+    pdu["content"] = {"msgtype": "m.text", "body": "tampered on the way"}
+
+    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
+
+    await wait_until(lambda: status(b, event_id) is EventStatus.TIMELINE)
+    assert services(b).rooms.timeline.get_event(event_id)["content"] == {}
+    seen = {event["event_id"]: event for event in await room.bob.timeline(room.room_id)}
+    assert seen[event_id]["content"] == {}
+
+
+async def test_an_event_failing_the_auth_rules_is_rejected_and_never_shown_to_clients(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    mallory = f"@mallory:{a.name}"  # never joined
+    template = services(a).rooms.builder.template(
+        room.room_id, mallory, "m.room.message", {"msgtype": "m.text", "body": "let me in"}
+    )
+    pdu = sign_as(a, template, room.room_version)
+    event_id = compute_event_id(pdu, room.room_version)
+    extremities = services(b).rooms.timeline.forward_extremities(room.room_id)
+
+    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
+
+    await wait_until(lambda: status(b, event_id) is not None)
+    assert status(b, event_id) is EventStatus.REJECTED
+    assert event_id not in await synced_ids(room.bob, room.room_id)
+    assert event_id not in await message_ids(room.bob, room.room_id)
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+
+
+async def test_an_event_allowed_by_its_state_but_not_by_the_current_state_is_soft_failed(pair):
+    """The spec's example (§ Soft failure): a banned user's event citing the room before the ban."""
+    a, b = pair
+    room = await shared_room(a, b)
+    rooms_a = services(a).rooms
+    carol = f"@carol:{a.name}"
+    join = await rooms_a.builder.send(
+        room.room_id, carol, "m.room.member", {"membership": "join"}, carol
+    )
+    ban = await rooms_a.builder.send(
+        room.room_id, room.alice.user_id, "m.room.member", {"membership": "ban"}, carol
+    )
+    await push(a, b, [pdu_of(a, join, room.room_version), pdu_of(a, ban, room.room_version)])
+    await wait_until(lambda: status(b, ban) is EventStatus.TIMELINE)
+    state_at_join = services(b).rooms.state.state_after_event(join)
+    template = rooms_a.builder.template(
+        room.room_id, carol, "m.room.message", {"msgtype": "m.text", "body": "evading the ban"}
+    )
+    template["prev_events"] = [join]
+    template["auth_events"] = [
+        state_at_join[key]
+        for key in (("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", carol))
+    ]
+    pdu = sign_as(a, template, room.room_version)
+    event_id = compute_event_id(pdu, room.room_version)
+    extremities = services(b).rooms.timeline.forward_extremities(room.room_id)
+
+    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
+
+    await wait_until(lambda: status(b, event_id) is not None)
+    assert status(b, event_id) is EventStatus.SOFT_FAILED
+    assert event_id not in await synced_ids(room.bob, room.room_id)
+    assert event_id not in await message_ids(room.bob, room.room_id)
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+
+
+# ---- missing events and forks
+
+
+async def test_a_missing_prev_event_is_fetched_with_get_missing_events(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    earlier = await room.alice.send(room.room_id, "never pushed")
+    later = await room.alice.send(room.room_id, "pushed")
+
+    await push(a, b, [pdu_of(a, later, room.room_version)])
+
+    await wait_until(lambda: status(b, later) is EventStatus.TIMELINE)
+    assert status(b, earlier) is EventStatus.TIMELINE
+    assert (await message_ids(room.bob, room.room_id))[-2:] == [earlier, later]
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == [later]
+
+
+async def test_a_gap_beyond_max_fetch_prev_events_is_filled_from_state_ids(nursery, ca, tmp_path):
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3", max_fetch_prev_events=1)
+    quiet(a)
+    quiet(b)
+    room = await shared_room(a, b)
+    topic = await services(a).rooms.builder.send(
+        room.room_id, room.alice.user_id, "m.room.topic", {"topic": "set in the gap"}, ""
+    )
+    middle = await room.alice.send(room.room_id, "fetched")
+    latest = await room.alice.send(room.room_id, "pushed")
+
+    await push(a, b, [pdu_of(a, latest, room.room_version)])
+
+    await wait_until(lambda: status(b, latest) is EventStatus.TIMELINE)
+    assert status(b, middle) is EventStatus.TIMELINE
+    # The topic is the gap: known with the state after it (from /state_ids), not in the timeline.
+    assert status(b, topic) is EventStatus.OUTLIER
+    assert services(b).rooms.timeline.state_content(room.room_id, "m.room.topic") == {
+        "topic": "set in the gap"
+    }
+    assert (await message_ids(room.bob, room.room_id))[-2:] == [middle, latest]
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_a_forked_room_resolves_its_current_state_over_both_branches(pair, room_version):
+    a, b = pair
+    room = await shared_room(a, b, room_version)
+    rooms_a = services(a).rooms
+    (fork_point,) = rooms_a.timeline.forward_extremities(room.room_id)
+    ts = rooms_a.timeline.get_event(fork_point)["origin_server_ts"]
+    branches = []
+    for topic, offset in (("later", 2000), ("earlier", 1000)):
+        template = rooms_a.builder.template(
+            room.room_id, room.alice.user_id, "m.room.topic", {"topic": topic}, ""
+        )
+        template.update(prev_events=[fork_point], origin_server_ts=ts + offset)
+        branches.append(sign_as(a, template, room.room_version))
+    later, earlier = (compute_event_id(pdu, room.room_version) for pdu in branches)
+
+    assert await push(a, b, branches) == {"pdus": {later: {}, earlier: {}}}
+
+    await wait_until(lambda: status(b, earlier) is EventStatus.TIMELINE)
+    rooms_b = services(b).rooms
+    assert set(rooms_b.timeline.forward_extremities(room.room_id)) == {later, earlier}
+    # Equal power, so resolution orders the conflict by timestamp: the later topic wins.
+    assert rooms_b.timeline.state_content(room.room_id, "m.room.topic") == {"topic": "later"}
+    assert rooms_b.state.current_state_ids(room.room_id) == rooms_b.resolution.resolve(
+        room.room_id, [later, earlier]
+    )
+    # The next event of B's user merges the branches.
+    merged = await room.bob.send(room.room_id, "merging")
+    assert set(rooms_b.timeline.get_event(merged)["prev_events"]) == {later, earlier}
+
+
+# ---- durability
+
+
+async def test_an_event_queued_but_not_processed_before_a_restart_is_processed_after_it(
+    nursery, pair
+):
+    a, b = pair
+    room = await shared_room(a, b)
+    event_id = await room.alice.send(room.room_id, "survives the restart")
+
+    async with services(b).rooms.locks.hold(room.room_id):
+        # B's worker waits for the room's lock: the event is received, not processed.
+        assert await push(a, b, [pdu_of(a, event_id, room.room_version)]) == {
+            "pdus": {event_id: {}}
+        }
+        assert status(b, event_id) is None
+        await b.stop()
+
+    b = await restart(nursery, b)
+    quiet(b)
+
+    await wait_until(lambda: status(b, event_id) is EventStatus.TIMELINE)
+    assert services(b).inbound.queue.first(room.room_id) is None
+
+
+# ---- what we serve
+
+
+async def test_the_state_of_a_room_is_not_served_to_a_server_without_members_in_it(pair):
+    a, b = pair
+    alice = await register(a.server, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    (create_id,) = services(a).rooms.timeline.forward_extremities(room_id)[:1]
+
+    with pytest.raises(RemoteError) as refused:
+        await b.federation.client.request(
+            a.name,
+            "GET",
+            f"/_matrix/federation/v1/state_ids/{quote(room_id, safe='')}",
+            query={"event_id": create_id},
+        )
+
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
