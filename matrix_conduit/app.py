@@ -87,7 +87,9 @@ class MatrixApp(QuartTrio):
     asgi_http_class = ClosingHTTPConnection
 
     def __init__(self, config: Config, services: Services) -> None:
-        super().__init__(__name__)
+        # No static files: the API is all there is (and `/static/<path>` would be a route
+        # on which a long name reaches the file system).
+        super().__init__(__name__, static_folder=None)
         self.matrix_config = config
         self.services = services
 
