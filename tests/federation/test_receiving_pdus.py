@@ -20,13 +20,21 @@ else arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
+import tomlkit
 import trio
 
 from matrix_conduit.core.events import compute_event_id, sign_event_with_id
@@ -37,6 +45,7 @@ from matrix_conduit.service.federation.received import wire_pdu
 from matrix_conduit.service.rooms.event_context import EventStatus
 from tests.support.federation import FederatingServer, restart, start_federating
 from tests.support.matrix import User, ok, register
+from tests.support.process import child_environment
 
 SEND = "/_matrix/federation/v1/send/{}"
 _txn_ids = itertools.count()
@@ -95,11 +104,19 @@ def status(server: FederatingServer, event_id: str) -> EventStatus | None:
 
 
 async def shared_room(
-    a: FederatingServer, b: FederatingServer, room_version: str = "10"
+    a: FederatingServer,
+    b: FederatingServer,
+    room_version: str = "10",
+    before_join: Callable[[User, str], Awaitable[None]] | None = None,
+    **create: Any,
 ) -> SharedRoom:
+    """A public room of alice's on A that bob of B joins; `before_join(alice, room_id)`
+    runs before the join, `create` goes into `/createRoom`."""
     version = get_room_version(room_version)
     alice, bob = await register(a.server, "alice"), await register(b.server, "bob")
-    room_id = await alice.create_room(preset="public_chat", room_version=room_version)
+    room_id = await alice.create_room(preset="public_chat", room_version=room_version, **create)
+    if before_join is not None:
+        await before_join(alice, room_id)
     template = services(a).rooms.builder.template(
         room_id, bob.user_id, "m.room.member", {"membership": "join"}, bob.user_id
     )
@@ -292,6 +309,32 @@ async def test_an_event_failing_the_auth_rules_is_rejected_and_never_shown_to_cl
     assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
 
 
+async def test_an_event_citing_a_rejected_event_replaces_the_extremity_behind_it(pair):
+    """Spec § Rejection: later events may cite a rejected one; the extremity the rejected
+    event cited is then behind the new event, not left dangling beside it."""
+    a, b = pair
+    room = await shared_room(a, b)
+    builder = services(a).rooms.builder
+    mallory = f"@mallory:{a.name}"
+    rejected = sign_as(
+        a,
+        builder.template(room.room_id, mallory, "m.room.message", {"body": "no"}),
+        room.room_version,
+    )
+    rejected_id = compute_event_id(rejected, room.room_version)
+    template = builder.template(room.room_id, room.alice.user_id, "m.room.message", {"body": "ok"})
+    template["prev_events"] = [rejected_id]
+    child = sign_as(a, template, room.room_version)
+    child_id = compute_event_id(child, room.room_version)
+
+    await push(a, b, [rejected, child])
+
+    await wait_until(lambda: status(b, child_id) is EventStatus.TIMELINE)
+    assert status(b, rejected_id) is EventStatus.REJECTED
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == [child_id]
+    assert (await message_ids(room.bob, room.room_id))[-1] == child_id
+
+
 async def test_an_event_allowed_by_its_state_but_not_by_the_current_state_is_soft_failed(pair):
     """The spec's example (§ Soft failure): a banned user's event citing the room before the ban."""
     a, b = pair
@@ -326,6 +369,23 @@ async def test_an_event_allowed_by_its_state_but_not_by_the_current_state_is_sof
     assert event_id not in await synced_ids(room.bob, room.room_id)
     assert event_id not in await message_ids(room.bob, room.room_id)
     assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+
+
+async def test_a_pdu_from_a_server_the_rooms_acl_denies_is_ignored_with_an_error(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    host = a.name.rpartition(":")[0]
+    acl = await services(a).rooms.builder.send(
+        room.room_id, room.alice.user_id, "m.room.server_acl", {"allow": ["*"], "deny": [host]}, ""
+    )
+    await push(a, b, [pdu_of(a, acl, room.room_version)])
+    await wait_until(lambda: status(b, acl) is EventStatus.TIMELINE)
+    denied = await room.alice.send(room.room_id, "after the ACL")
+
+    answer = await push(a, b, [pdu_of(a, denied, room.room_version)])
+
+    assert "server ACL" in answer["pdus"][denied]["error"]
+    assert status(b, denied) is None
 
 
 # ---- missing events and forks
@@ -425,6 +485,73 @@ async def test_an_event_queued_but_not_processed_before_a_restart_is_processed_a
     assert services(b).inbound.queue.first(room.room_id) is None
 
 
+def _child_config(b: FederatingServer) -> Path:
+    """B's config as a `conduit.toml`, for running B as a `matrix-conduit` process."""
+    config = b.config
+    assert config.tls is not None
+    values = {
+        "server_name": config.server_name,
+        "database_backend": config.database_backend,
+        "database_path": config.database_path,
+        "address": config.address,
+        "port": config.port,
+        "tls": {"certs": config.tls.certs, "key": config.tls.key},
+        "allow_federation": True,
+        "trusted_servers": [],
+        "federation_ip_range_allowlist": ["127.0.0.0/8"],
+        "log": "info",
+    }
+    path = b.directory / "conduit.toml"
+    path.write_text(tomlkit.dumps({"global": values}))
+    return path
+
+
+async def _answering(url: str) -> bool:
+    async with httpx.AsyncClient(verify=ssl.create_default_context(), timeout=1.0) as client:
+        try:
+            return (await client.get(url)).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+async def test_a_kill_9_right_after_the_200_loses_nothing(nursery, pair):
+    """The answer comes once the PDU is in the inbound queue; the killed server's next
+    start handles it (here it also needs A's `/get_missing_events`, which the killed
+    process most likely never got an answer to)."""
+    a, b = pair
+    room = await shared_room(a, b)
+    earlier = await room.alice.send(room.room_id, "never pushed")
+    later = await room.alice.send(room.room_id, "pushed, then B is killed")
+    await b.stop()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "matrix_conduit"],
+        env={**child_environment({}), "CONDUIT_CONFIG": str(_child_config(b))},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        version_url = f"https://{b.name}/_matrix/federation/v1/version"
+        with trio.fail_after(60):
+            while not await _answering(version_url):
+                assert child.poll() is None, "the server process exited"
+                await trio.sleep(0.05)
+
+        answer = await push(a, b, [pdu_of(a, later, room.room_version)])
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+
+    assert answer == {"pdus": {later: {}}}
+    b = await restart(nursery, b)
+    quiet(b)
+    await wait_until(lambda: status(b, later) is EventStatus.TIMELINE)
+    assert status(b, earlier) is EventStatus.TIMELINE
+    bob = dataclasses.replace(room.bob, http=b.client)
+    assert (await message_ids(bob, room.room_id))[-2:] == [earlier, later]
+
+
 # ---- what we serve
 
 
@@ -443,3 +570,31 @@ async def test_the_state_of_a_room_is_not_served_to_a_server_without_members_in_
         )
 
     assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+
+
+async def test_an_event_the_asking_server_may_not_see_is_served_redacted(pair):
+    """History visibility `joined`: what was said before B's user joined is not B's to read."""
+    a, b = pair
+    said: list[str] = []
+
+    async def say_secret(alice: User, room_id: str) -> None:
+        said.append(await alice.send(room_id, "before bob"))
+
+    visibility = {"history_visibility": "joined"}
+    room = await shared_room(
+        a,
+        b,
+        before_join=say_secret,
+        initial_state=[{"type": "m.room.history_visibility", "content": visibility}],
+    )
+    after = await room.alice.send(room.room_id, "after bob joined")
+
+    def fetch(event_id: str) -> Awaitable[Any]:
+        path = f"/_matrix/federation/v1/event/{quote(event_id, safe='')}"
+        return b.federation.client.request(a.name, "GET", path)
+
+    (secret,) = (await fetch(said[0]))["pdus"]
+    (visible,) = (await fetch(after))["pdus"]
+    assert secret["content"] == {}
+    assert compute_event_id(secret, room.room_version) == said[0]
+    assert visible["content"]["body"] == "after bob joined"

@@ -56,6 +56,8 @@ MAX_AUTH_FETCH = 100
 MAX_GAP_EVENTS = 10_000
 """Events fetched to fill the state at one gap."""
 GAP_FETCH_CONCURRENCY = 8
+MAX_HIDDEN_ANCESTORS = 1000
+"""Prev events walked behind soft-failed and rejected ones when extremities are replaced."""
 
 Event = dict[str, Any]
 Finish = Callable[[WriteBatch], None]
@@ -210,9 +212,13 @@ class IncomingEvents:
     # ---- what is already here
 
     def _already_handled(self, event_id: str) -> bool:
-        """Stored with its place in the room (an outlier is not: it can still join the timeline)."""
+        """Stored with its place in the room. An outlier known by id only is not: it can
+        still join the timeline. One stored with its state (the prev event at a gap) is:
+        its children are stored, so it can never be a forward extremity."""
         status = self._timeline.status(event_id)
-        return status is not None and status is not EventStatus.OUTLIER
+        if status is not EventStatus.OUTLIER:
+            return status is not None
+        return self._state.shortstatehash_after_event(event_id) is not None
 
     def _missing_prevs(self, event: Mapping[str, Any]) -> list[str]:
         """The event's prev_events whose state after is not known here."""
@@ -418,8 +424,8 @@ class IncomingEvents:
     ) -> EventContext:
         """An accepted event replaces its prev_events among the forward extremities; the
         current state is the resolution of the states after the new extremities."""
-        prev_ids = set(reference_ids(event.get("prev_events")))
-        others = [e for e in self._timeline.forward_extremities(room_id) if e not in prev_ids]
+        replaced = self._replaced_extremities(event)
+        others = [e for e in self._timeline.forward_extremities(room_id) if e not in replaced]
         hashes = [
             shortstatehash
             for other in others
@@ -437,6 +443,23 @@ class IncomingEvents:
             current_state=current,
             forward_extremities=(*others, event["event_id"]),
         )
+
+    def _replaced_extremities(self, event: Event) -> set[str]:
+        """The event's prev_events, and behind those that were soft-failed or rejected
+        (never extremities themselves) their prev_events, recursively: whatever the event
+        now descends from (as Synapse's `_get_prevs_before_rejected`), so no extremity is
+        left dangling behind a hidden event."""
+        replaced: set[str] = set()
+        to_visit = reference_ids(event.get("prev_events"))
+        while to_visit and len(replaced) < MAX_HIDDEN_ANCESTORS:
+            prev_id = to_visit.pop()
+            if prev_id in replaced:
+                continue
+            replaced.add(prev_id)
+            if self._timeline.status(prev_id) in (EventStatus.SOFT_FAILED, EventStatus.REJECTED):
+                prev = self._timeline.get_event(prev_id)
+                to_visit.extend(reference_ids((prev or {}).get("prev_events")))
+        return replaced
 
     def _own_auth_rejection(self, event: Event, room_version: RoomVersion) -> Rejection | None:
         """Step 4: the auth rules against the event's own (stored) auth events."""
