@@ -95,7 +95,12 @@ def parse_power_level(value: object, room_version: RoomVersion) -> int | None:
         return None
     if isinstance(value, str):
         stripped = value.strip()
-        return int(stripped) if _INTEGER_STRING.fullmatch(stripped) else None
+        if not _INTEGER_STRING.fullmatch(stripped):
+            return None
+        try:
+            return int(stripped)
+        except ValueError:  # more digits than `int` converts: no level anyone means
+            return None
     if isinstance(value, float) and not room_version.strict_canonical_json:
         return int(value) if math.isfinite(value) else None
     return None

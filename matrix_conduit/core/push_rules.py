@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .digits import parse_decimal
+
 KINDS = ("override", "content", "room", "sender", "underride")
 HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -192,7 +194,9 @@ def member_count_matches(spec: object, count: int) -> bool:
     match = _COUNT.fullmatch(spec.strip())
     if match is None:
         return False
-    operator, number = match.group(1) or "==", int(match.group(2))
+    operator, number = match.group(1) or "==", parse_decimal(match.group(2).lstrip("0") or "0")
+    if number is None:  # more digits than a count can have: more than any room has members
+        return operator in ("<", "<=")
     return {
         "==": count == number,
         "<": count < number,

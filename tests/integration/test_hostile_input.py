@@ -631,3 +631,48 @@ async def test_float_or_integer_beyond_2_53_in_a_v5_room_event_is_accepted(
     event = ok(await user.get(f"/rooms/{path_part(room_id)}/event/{path_part(event_id)}"))
     assert event["content"] == {"n": number}
     await assert_still_served(user, room_id)
+
+
+# found while testing the findings: stored numbers only a careless parser chokes on
+
+
+@pytest.mark.parametrize("operator", ["==", "<", ">"])
+async def test_a_push_rule_counting_members_with_a_5000_digit_number_never_breaks_sync(
+    server: SharedServer, operator: str
+):
+    """`room_member_count` conditions are evaluated for every event of every room the
+    user is in: a rule holding a number `int` cannot convert must not break their
+    `/sync` or `/notifications` (spec: "Push Rules", conditions)."""
+    alice, room_id = await member_and_room(server)
+    bob = await register(server)
+    await bob.join(room_id)
+    rule = {
+        "conditions": [{"kind": "room_member_count", "is": operator + FIVE_THOUSAND_DIGITS}],
+        "actions": ["notify"],
+    }
+    ok(await bob.put("/pushrules/global/override/huge-count", rule))
+
+    await alice.send(room_id, "counted")
+
+    ok(await bob.get("/sync", timeout=0))
+    ok(await bob.get("/notifications"))
+    await assert_still_served(alice, room_id)
+
+
+@pytest.mark.parametrize("room_version", ["1", "5", "9"])
+@pytest.mark.parametrize("level", [FIVE_THOUSAND_DIGITS, "-" + FIVE_THOUSAND_DIGITS])
+async def test_a_power_level_string_of_5000_digits_is_refused_and_the_room_still_works(
+    server: SharedServer, room_version: str, level: str
+):
+    """Before room version 10 a power level may be a string holding an integer
+    (`content/rooms/fragments/v1-stringy-power-levels.md`); one no integer parser
+    takes is no power level, so the auth rules refuse the event."""
+    alice, room_id = await member_and_room(server, room_version)
+    power_levels = ok(await alice.get_state(room_id, "m.room.power_levels"))
+    power_levels["users"]["@bob:localhost"] = level
+
+    response = await alice.put_state(room_id, "m.room.power_levels", power_levels)
+
+    assert_error(response, 403, "M_FORBIDDEN")
+    await alice.send(room_id, "still works")
+    await assert_still_served(alice, room_id)
