@@ -379,6 +379,11 @@ class RouteUser:
         return User(self.user_id, self.device_id, self.access_token, server.client, "localhost")
 
 
+PLAIN_HTTP = ssl.create_default_context()
+"""The server is plain HTTP on 127.0.0.1; sharing one (unused) TLS context spares each
+example's client the cost of building its own, which would dominate the run time."""
+
+
 def run_against(running: RunningServer, async_fn: Any) -> Any:
     """`trio.run(async_fn(server))` with a client of our own (setup outside any test's loop)."""
 
@@ -429,11 +434,6 @@ async def new_route_user(world: World, server: SharedServer) -> RouteUser:
         ok(backup)["version"],
         since,
     )
-
-
-PLAIN_HTTP = ssl.create_default_context()
-"""The server is plain HTTP on 127.0.0.1; sharing one (unused) TLS context spares each
-example's client the cost of building its own, which would dominate the run time."""
 
 
 @pytest.fixture
