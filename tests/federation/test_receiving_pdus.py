@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import secrets
 import signal
 import ssl
 import subprocess
@@ -82,6 +83,8 @@ def sign_as(server: FederatingServer, template: dict[str, Any], room_version: Ro
     event = dict(template)
     if "origin" in event:
         event["origin"] = server.name
+    if room_version.event_id_in_event:  # rooms v1-v2: the id names the server that made it
+        event["event_id"] = f"${secrets.token_urlsafe(18)}:{server.name}"
     signed, _ = sign_event_with_id(
         event, server.name, services(server).globals.signing_key, room_version
     )
@@ -164,9 +167,14 @@ async def pair(nursery, ca, tmp_path) -> tuple[FederatingServer, FederatingServe
 # ---- the happy path
 
 
-async def test_a_message_pushed_by_the_rooms_server_reaches_the_local_users_sync(pair):
+@pytest.mark.parametrize("room_version", ["1", "3", "10", "12"])
+async def test_a_message_pushed_by_the_rooms_server_reaches_the_local_users_sync(
+    pair, room_version
+):
+    """Every event format: v1 ids in the event, v3 standard base64, v4+ URL-safe, v12 room
+    ids that are the create event's."""
     a, b = pair
-    room = await shared_room(a, b)
+    room = await shared_room(a, b, room_version)
     event_id = await room.alice.send(room.room_id, "hello bob")
 
     answer = await push(a, b, [pdu_of(a, event_id, room.room_version)])
