@@ -21,6 +21,7 @@ from .device_sync import DeviceSync
 from .devices import Devices
 from .federation import Federation
 from .federation.inbound import Inbound
+from .federation.server_acl import ServerAcl
 from .filters import Filters
 from .globals import Globals
 from .jwt_login import JwtLogin
@@ -107,6 +108,7 @@ class Services:
         ]
         self._set_up_push()
         self.federation = Federation(config, db, self.globals, self.outgoing_http)
+        self.server_acl = ServerAcl(self.rooms.timeline)
         self.inbound = Inbound(config, db, self.globals, self.rooms, self.federation)
         self.background_tasks.append(self.inbound.transactions.run)
         self.turn = Turn(config.effective_turn)

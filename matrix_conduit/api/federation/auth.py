@@ -5,9 +5,12 @@ federation endpoint lives on a blueprint from `signed_blueprint`, whose
 `before_request` runs before any of its routes: `allow_federation = false`
 answers 403 `M_FORBIDDEN`, and a request without a valid `X-Matrix`
 signature 401 `M_UNAUTHORIZED` with the reason. A route then reads the
-authenticated server with `origin()`. The key endpoints (`/_matrix/key/v2`),
-which the spec leaves unauthenticated, use `open_blueprint`: the same 403,
-no signature.
+authenticated server with `origin()`; a room-scoped route (make_join,
+send_join, invite, state, backfill...: § Server Access Control Lists) first
+calls `require_server_allowed(room_id)`, the room's server ACL, 403
+`M_FORBIDDEN` when it denies that origin. The key endpoints
+(`/_matrix/key/v2`), which the spec leaves unauthenticated, use
+`open_blueprint`: the same 403, no signature.
 """
 
 from __future__ import annotations
@@ -61,3 +64,10 @@ def open_blueprint(name: str, import_name: str) -> Blueprint:
 def origin() -> str:
     """The server that signed the current request (set by `signed_blueprint`'s gate)."""
     return g.federation_origin
+
+
+def require_server_allowed(room_id: str) -> None:
+    """403 `M_FORBIDDEN` unless the room's server ACL lets the request's origin in."""
+    server_name = origin()
+    if not services().server_acl.allows(room_id, server_name):
+        raise forbidden(f"The server ACL of {room_id} denies {server_name}.")
