@@ -396,6 +396,46 @@ async def test_a_pdu_from_a_server_the_rooms_acl_denies_is_ignored_with_an_error
     assert status(b, denied) is None
 
 
+async def test_pdus_over_the_sanity_limits_or_for_unknown_rooms_are_dropped(pair):
+    """Format (§ Checks on receipt, step 1): at most 20 prev_events and 10 auth_events; a
+    room unknown here has no room version to check against, so the PDU is left out."""
+    a, b = pair
+    room = await shared_room(a, b)
+    builder = services(a).rooms.builder
+    template = builder.template(room.room_id, room.alice.user_id, "m.room.message", {"body": "x"})
+    template["prev_events"] = template["prev_events"] * 21
+    too_many_prevs = sign_as(a, template, room.room_version)
+    event_id = compute_event_id(too_many_prevs, room.room_version)
+    unknown = sign_as(a, {**template, "room_id": f"!unknown:{a.name}"}, room.room_version)
+
+    answer = await push(a, b, [too_many_prevs, unknown])
+
+    assert list(answer["pdus"]) == [event_id]
+    assert "at most 20" in answer["pdus"][event_id]["error"]
+    assert status(b, event_id) is None
+
+
+async def test_an_auth_event_we_lack_is_fetched_and_stored_before_the_event(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    rooms_a = services(a).rooms
+    carol = f"@carol:{a.name}"
+    join = await rooms_a.builder.send(
+        room.room_id, carol, "m.room.member", {"membership": "join"}, carol
+    )
+    message = await rooms_a.builder.send(
+        room.room_id, carol, "m.room.message", {"msgtype": "m.text", "body": "hi from carol"}
+    )
+    assert join in rooms_a.timeline.get_event(message)["auth_events"]
+
+    await push(a, b, [pdu_of(a, message, room.room_version)])
+
+    await wait_until(lambda: status(b, message) is EventStatus.TIMELINE)
+    assert status(b, join) is EventStatus.TIMELINE
+    assert services(b).rooms.state_cache.is_joined(carol, room.room_id)
+    assert (await message_ids(room.bob, room.room_id))[-2:] == [join, message]
+
+
 # ---- missing events and forks
 
 
