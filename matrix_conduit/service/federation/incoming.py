@@ -155,10 +155,13 @@ class IncomingEvents:
         that were not rejected. The event itself is judged against that state
         and, if accepted, becomes the room's current tip: state after it is
         the room's current state, it alone is the forward extremity. Returns
-        its event id and status. Raises `DroppedPdu` if the event itself
-        fails steps 1–3.
+        its event id and status (the stored status if it was stored before).
+        Raises `DroppedPdu` if the event itself fails steps 1–3.
         """
         event = await checked_pdu(self._key_ring, pdu, room_version)
+        known = self._timeline.status(event["event_id"])
+        if known is not None and known is not EventStatus.OUTLIER:
+            return event["event_id"], known  # a retried join: stored once is enough
         room_id = event["room_id"]
         received = await self.persist_outliers(origin, room_version, [*auth_chain, *state])
         state_event_ids = {_event_id_or_none(pdu, room_version) for pdu in state}
