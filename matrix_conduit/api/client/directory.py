@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from quart import Blueprint, request
 
-from ...core.ids import InvalidIdentifier, RoomAlias
+from ...core.ids import InvalidIdentifier, RoomAlias, is_on_server
 from ...errors import MatrixError, bad_json, forbidden, not_found
 from ..auth import authenticate, authenticate_if_present
 from ..fields import optional_int, optional_object, optional_str, required_str
@@ -27,7 +27,7 @@ def _local_alias(alias: str) -> RoomAlias:
         raise MatrixError(
             400, "M_INVALID_PARAM", f"{alias!r} is not a room alias: {error}"
         ) from None
-    if parsed.server_name != config().server_name:
+    if not is_on_server(alias, config().server_name):
         raise MatrixError(
             400, "M_INVALID_PARAM", f"{alias} is on another server; only local aliases here."
         )
@@ -121,7 +121,7 @@ async def set_room_visibility(room_id: str) -> dict:
 
 
 def _server_param(server: str | None) -> None:
-    if server is not None and server != config().server_name:
+    if server is not None and not is_on_server(server, config().server_name):
         raise MatrixError(
             400, "M_UNKNOWN", "Listing other servers' rooms needs federation, not available yet."
         )

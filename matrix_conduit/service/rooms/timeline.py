@@ -113,7 +113,12 @@ class Timeline:
         return event
 
     def status(self, event_id: str) -> EventStatus | None:
-        """How a stored event takes part in its room (None: not stored)."""
+        """How a stored event takes part in its room (None: not stored).
+
+        An event stored outside the timeline first (an outlier) and in it
+        later keeps its first copy, unread: the timeline entry wins here and
+        in `get_event`.
+        """
         key = event_id.encode()
         if key in self._eventid_pduid:
             return EventStatus.TIMELINE
@@ -121,7 +126,7 @@ class Timeline:
         return EventStatus(stored.decode()) if stored is not None else None
 
     def is_rejected(self, event_id: str) -> bool:
-        return self._status.get(event_id.encode()) == EventStatus.REJECTED.value.encode()
+        return self.status(event_id) is EventStatus.REJECTED
 
     def position(self, event_id: str) -> int | None:
         """The event's stream position (None for outliers and unknown events)."""
