@@ -603,7 +603,7 @@ async def test_a_kill_9_right_after_the_200_loses_nothing(nursery, pair):
 # ---- what we serve
 
 
-async def test_the_state_of_a_room_is_not_served_to_a_server_without_members_in_it(pair):
+async def test_no_event_or_state_of_a_room_is_served_to_a_server_without_members_in_it(pair):
     a, b = pair
     alice = await register(a.server, "alice")
     room_id = await alice.create_room(preset="public_chat")
@@ -618,6 +618,11 @@ async def test_the_state_of_a_room_is_not_served_to_a_server_without_members_in_
         )
 
     assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+    with pytest.raises(RemoteError) as refused:
+        await b.federation.client.request(
+            a.name, "GET", f"/_matrix/federation/v1/event/{quote(create_id, safe='')}"
+        )
+    assert refused.value.status == 403
 
 
 async def test_an_event_the_asking_server_may_not_see_is_served_redacted(pair):

@@ -50,6 +50,7 @@ class ServedEvents:
         event = self._timeline.get_event(event_id)
         if event is None or self._timeline.is_rejected(event_id):
             raise not_found(f"Event {event_id} is not known here.")
+        self._require_member(origin, event["room_id"])
         room_version = self._timeline.room_version(event["room_id"])
         pdu = self._visible_pdu(origin, event, room_version)
         return {
@@ -134,10 +135,15 @@ class ServedEvents:
         return state
 
     def _require_member_server(self, origin: str, room_id: str) -> None:
-        """403 unless `origin` has a user joined to the room and passes its server ACL."""
+        """403 unless `origin` passes the room's server ACL and has a user joined to it."""
         acl = self._timeline.state_event(room_id, "m.room.server_acl")
         if not server_allowed(acl["content"] if acl else None, origin):
             raise forbidden(f"{origin} is denied by the room's server ACL.")
+        self._require_member(origin, room_id)
+
+    def _require_member(self, origin: str, room_id: str) -> None:
+        """403 unless `origin` has a user joined to the room now (as Synapse's
+        `get_persisted_pdu` and state requests ask)."""
         members = self._rooms.state_cache.joined_members(room_id)
         if not any(_server_of(member) == origin for member in members):
             raise forbidden(f"{origin} has no user in {room_id}.")
