@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import rooms, sync, versions
+from . import federation, rooms, sync, versions
 
-BENCHMARKS = {"versions": versions, "rooms": rooms, "sync": sync}
+BENCHMARKS = {"versions": versions, "rooms": rooms, "sync": sync, "federation": federation}
 
 
 def main() -> None:
