@@ -65,6 +65,35 @@ def server_errors() -> Iterator[ErrorLog]:
         root.removeHandler(handler)
 
 
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@contextlib.contextmanager
+def printable_log_records() -> Iterator[None]:
+    """Log records whose text is valid UTF-8 while the block runs.
+
+    A server that logs a client's lone surrogate (a regression of issue 13) would
+    otherwise leave it in the test's captured log, which pytest-xdist cannot send
+    from its worker: the whole run then stops with an INTERNALERROR instead of
+    reporting the one failing test.
+    """
+    make_record = logging.getLogRecordFactory()
+
+    def printable_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.msg, record.args = _printable(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = _printable(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    logging.setLogRecordFactory(printable_record)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(make_record)
+
+
 def no_error_in_the_server_log() -> Any:
     """A module's autouse fixture: each of its tests leaves no ERROR in the server's log.
 
@@ -73,7 +102,7 @@ def no_error_in_the_server_log() -> Any:
 
     @pytest.fixture(autouse=True, name="no_error_in_the_server_log")
     def fixture() -> Iterator[None]:
-        with server_errors() as errors:
+        with printable_log_records(), server_errors() as errors:
             yield
         logged = errors.lines()
         assert not logged, "the server logged:\n" + "\n".join(logged)
