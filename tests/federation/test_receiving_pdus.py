@@ -42,6 +42,7 @@ from matrix_conduit.core.events import compute_event_id, sign_event_with_id
 from matrix_conduit.core.room_versions import RoomVersion, get_room_version
 from matrix_conduit.service import Services
 from matrix_conduit.service.federation.errors import RemoteError
+from matrix_conduit.service.federation.event_fetcher import PULL_BACKOFF_MIN_MS, EventFetcher
 from matrix_conduit.service.federation.received import wire_pdu
 from matrix_conduit.service.rooms.event_context import EventStatus
 from tests.support.federation import FederatingServer, restart, start_federating
@@ -506,6 +507,30 @@ async def test_a_forked_room_resolves_its_current_state_over_both_branches(pair,
     # The next event of B's user merges the branches.
     merged = await room.bob.send(room.room_id, "merging")
     assert set(rooms_b.timeline.get_event(merged)["prev_events"]) == {later, earlier}
+
+
+async def test_an_event_a_server_could_not_give_is_not_asked_for_again_at_once(pair):
+    a, b = pair
+    room = await shared_room(a, b)
+    builder = services(a).rooms.builder
+    template = builder.template(room.room_id, room.alice.user_id, "m.room.message", {"body": "x"})
+    _, event_id = sign_event_with_id(
+        template, a.name, services(a).globals.signing_key, room.room_version
+    )
+    now = [1_000_000]
+    fetcher = EventFetcher(b.federation.client, b.federation.key_ring, clock=lambda: now[0])
+
+    async def fetch() -> dict | None:
+        return await fetcher.event(a.name, room.room_id, event_id, room.room_version)
+
+    assert await fetch() is None  # A does not have it yet
+    async with services(a).rooms.locks.hold(room.room_id) as guard:
+        assert builder.sign_and_append(guard, template) == event_id
+
+    assert await fetch() is None  # backed off: not asked
+    now[0] += PULL_BACKOFF_MIN_MS
+    fetched = await fetch()
+    assert fetched is not None and fetched["event_id"] == event_id
 
 
 # ---- durability

@@ -8,6 +8,12 @@ receipt checks (`received.checked_pdu`) before anyone sees it; an event that
 fails, or a server that does not answer, counts as not found: whoever needed
 it then rejects or drops what cited it. Nothing here holds a room lock, so
 these calls run before the incoming-event handler takes one.
+
+An event a server could not give us is not asked of it again at once: the
+pull backs off from `PULL_BACKOFF_MIN_MS`, doubling up to
+`PULL_BACKOFF_MAX_MS` (Synapse backs failed pulls off too, from an hour), so
+a stream of events citing one that is gone does not become a stream of
+requests for it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ...core.room_versions import RoomVersion
+from ...lru import LRUCache
+from ..clock import Clock, now_ms
 from .client import FederationClient
 from .errors import FederationError
 from .key_ring import KeyRing
@@ -28,6 +36,10 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_SECONDS = 30.0
 MISSING_EVENTS_TIMEOUT_SECONDS = 60.0
 """Synapse gives `/get_missing_events` 60 s."""
+
+PULL_BACKOFF_MIN_MS = 60_000
+PULL_BACKOFF_MAX_MS = 3600_000
+REMEMBERED_FAILURES = 10_000
 
 Event = dict[str, Any]
 
@@ -50,15 +62,38 @@ def _string_list(value: object) -> list[str] | None:
     return value
 
 
+@dataclass(slots=True)
+class _FailedPull:
+    retry_at_ms: int
+    delay_ms: int
+
+
 class EventFetcher:
-    def __init__(self, client: FederationClient, key_ring: KeyRing) -> None:
+    def __init__(self, client: FederationClient, key_ring: KeyRing, clock: Clock = now_ms) -> None:
         self._client = client
         self._key_ring = key_ring
+        self._clock = clock
+        self._failed: LRUCache[tuple[str, str], _FailedPull] = LRUCache(REMEMBERED_FAILURES)
+        """(destination, event id) → when to ask again; bounded, as event ids come from others."""
 
     async def event(
         self, destination: str, room_id: str, event_id: str, room_version: RoomVersion
     ) -> Event | None:
         """`event_id` from `destination`, checked, if it is that event of `room_id`."""
+        failed = self._failed.get((destination, event_id))
+        if failed is not None and self._clock() < failed.retry_at_ms:
+            return None
+        event = await self._fetch_event(destination, room_id, event_id, room_version)
+        if event is None:
+            delay = min(failed.delay_ms * 2, PULL_BACKOFF_MAX_MS) if failed else PULL_BACKOFF_MIN_MS
+            self._failed.put((destination, event_id), _FailedPull(self._clock() + delay, delay))
+        elif failed is not None:
+            self._failed.discard((destination, event_id))
+        return event
+
+    async def _fetch_event(
+        self, destination: str, room_id: str, event_id: str, room_version: RoomVersion
+    ) -> Event | None:
         try:
             answer = await self._client.request(
                 destination,
