@@ -313,7 +313,7 @@ class Membership:
         )
         for room_id in rooms:
             with contextlib.suppress(MatrixError):  # e.g. a room that forbids leaving
-                await self._send_member(room_id, user_id, user_id, {"membership": "leave"})
+                await self.leave(room_id, user_id)
 
     async def update_profile(self, user_id: str) -> None:
         """Re-send the user's join event in every joined room with their new profile."""
