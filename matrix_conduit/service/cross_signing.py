@@ -24,7 +24,7 @@ upload whose response it lost.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..core.e2e_keys import (
     MASTER,
@@ -52,6 +52,9 @@ class CrossSigning:
         self._devices = devices
         self._key_changes = key_changes
         self._keys = db.tree("useridusage_crosssigningkey")
+        self.uploaded: list[Callable[[WriteBatch, str], None]] = []
+        """Called with (batch, user_id) inside the batch that stores new cross-signing
+        keys: the federation outbox queues `m.signing_key_update` there."""
 
     def key(self, user_id: str, usage: str) -> KeyObject | None:
         """The user's stored key for `usage` (`master`, `self_signing`, `user_signing`)."""
@@ -93,6 +96,8 @@ class CrossSigning:
             for usage, key in new_keys.items():
                 batch.put(self._keys, join_key(user_id, usage), json.dumps(key).encode())
             self._key_changes.record(batch, user_id)
+            for hook in self.uploaded:
+                hook(batch, user_id)
 
     def add_signatures(
         self,

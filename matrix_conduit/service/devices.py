@@ -143,6 +143,9 @@ class Devices:
         self.device_deleted: list[DeviceDeletedHook] = []
         """Called with (batch, user_id, device_id) inside the batch that deletes a
         device, so that data tied to the device (its E2EE keys) goes in the same write."""
+        self.device_list_changed: list[DeviceDeletedHook] = []
+        """Called with (batch, user_id, device_id) inside the batch that adds, renames or
+        deletes a device: the federation outbox queues `m.device_list_update` there."""
 
     # ------------------------------------------------------------ reading
 
@@ -217,7 +220,7 @@ class Devices:
         if self._metadata.get(key) is None:
             metadata = {"display_name": login.initial_display_name}
             batch.put(self._metadata, key, json.dumps(metadata).encode())
-            self._record_device_list_change(batch, user_id)
+            self._record_device_list_change(batch, user_id, [device_id])
         else:
             self._revoke_device_tokens(batch, user_id, device_id)
         owner = TokenOwner(user_id, device_id)
@@ -318,7 +321,7 @@ class Devices:
         metadata["display_name"] = display_name
         with self._db.batch() as batch:
             batch.put(self._metadata, key, json.dumps(metadata).encode())
-            self._record_device_list_change(batch, user_id)
+            self._record_device_list_change(batch, user_id, [device_id])
         return True
 
     def delete(
@@ -329,7 +332,7 @@ class Devices:
             with self._db.batch() as own_batch:
                 self.delete(user_id, device_ids, batch=own_batch)
                 return
-        deleted_any = False
+        deleted = []
         for device_id in dict.fromkeys(device_ids):
             key = join_key(user_id, device_id)
             if self._metadata.get(key) is None:
@@ -338,9 +341,9 @@ class Devices:
             batch.delete(self._metadata, key)
             for hook in self.device_deleted:
                 hook(batch, user_id, device_id)
-            deleted_any = True
-        if deleted_any:
-            self._record_device_list_change(batch, user_id)
+            deleted.append(device_id)
+        if deleted:
+            self._record_device_list_change(batch, user_id, deleted)
 
     def delete_all(
         self,
@@ -361,7 +364,12 @@ class Devices:
             if self._metadata.get(join_key(user_id, device_id)) is None:
                 return device_id
 
-    def _record_device_list_change(self, batch: WriteBatch, user_id: str) -> None:
+    def _record_device_list_change(
+        self, batch: WriteBatch, user_id: str, device_ids: list[str]
+    ) -> None:
+        for device_id in device_ids:
+            for hook in self.device_list_changed:
+                hook(batch, user_id, device_id)
         position = self._globals.next_count()
         previous = self._list_version.get(user_id.encode())
         if previous is not None:

@@ -29,7 +29,7 @@ as the spec reports unreachable servers.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..core.e2e_keys import (
@@ -83,6 +83,9 @@ class Keys:
         self._devices = devices
         self._cross_signing = cross_signing
         self._key_changes = key_changes
+        self.device_keys_changed: list[Callable[[WriteBatch, str, str], None]] = []
+        """Called with (batch, user_id, device_id) inside the batch that stores a device's
+        new keys: the federation outbox queues `m.device_list_update` there."""
         self._device_keys = db.tree("userdeviceid_devicekeys")
         self._one_time_keys = db.tree("onetimekeyid_onetimekey")
         self._fallback_keys = db.tree("fallbackkeyid_fallbackkey")
@@ -152,6 +155,8 @@ class Keys:
             device_keys = merged
         batch.put(self._device_keys, join_key(user_id, device_id), json.dumps(device_keys).encode())
         self._key_changes.record(batch, user_id)
+        for hook in self.device_keys_changed:
+            hook(batch, user_id, device_id)
 
     def _store_fallback_key(
         self,

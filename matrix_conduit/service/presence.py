@@ -22,7 +22,7 @@ status messages.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,6 +80,9 @@ class Presence:
         self._records = {
             key.decode(): _Record(**json.loads(value)) for key, value in self._tree.iter_prefix()
         }
+        self.changed: list[Callable[[str], None]] = []
+        """Called with the user id after a visible change (state or status message):
+        the federation sender tells the servers that share a room with the user."""
 
     # ---- changing
 
@@ -114,6 +117,36 @@ class Presence:
         status_msg = record.status_msg if record is not None else None
         position = record.position if record is not None else 0
         self._update(user_id, _Record(ONLINE, status_msg, now, now, False, position))
+
+    def set_remote(self, user_id: str, update: dict[str, Any]) -> None:
+        """Another server's user's presence, from an `m.presence` EDU's `push` entry.
+
+        Kept like a local user's, so `/sync` shows it to those sharing a room;
+        a user their server stops reporting times out to `offline` as ours do.
+        """
+        state = update.get("presence")
+        if state not in PRESENCE_STATES:
+            return
+        now = self._clock()
+        last_active_ago = update.get("last_active_ago")
+        last_active = (
+            now - last_active_ago
+            if isinstance(last_active_ago, int) and last_active_ago >= 0
+            else None
+        )
+        status_msg = update.get("status_msg")
+        record = self._records.get(user_id)
+        self._update(
+            user_id,
+            _Record(
+                presence=state,
+                status_msg=status_msg if isinstance(status_msg, str) and status_msg else None,
+                last_active_ts=last_active,
+                last_seen_ts=now,
+                chosen=True,
+                position=record.position if record is not None else 0,
+            ),
+        )
 
     def apply_timeouts(self) -> None:
         """Idle online users become unavailable, unseen ones offline (what `run` repeats)."""
@@ -166,6 +199,8 @@ class Presence:
             self._tree.put(user_id.encode(), json.dumps(asdict(record)).encode())
         if visible:
             self._notifier.notify(self._interested_users(user_id))
+            for listener in self.changed:
+                listener(user_id)
 
     def _interested_users(self, user_id: str) -> set[str]:
         """The user and everyone who shares a room with them."""

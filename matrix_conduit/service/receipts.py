@@ -22,6 +22,7 @@ spec allows it, and clients disagree on the thread of a thread root.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import forbidden, invalid_param, not_found
@@ -62,6 +63,9 @@ class Receipts:
         self._account_data = account_data
         self._receipts = db.tree("receiptid_receipt")
         self._latest = db.tree("roomusertypethread_receiptid")
+        self.written: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with (room id, receipt) after a public receipt is stored, the receipt
+        as `receiptid_receipt` holds it: the federation sender tells other servers."""
 
     # ---- writing
 
@@ -108,6 +112,25 @@ class Receipts:
             else:
                 self._write(room_id, user_id, receipt_type, event_id, None, ts)
 
+    def set_remote_receipt(
+        self,
+        room_id: str,
+        user_id: str,
+        receipt_type: str,
+        event_id: str,
+        *,
+        thread_id: str | None,
+        ts: int,
+    ) -> None:
+        """Another server's user read up to `event_id` (an `m.receipt` EDU).
+
+        Its server vouches for what the user could see; only membership is
+        checked here. Public receipts only: private ones never leave a server.
+        """
+        if receipt_type != READ or not self._state_cache.is_joined(user_id, room_id):
+            return
+        self._write(room_id, user_id, receipt_type, event_id, thread_id, ts)
+
     def _check_event(self, room_id: str, user_id: str, event_id: str) -> None:
         if not self._state_cache.is_joined(user_id, room_id):
             raise forbidden("You are not in this room.")
@@ -153,6 +176,8 @@ class Receipts:
             self._notifier.notify([user_id])
         else:
             self._notifier.notify(self._state_cache.joined_members(room_id))
+            for listener in self.written:
+                listener(room_id, receipt)
 
     # ---- reading
 

@@ -20,14 +20,16 @@ Trees:
 - `userdevicetxnid_todevice`: sender | device | event type | txnId → empty;
   a retransmitted request sends nothing again.
 
-Messages for users on other servers travel over federation, which this
-server does not send yet; they are not queued here.
+Messages for users on other servers are handed, in the same batch, to the
+`remote_messages` hooks (the federation outbox sends them as
+`m.direct_to_device` EDUs). Messages that came over federation are handed
+to `send` with local recipients only, so none is passed on.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core.ids import server_name_of
@@ -44,6 +46,8 @@ DELIVERY_LIMIT = 100
 
 ALL_DEVICES = "*"
 
+RemoteMessagesHook = Callable[[WriteBatch, str, str, dict[str, Mapping[str, Any]]], None]
+
 
 class ToDevice:
     def __init__(
@@ -56,6 +60,9 @@ class ToDevice:
         self._events = db.tree("todeviceid_event")
         self._delivered = db.tree("todeviceid_deliveredthrough")
         self._transactions = db.tree("userdevicetxnid_todevice")
+        self.remote_messages: list[RemoteMessagesHook] = []
+        """Called with (batch, sender, event type, messages for users of other servers)
+        inside the batch of a `send`: the federation outbox queues them there."""
 
     def send(
         self,
@@ -65,18 +72,21 @@ class ToDevice:
         txn_id: str,
         messages: Mapping[str, Mapping[str, Mapping[str, Any]]],
     ) -> None:
-        """Queue `messages` (user → device id or `*` → content) for the local recipients.
+        """Queue `messages` (user → device id or `*` → content) for their recipients.
 
-        Unknown users and devices are skipped, as the spec lets the sender
-        address devices it only believes exist.
+        Local ones get them in `/sync`; those of other servers go to the
+        `remote_messages` hooks. Unknown users and devices are skipped, as
+        the spec lets the sender address devices it only believes exist.
         """
         transaction = join_key(sender, sender_device or "", event_type, txn_id)
         if transaction in self._transactions:
             return
         recipients = set()
+        remote: dict[str, Mapping[str, Any]] = {}
         with self._db.batch() as batch:
             for user_id, by_device in messages.items():
                 if not self._globals.is_ours(server_name_of(user_id)):
+                    remote[user_id] = by_device
                     continue
                 for device_id, content in by_device.items():
                     for target in self._target_devices(user_id, device_id):
@@ -84,6 +94,9 @@ class ToDevice:
                         key = join_key(user_id, target, u64(self._globals.next_count()))
                         batch.put(self._events, key, json.dumps(event).encode())
                         recipients.add(user_id)
+            if remote:
+                for hook in self.remote_messages:
+                    hook(batch, sender, event_type, remote)
             batch.put(self._transactions, transaction, b"")
         self._notifier.notify(recipients)
 

@@ -15,6 +15,7 @@ at the earliest deadline so the members' long-polling syncs hear of it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import trio
 
@@ -45,6 +46,9 @@ class Typing:
         """room id → user id → when their notice expires (ms since the epoch)."""
         self._last_change: dict[str, int] = {}
         self._new_deadline = trio.Event()
+        self.changed: list[Callable[[str, str, bool], None]] = []
+        """Called with (room id, user id, typing) when someone starts or stops typing
+        (a notice that times out stops): the federation sender tells other servers."""
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         """Start (for `timeout_ms`) or stop `user_id`'s notice; they must be joined."""
@@ -61,7 +65,7 @@ class Typing:
         if not typing_now:
             del self._deadlines[room_id]
         if typing != was_typing:
-            self._changed(room_id)
+            self._changed(room_id, {user_id: typing})
 
     def typing_users(self, room_id: str) -> list[str]:
         """Who is typing in the room now, in the order they started."""
@@ -99,8 +103,11 @@ class Typing:
         if not typing_now:
             del self._deadlines[room_id]
         if expired:
-            self._changed(room_id)
+            self._changed(room_id, dict.fromkeys(expired, False))
 
-    def _changed(self, room_id: str) -> None:
+    def _changed(self, room_id: str, changes: dict[str, bool]) -> None:
         self._last_change[room_id] = self._globals.next_count()
         self._notifier.notify(self._state_cache.joined_members(room_id))
+        for user_id, typing in changes.items():
+            for listener in self.changed:
+                listener(room_id, user_id, typing)

@@ -12,6 +12,7 @@ not send a burst of doomed requests to every server that was down.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...storage import Database
@@ -39,6 +40,9 @@ class Destinations:
             key.decode(): Backoff(**json.loads(value)) for key, value in self._tree.iter_prefix()
         }
         """A mirror of the tree: `contacted_by` runs on every incoming request."""
+        self.reset: list[Callable[[str], None]] = []
+        """Called with a destination whose backoff was just cleared: it is up again, so
+        whatever waits for it (the federation sender's queue) can go now."""
 
     def backoff(self, server_name: str) -> Backoff | None:
         """The backoff of `server_name`, or None if it is not backed off."""
@@ -66,3 +70,5 @@ class Destinations:
         """`server_name` answered us, or contacted us: it is up, forget its backoff."""
         if self._backoffs.pop(server_name, None) is not None:
             self._tree.delete(server_name.encode())
+            for listener in self.reset:
+                listener(server_name)

@@ -1,0 +1,197 @@
+"""EDUs our users cause, for the servers that should hear of them and no others.
+
+Spec: `content/server-server-api.md`, "EDUs", "Typing Notifications",
+"Receipts", "Presence", "Device Management" (`m.device_list_update`,
+`m.signing_key_update`), "Send-to-device messaging"; the EDU schemas in
+`data/api/server-server/definitions/event-schemas/`. EDU storms are a known
+failure of other servers (`../shared/notes/federation-lessons.md`): each EDU
+goes only to the servers of the rooms it concerns, and a newer typing,
+receipt or presence update replaces a queued one (`queue_ephemeral`).
+
+- `m.typing`, `m.receipt` (public ones), `m.presence`: in memory, to the
+  servers of the room (presence: of every room shared with the user).
+- `m.device_list_update`, `m.signing_key_update`: durable, queued in the
+  batch of the change, to the servers sharing a room with the user. Their
+  content is read when the transaction is built, so it holds the newest
+  keys. Each user's updates are numbered with `stream_id` and chained by
+  `prev_id` (tree `userid_devicelistid`: user → the last stream id); a server
+  that missed one sees an unknown `prev_id` and resyncs the whole list.
+  Display names of devices stay on this server (as in Synapse's default).
+- `m.direct_to_device`: durable, one EDU per destination server, queued in
+  the batch of the `sendToDevice` request, with a `message_id` the receiver
+  deduplicates on.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from ...core.e2e_keys import MASTER, SELF_SIGNING
+from ...storage import Database, WriteBatch
+from ...storage.kv import from_u64, u64
+from ..cross_signing import CrossSigning
+from ..devices import Devices
+from ..globals import Globals
+from ..keys import Keys
+from ..presence import Presence
+from .outbox import Item, Outbox, server_of
+from .sender import FederationSender
+
+TREES = ("userid_devicelistid",)
+
+
+class OutgoingEdus:
+    def __init__(
+        self,
+        db: Database,
+        globals_: Globals,
+        outbox: Outbox,
+        sender: FederationSender,
+        presence: Presence,
+    ) -> None:
+        self._globals = globals_
+        self._outbox = outbox
+        self._sender = sender
+        self._presence = presence
+        self._stream_ids = db.tree("userid_devicelistid")
+        self._latest_stream_id: dict[str, int] = {}
+        """Stream ids handed out in batches not yet written: two devices deleted in one
+        batch must chain, not both point to the stored id."""
+
+    def _is_ours(self, user_id: str) -> bool:
+        return server_of(user_id) == self._globals.server_name
+
+    # ---- in memory: typing, receipts, presence
+
+    def typing_changed(self, room_id: str, user_id: str, typing: bool) -> None:
+        """`Typing.changed` listener."""
+        if not self._is_ours(user_id):
+            return
+        content = {"room_id": room_id, "user_id": user_id, "typing": typing}
+        self._sender.queue_ephemeral(
+            self._outbox.servers_in_room(room_id),
+            ("m.typing", room_id, user_id),
+            {"edu_type": "m.typing", "content": content},
+        )
+
+    def receipt_written(self, room_id: str, receipt: Mapping[str, Any]) -> None:
+        """`Receipts.written` listener (public receipts only reach it)."""
+        user_id = receipt["user_id"]
+        if not self._is_ours(user_id):
+            return
+        data: dict[str, Any] = {"ts": receipt["ts"]}
+        if "thread_id" in receipt:
+            data["thread_id"] = receipt["thread_id"]
+        receipt_type = receipt["receipt_type"]
+        by_user = {user_id: {"event_ids": [receipt["event_id"]], "data": data}}
+        self._sender.queue_ephemeral(
+            self._outbox.servers_in_room(room_id),
+            ("m.receipt", room_id, user_id, receipt_type, receipt.get("thread_id")),
+            {"edu_type": "m.receipt", "content": {room_id: {receipt_type: by_user}}},
+        )
+
+    def presence_changed(self, user_id: str) -> None:
+        """`Presence.changed` listener."""
+        if not self._is_ours(user_id):
+            return
+        update = {"user_id": user_id, **self._presence.get(user_id)}
+        update.setdefault("last_active_ago", 0)
+        self._sender.queue_ephemeral(
+            self._outbox.servers_sharing_a_room(user_id),
+            ("m.presence", user_id),
+            {"edu_type": "m.presence", "content": {"push": [update]}},
+        )
+
+    # ---- durable: device lists, cross-signing keys, to-device
+
+    def device_list_changed(self, batch: WriteBatch, user_id: str, device_id: str) -> None:
+        """`Devices.device_list_changed` hook, and `Keys` after new device keys."""
+        if not self._is_ours(user_id):
+            return
+        servers = self._outbox.servers_sharing_a_room(user_id)
+        if not servers:
+            return
+        previous = self._latest_stream_id.get(user_id)
+        if previous is None:
+            stored = self._stream_ids.get(user_id.encode())
+            previous = from_u64(stored) if stored is not None else None
+        stream_id = self._globals.next_count()
+        self._latest_stream_id[user_id] = stream_id
+        batch.put(self._stream_ids, user_id.encode(), u64(stream_id))
+        batch.after_commit(lambda: self._latest_stream_id.pop(user_id, None))
+        update = {
+            "user_id": user_id,
+            "device_id": device_id,
+            "stream_id": stream_id,
+            "prev_id": [previous] if previous is not None else [],
+        }
+        self._outbox.queue(batch, servers, {"device_list": update})
+
+    def signing_keys_uploaded(self, batch: WriteBatch, user_id: str) -> None:
+        """`CrossSigning.uploaded` hook."""
+        if self._is_ours(user_id):
+            servers = self._outbox.servers_sharing_a_room(user_id)
+            self._outbox.queue(batch, servers, {"signing_keys": user_id})
+
+    def send_to_device(
+        self,
+        batch: WriteBatch,
+        sender: str,
+        event_type: str,
+        messages: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Queue `messages` (remote user → device id or `*` → content) in `batch`."""
+        by_server: dict[str, dict[str, Any]] = {}
+        for user_id, by_device in messages.items():
+            by_server.setdefault(server_of(user_id), {})[user_id] = dict(by_device)
+        for server, server_messages in by_server.items():
+            content = {
+                "sender": sender,
+                "type": event_type,
+                "message_id": secrets.token_urlsafe(16),
+                "messages": server_messages,
+            }
+            edu = {"edu_type": "m.direct_to_device", "content": content}
+            self._outbox.queue(batch, [server], {"edu": edu})
+
+
+class EduContents:
+    """The EDUs that outbox items stand for, read when a transaction is built."""
+
+    def __init__(self, devices: Devices, keys: Keys, cross_signing: CrossSigning) -> None:
+        self._devices = devices
+        self._keys = keys
+        self._cross_signing = cross_signing
+
+    def build(self, item: Item) -> dict[str, Any] | None:
+        """The EDU an outbox item stands for (the sender's `build_edu`)."""
+        if "edu" in item:
+            return item["edu"]
+        if "device_list" in item:
+            return self._device_list_update(item["device_list"])
+        if "signing_keys" in item:
+            return self._signing_key_update(item["signing_keys"])
+        return None
+
+    def _device_list_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        content = dict(update)
+        user_id, device_id = update["user_id"], update["device_id"]
+        if self._devices.get(user_id, device_id) is None:
+            content["deleted"] = True
+        else:
+            keys = self._keys.device_keys(user_id, device_id)
+            if keys is not None:
+                content["keys"] = keys
+        return {"edu_type": "m.device_list_update", "content": content}
+
+    def _signing_key_update(self, user_id: str) -> dict[str, Any] | None:
+        content: dict[str, Any] = {"user_id": user_id}
+        for usage, field in ((MASTER, "master_key"), (SELF_SIGNING, "self_signing_key")):
+            key = self._cross_signing.key(user_id, usage)
+            if key is not None:
+                content[field] = key
+        if len(content) == 1:
+            return None
+        return {"edu_type": "m.signing_key_update", "content": content}
