@@ -58,6 +58,8 @@ from tests.support.matrix import User, ok, path_part, register
 from tests.support.server import make_config
 from tests.support.shared_server import RunningServer, SharedServer, shared_server_fixtures
 
+pytestmark = pytest.mark.slow
+
 running_server, server = shared_server_fixtures()
 no_error_logged = no_error_in_the_server_log()
 

@@ -31,6 +31,8 @@ GRACE_SECONDS = 10
 """How much longer than its timeout the server may take to close: generous, so a
 loaded machine never fails these tests; a server without the timeout never closes."""
 
+pytestmark = pytest.mark.slow
+
 running_server, server = shared_server_fixtures(
     client_idle_timeout=SHORT_TIMEOUT_SECONDS, client_body_timeout=SHORT_TIMEOUT_SECONDS
 )
