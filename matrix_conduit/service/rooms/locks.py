@@ -10,8 +10,7 @@ found in production.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
@@ -26,39 +25,51 @@ class RoomLockNotHeld(RuntimeError):
 class RoomGuard:
     """Handed out by `RoomLocks.hold`: the holder has the lock of `room_id`."""
 
-    __slots__ = ("_held", "_lock", "room_id")
+    __slots__ = ("_held", "_task", "room_id")
 
-    def __init__(self, room_id: str, lock: trio.Lock, issuer: object) -> None:
+    def __init__(self, room_id: str, issuer: object) -> None:
         if issuer is not _ISSUER:
             raise RoomLockNotHeld("a RoomGuard comes only from RoomLocks.hold")
         self.room_id = room_id
-        self._lock = lock
+        self._task = trio.lowlevel.current_task()
         self._held = True
 
     def require(self, room_id: str) -> None:
         """Raise `RoomLockNotHeld` unless this guard holds `room_id`'s lock right now."""
         if room_id != self.room_id:
             raise RoomLockNotHeld(f"the guard is for {self.room_id}, not {room_id}")
-        if not self._held or self._lock.statistics().owner is not trio.lowlevel.current_task():
+        if not self._held or trio.lowlevel.current_task() is not self._task:
             raise RoomLockNotHeld(f"the lock of {room_id} is not held by this task")
 
-    def _release(self) -> None:
-        self._held = False
+
+class _Hold:
+    """`async with locks.hold(room_id) as guard`: a class, as it runs for every event."""
+
+    __slots__ = ("_guard", "_lock", "_room_id")
+
+    def __init__(self, lock: trio.Lock, room_id: str) -> None:
+        self._lock = lock
+        self._room_id = room_id
+        self._guard: RoomGuard | None = None
+
+    async def __aenter__(self) -> RoomGuard:
+        await self._lock.acquire()
+        self._guard = RoomGuard(self._room_id, _ISSUER)
+        return self._guard
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._guard is not None
+        self._guard._held = False
+        self._lock.release()
 
 
 class RoomLocks:
     def __init__(self) -> None:
         self._locks: dict[str, trio.Lock] = {}
 
-    @asynccontextmanager
-    async def hold(self, room_id: str) -> AsyncIterator[RoomGuard]:
+    def hold(self, room_id: str) -> AbstractAsyncContextManager[RoomGuard]:
         """Wait for the room's lock; the guard is valid until the block ends."""
         lock = self._locks.get(room_id)
         if lock is None:
             lock = self._locks[room_id] = trio.Lock()
-        async with lock:
-            guard = RoomGuard(room_id, lock, _ISSUER)
-            try:
-                yield guard
-            finally:
-                guard._release()
+        return _Hold(lock, room_id)

@@ -517,7 +517,7 @@ async def test_a_guard_kept_after_its_lock_is_released_is_refused(services, remo
 
 async def test_a_guard_cannot_be_made_outside_the_room_locks() -> None:
     with pytest.raises(RoomLockNotHeld, match="only from RoomLocks"):
-        RoomGuard("!room:localhost", trio.Lock(), object())
+        RoomGuard("!room:localhost", object())
 
 
 async def test_a_guard_is_good_only_in_the_task_that_holds_the_lock(services):
