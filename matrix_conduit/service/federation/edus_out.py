@@ -14,8 +14,9 @@ receipt or presence update replaces a queued one (`queue_ephemeral`).
   batch of the change, to the servers sharing a room with the user. Their
   content is read when the transaction is built, so it holds the newest
   keys. Each user's updates are numbered with `stream_id` and chained by
-  `prev_id` (tree `userid_devicelistid`: user → the last stream id); a server
-  that missed one sees an unknown `prev_id` and resyncs the whole list.
+  `prev_id` (`DeviceListStreams`, tree `userid_devicelistid`: user → the last
+  stream id); a server that missed one sees an unknown `prev_id` and fetches
+  the whole list (`EduContents.user_devices`).
   Display names of devices stay on this server (as in Synapse's default).
 - `m.direct_to_device`: durable, one EDU per destination server, queued in
   the batch of the `sendToDevice` request, with a `message_id` the receiver
@@ -42,23 +43,48 @@ from .sender import FederationSender
 TREES = ("userid_devicelistid",)
 
 
+class DeviceListStreams:
+    """Each local user's device list version: the `stream_id` of its latest change."""
+
+    def __init__(self, db: Database, globals_: Globals) -> None:
+        self._globals = globals_
+        self._stream_ids = db.tree("userid_devicelistid")
+        self._unwritten: dict[str, int] = {}
+        """Stream ids handed out in batches not yet written: two devices deleted in one
+        batch must chain, not both point to the stored id."""
+
+    def current(self, user_id: str) -> int | None:
+        """The user's latest stream id (None: no change since the tree exists)."""
+        unwritten = self._unwritten.get(user_id)
+        if unwritten is not None:
+            return unwritten
+        stored = self._stream_ids.get(user_id.encode())
+        return from_u64(stored) if stored is not None else None
+
+    def advance(self, batch: WriteBatch, user_id: str) -> tuple[int, int | None]:
+        """A new stream id for the user, written in `batch`; and the one before it."""
+        previous = self.current(user_id)
+        stream_id = self._globals.next_count()
+        self._unwritten[user_id] = stream_id
+        batch.put(self._stream_ids, user_id.encode(), u64(stream_id))
+        batch.after_commit(lambda: self._unwritten.pop(user_id, None))
+        return stream_id, previous
+
+
 class OutgoingEdus:
     def __init__(
         self,
-        db: Database,
         globals_: Globals,
         outbox: Outbox,
         sender: FederationSender,
         presence: Presence,
+        streams: DeviceListStreams,
     ) -> None:
         self._globals = globals_
         self._outbox = outbox
         self._sender = sender
         self._presence = presence
-        self._stream_ids = db.tree("userid_devicelistid")
-        self._latest_stream_id: dict[str, int] = {}
-        """Stream ids handed out in batches not yet written: two devices deleted in one
-        batch must chain, not both point to the stored id."""
+        self._streams = streams
 
     def _is_ours(self, user_id: str) -> bool:
         return server_of(user_id) == self._globals.server_name
@@ -110,17 +136,10 @@ class OutgoingEdus:
         """`Devices.device_list_changed` hook, and `Keys` after new device keys."""
         if not self._is_ours(user_id):
             return
+        stream_id, previous = self._streams.advance(batch, user_id)
         servers = self._outbox.servers_sharing_a_room(user_id)
         if not servers:
-            return
-        previous = self._latest_stream_id.get(user_id)
-        if previous is None:
-            stored = self._stream_ids.get(user_id.encode())
-            previous = from_u64(stored) if stored is not None else None
-        stream_id = self._globals.next_count()
-        self._latest_stream_id[user_id] = stream_id
-        batch.put(self._stream_ids, user_id.encode(), u64(stream_id))
-        batch.after_commit(lambda: self._latest_stream_id.pop(user_id, None))
+            return  # the version moved on all the same: a server that had it resyncs
         update = {
             "user_id": user_id,
             "device_id": device_id,
@@ -158,12 +177,45 @@ class OutgoingEdus:
 
 
 class EduContents:
-    """The EDUs that outbox items stand for, read when a transaction is built."""
+    """The EDUs that outbox items stand for, read when a transaction is built; and
+    the whole device list other servers fetch when they missed an update."""
 
-    def __init__(self, devices: Devices, keys: Keys, cross_signing: CrossSigning) -> None:
+    def __init__(
+        self,
+        devices: Devices,
+        keys: Keys,
+        cross_signing: CrossSigning,
+        streams: DeviceListStreams,
+    ) -> None:
         self._devices = devices
         self._keys = keys
         self._cross_signing = cross_signing
+        self._streams = streams
+
+    def user_devices(self, user_id: str) -> dict[str, Any]:
+        """The answer to `GET /_matrix/federation/v1/user/devices/{userId}` (user_devices.yaml).
+
+        Every device, with its keys when it uploaded some (as Synapse
+        answers); `stream_id` is the version the next `m.device_list_update`
+        names as its `prev_id`.
+        """
+        keys = self._keys.device_keys_of(user_id)
+        devices = []
+        for device_id in self._devices.device_ids(user_id):
+            device: dict[str, Any] = {"device_id": device_id}
+            if device_id in keys:
+                device["keys"] = keys[device_id]
+            devices.append(device)
+        answer: dict[str, Any] = {
+            "user_id": user_id,
+            "stream_id": self._streams.current(user_id) or 0,
+            "devices": devices,
+        }
+        for usage, field in ((MASTER, "master_key"), (SELF_SIGNING, "self_signing_key")):
+            key = self._cross_signing.key(user_id, usage)
+            if key is not None:
+                answer[field] = key
+        return answer
 
     def build(self, item: Item) -> dict[str, Any] | None:
         """The EDU an outbox item stands for (the sender's `build_edu`)."""
