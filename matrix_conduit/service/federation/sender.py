@@ -89,6 +89,15 @@ def federation_pdu(event: Event, room_version: RoomVersion) -> dict[str, Any]:
     return pdu
 
 
+def _presence_in_one(edus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The EDUs, with every `m.presence` update merged into one `push` list."""
+    updates = [u for e in edus if e["edu_type"] == "m.presence" for u in e["content"]["push"]]
+    merged = [e for e in edus if e["edu_type"] != "m.presence"]
+    if updates:
+        merged.append({"edu_type": "m.presence", "content": {"push": updates}})
+    return merged
+
+
 class FederationSender:
     def __init__(
         self,
@@ -212,10 +221,12 @@ class FederationSender:
         if dropped:
             self._outbox.remove(dropped)
         ephemeral = self._ephemeral.get(destination)
-        while ephemeral and len(transaction.edus) < MAX_EDUS:
-            transaction.edus.append(ephemeral.pop(next(iter(ephemeral))))
+        taken = []
+        while ephemeral and len(transaction.edus) + len(taken) < MAX_EDUS:
+            taken.append(ephemeral.pop(next(iter(ephemeral))))
         if ephemeral is not None and not ephemeral:
             del self._ephemeral[destination]
+        transaction.edus += _presence_in_one(taken)
         if not transaction.pdus and not transaction.edus:
             return None
         return transaction
