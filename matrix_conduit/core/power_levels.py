@@ -265,6 +265,29 @@ class PowerLevels:
         return level >= required and self.user_level(target) < level
 
 
+def integer_levels(content: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
+    """A copy of a power levels content with every level written as an integer.
+
+    What a room upgrade carries into the new room: older versions accept
+    `" 0100 "` and `50.5` as levels, v10+ only integers (`parse_power_level`).
+    Levels this version cannot read are left out; other keys are kept as they are.
+    """
+    copied = dict(content)
+    for name in PROPERTY_DEFAULTS:
+        if name in copied:
+            level = parse_power_level(copied[name], room_version)
+            if level is None:
+                del copied[name]
+            else:
+                copied[name] = level
+    for name in ("events", "notifications", "users"):
+        value = copied.get(name)
+        if isinstance(value, Mapping):
+            levels = ((key, parse_power_level(raw, room_version)) for key, raw in value.items())
+            copied[name] = {key: level for key, level in levels if level is not None}
+    return copied
+
+
 def _content(event: Mapping[str, Any]) -> Mapping[str, Any]:
     content = event.get("content")
     return content if isinstance(content, Mapping) else {}

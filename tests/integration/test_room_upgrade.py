@@ -191,3 +191,20 @@ async def test_upgrade_to_v12_with_additional_creators(server: SharedServer):
     new = ok(await upgrade(alice, old, "12", additional_creators=[bob.user_id]))["replacement_room"]
     create = await state_content(alice, new, "m.room.create")
     assert create["additional_creators"] == [bob.user_id]
+
+
+async def test_upgrade_from_v5_writes_string_and_float_levels_as_integers(server: SharedServer):
+    """Rooms v1–v9 accept `" 0100 "` and v1–v5 `50.5` as levels; v10 only integers
+    (`content/rooms/v10.md`, "Values in power levels events must be integers")."""
+    alice = await register(server)
+    room_id = await alice.create_room(room_version="5")
+    levels = await state_content(alice, room_id, "m.room.power_levels")
+    levels.update({"kick": " 0060 ", "redact": 50.5, "events": {"m.room.name": "75"}})
+    ok(await alice.put_state(room_id, "m.room.power_levels", levels))
+
+    new_room = ok(await upgrade(alice, room_id, "10"))["replacement_room"]
+
+    new_levels = await state_content(alice, new_room, "m.room.power_levels")
+    assert (new_levels["kick"], new_levels["redact"]) == (60, 50)
+    assert new_levels["events"]["m.room.name"] == 75
+    assert new_levels["users"][alice.user_id] == 100

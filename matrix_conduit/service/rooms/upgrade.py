@@ -11,11 +11,10 @@ follow the tombstone, the upgrading user invites the old room's members.
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Any
 
 from ...core.ids import is_on_server
-from ...core.power_levels import PowerLevels
+from ...core.power_levels import PowerLevels, integer_levels
 from ...core.room_versions import KNOWN_ROOM_VERSIONS
 from ...errors import MatrixError, forbidden
 from ...storage import Database
@@ -127,15 +126,16 @@ class RoomUpgrades:
         return new_room_id
 
     def _new_power_levels(self, room_id: str, user_id: str, new_version: str) -> dict[str, Any]:
-        content = copy.deepcopy(self._timeline.state_content(room_id, "m.room.power_levels"))
-        if not content:
+        old_content = self._timeline.state_content(room_id, "m.room.power_levels")
+        if not old_content:
             return {}
+        content = integer_levels(old_content, self._timeline.room_version(room_id))
         users = dict(content.get("users") or {})
         new_room_version = KNOWN_ROOM_VERSIONS[new_version]
         if new_room_version.privileged_creators:
             users.pop(user_id, None)  # creators are implicit, infinite, and may not be listed
         else:
-            users[user_id] = max(int(users.get(user_id, 0)), 100)
+            users[user_id] = max(users.get(user_id, 0), 100)
         content["users"] = users
         return content
 
