@@ -10,7 +10,6 @@ key stays the same across a restart) and § Querying for information
 from __future__ import annotations
 
 import httpx
-import trio
 
 from tests.support.federation import start_federating
 from tests.support.synapse import Synapse, running_synapse
@@ -29,7 +28,7 @@ async def test_a_restarted_synapse_keeps_its_users_and_key_and_answers_us(nurser
         keys = await _published_keys(synapse)
         us = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
 
-        await trio.to_thread.run_sync(synapse.restart)
+        await synapse.restart_async()
 
         assert await _published_keys(synapse) == keys
         async with synapse.client(alice) as client:

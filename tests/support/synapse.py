@@ -47,7 +47,7 @@ Each test's own server has a new port, hence a new server name, so the
 backoff Synapse keeps per destination never carries over between tests.
 A test that stops or restarts Synapse takes one of its own: `with
 running_synapse(ca, tmp_path / "synapse") as synapse:` (the ordinary `ca`
-fixture), and `await trio.to_thread.run_sync(synapse.restart)`.
+fixture), and `await synapse.restart_async()`.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trio
 
 from tests.support.accounts import PASSWORD
 from tests.support.federation_ca import FederationCa, free_port_on
@@ -360,13 +361,24 @@ class Synapse:
     def restart(self) -> None:
         """Stop, then start again on the same config and database; blocks until it answers.
 
-        From a trio test: `await trio.to_thread.run_sync(synapse.restart)`, so
-        that our servers in the test's loop keep answering meanwhile. Only for
-        a Synapse of the test's own (`running_synapse`), not the module's.
+        Only from the thread that ran `running_synapse` (see `restart_async`).
+        Only for a Synapse of the test's own (`running_synapse`), not the module's.
         """
         self.stop()
         self.process = _start_process(self.directory)
         _wait_until_ready(self)
+
+    async def restart_async(self) -> None:
+        """`restart` from a trio test: our servers in the test's loop keep answering meanwhile.
+
+        Stopping and waiting happen in worker threads, but the new process
+        starts on the test's own thread: `setpriv --pdeathsig` signals the
+        child when the *thread* that forked it ends, and trio's idle worker
+        threads end after 10 s (a Synapse started from one got SIGTERM then).
+        """
+        await trio.to_thread.run_sync(self.stop)
+        self.process = _start_process(self.directory)
+        await trio.to_thread.run_sync(_wait_until_ready, self)
 
 
 def _signing_key() -> str:

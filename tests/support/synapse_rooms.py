@@ -16,6 +16,7 @@ waiting never asserts a duration, and a hang becomes a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
@@ -262,16 +263,24 @@ class Peers:
         return self._synapse(user)
 
     def _synapse(self, user: SynapseUser) -> Account:
-        client = self.synapse.client()
-        self._clients.push_async_callback(client.aclose)
         return Account(
             user.user_id,
             user.device_id,
             user.access_token,
-            client,
+            self._synapse_client(),
             self.synapse.server_name,
             PASSWORD,
         )
+
+    def _synapse_client(self) -> httpx.AsyncClient:
+        client = self.synapse.client()
+        self._clients.push_async_callback(client.aclose)
+        return client
+
+    def reconnected(self, account: Account) -> Account:
+        """`account` with a new HTTP client: for a Synapse account after Synapse restarted
+        (the old client's kept-alive connections went with the old process)."""
+        return dataclasses.replace(account, http=self._synapse_client())
 
     async def account_on(self, side: str) -> Account:
         """A new account on `side`: "ours" or "synapse"."""
