@@ -17,19 +17,17 @@ from tests.support.synapse_rooms import (
     Peers,
     Sync,
     has_bodies,
-    peers,
+    interop,
     shared_room,
     sides,
-    start_ours,
 )
 
 pytestmark = pytest.mark.parametrize("direction", DIRECTIONS)
 
 
 @pytest.fixture
-async def both(nursery, synapse, tmp_path) -> Peers:
-    ours = await start_ours(nursery, synapse, tmp_path / "us")
-    async with peers(ours, synapse) as pair:
+async def both(nursery, synapse, tmp_path, caplog) -> Peers:
+    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
         yield pair
 
 

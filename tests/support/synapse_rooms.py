@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -373,3 +375,43 @@ async def shared_room(home: Account, visitor: Account, **create: Any) -> tuple[s
     await home_sync.until(joined(visitor.user_id, room_id))
     await visitor_sync.until(joined(visitor.user_id, room_id))
     return room_id, home_sync, visitor_sync
+
+
+SYNAPSE_COMPLAINTS = re.compile(
+    r"Rejecting |failed sanity check|failed history check|InvalidEventSignature"
+    r"|(?i:(invalid|bad|failed to verify|unable to verify|no) [\w ]{0,20}signature)"
+    r"|(?i:content hash)|Failed to get prev_events|Failed to get auth chain|Ignoring PDU"
+    r"|(?i:soft.fail)|Traceback| - ERROR - | - CRITICAL - "
+)
+"""What in Synapse's log would mean it found fault with our events or requests."""
+
+
+def synapse_complaints(synapse: Synapse, since: int) -> list[str]:
+    """The lines of Synapse's log from byte `since` on that match `SYNAPSE_COMPLAINTS`."""
+    with synapse.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    return [line for line in lines if SYNAPSE_COMPLAINTS.search(line)]
+
+
+def our_errors(records: list[logging.LogRecord]) -> list[str]:
+    """Errors our server logged (a test's `caplog.records`)."""
+    return [
+        f"{r.name}: {r.getMessage()}"
+        for r in records
+        if r.levelno >= logging.ERROR and r.name.startswith("matrix_conduit")
+    ]
+
+
+@asynccontextmanager
+async def interop(
+    nursery: Any, synapse: Synapse, directory: Any, caplog: Any
+) -> AsyncIterator[Peers]:
+    """`Peers` of a new server of ours and `synapse`; afterwards, neither side complained:
+    no error in our log, nothing in Synapse's that says it found fault with us."""
+    since = synapse.log_size()
+    ours = await start_ours(nursery, synapse, directory)
+    async with peers(ours, synapse) as pair:
+        yield pair
+    assert not our_errors(caplog.records), our_errors(caplog.records)
+    assert not synapse_complaints(synapse, since), "\n".join(synapse_complaints(synapse, since))

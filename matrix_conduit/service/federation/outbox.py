@@ -84,8 +84,12 @@ class Outbox:
         """`Timeline.appending` hook: our timeline event, for the other servers in its room.
 
         The servers are those of the room's joined members, and for a
-        membership event also the server of its target (a kicked or leaving
-        user's server must hear of it).
+        membership event also the server of its target if the target was
+        joined, invited or knocking before it (a kicked or leaving user's
+        server must hear of it, and of a rescinded invite). Not otherwise: an
+        invite goes to the invited user's server by `/invite`, and a server
+        not in the room ignores the room's PDUs (Synapse logs "Ignoring PDU
+        ... as we're not in the room" for an invite or an unban sent so).
         """
         if position is None or server_of(event["sender"]) != self._globals.server_name:
             return
@@ -93,7 +97,9 @@ class Outbox:
             server_of(member) for member in self._state_cache.joined_members(event["room_id"])
         }
         if event["type"] == "m.room.member":
-            servers.add(server_of(event["state_key"]))
+            before = (event.get("unsigned") or {}).get("prev_content") or {}
+            if before.get("membership") in ("join", "invite", "knock"):
+                servers.add(server_of(event["state_key"]))
         self.queue(batch, servers, {"pdu": event["event_id"]})
 
     def servers_sharing_a_room(self, user_id: str) -> set[str]:
