@@ -1,0 +1,102 @@
+"""`make_join`/`send_join`, `make_leave`/`send_leave` and `/invite`, as other servers call them.
+
+Spec: `content/server-server-api.md` ("Joining Rooms", "Leaving Rooms
+(Rejecting Invites)", "Inviting to a room"); OpenAPI
+`data/api/server-server/joins-v1.yaml`, `joins-v2.yaml`, `leaving-v1.yaml`,
+`leaving-v2.yaml`, `invites-v1.yaml`, `invites-v2.yaml`. The v1 answers of
+`send_join`, `send_leave` and `/invite` are wrapped as `[200, {...}]`; v2
+answers are the object alone. Every route is behind the X-Matrix gate; what
+is checked and stored is `service/federation/membership.py`; each route first
+applies the room's server ACL (§ Server Access Control Lists).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import request
+
+from ...errors import bad_json
+from ..request import json_object, parse_json, services
+from .auth import origin, require_server_allowed, signed_blueprint
+
+blueprint = signed_blueprint("federation_membership", __name__)
+
+V1 = "/_matrix/federation/v1"
+V2 = "/_matrix/federation/v2"
+
+
+async def _json_body() -> Any:
+    return parse_json(await request.get_data(cache=True))
+
+
+@blueprint.get(f"{V1}/make_join/<room_id>/<user_id>")
+async def make_join(room_id: str, user_id: str) -> dict:
+    require_server_allowed(room_id)
+    versions = request.args.getlist("ver") or ["1"]
+    return services().resident_membership.make_join(origin(), room_id, user_id, versions)
+
+
+@blueprint.put(f"{V1}/send_join/<room_id>/<event_id>")
+async def send_join_v1(room_id: str, event_id: str) -> Any:
+    require_server_allowed(room_id)
+    answer = await services().resident_membership.send_join(
+        origin(), room_id, event_id, await _json_body()
+    )
+    v1_keys = ("origin", "state", "auth_chain")
+    return [200, {key: answer[key] for key in v1_keys}]
+
+
+@blueprint.put(f"{V2}/send_join/<room_id>/<event_id>")
+async def send_join_v2(room_id: str, event_id: str) -> dict:
+    require_server_allowed(room_id)
+    return await services().resident_membership.send_join(
+        origin(), room_id, event_id, await _json_body()
+    )
+
+
+@blueprint.get(f"{V1}/make_leave/<room_id>/<user_id>")
+async def make_leave(room_id: str, user_id: str) -> dict:
+    require_server_allowed(room_id)
+    return services().resident_membership.make_leave(origin(), room_id, user_id)
+
+
+@blueprint.put(f"{V1}/send_leave/<room_id>/<event_id>")
+async def send_leave_v1(room_id: str, event_id: str) -> Any:
+    require_server_allowed(room_id)
+    await services().resident_membership.send_leave(origin(), room_id, event_id, await _json_body())
+    return [200, {}]
+
+
+@blueprint.put(f"{V2}/send_leave/<room_id>/<event_id>")
+async def send_leave_v2(room_id: str, event_id: str) -> dict:
+    require_server_allowed(room_id)
+    await services().resident_membership.send_leave(origin(), room_id, event_id, await _json_body())
+    return {}
+
+
+@blueprint.put(f"{V1}/invite/<room_id>/<event_id>")
+async def invite_v1(room_id: str, event_id: str) -> Any:
+    require_server_allowed(room_id)
+    event = await services().resident_membership.invite(
+        origin(), room_id, event_id, await _json_body(), None, None
+    )
+    return [200, {"event": event}]
+
+
+@blueprint.put(f"{V2}/invite/<room_id>/<event_id>")
+async def invite_v2(room_id: str, event_id: str) -> dict:
+    require_server_allowed(room_id)
+    body = await json_object()
+    room_version = body.get("room_version")
+    if not isinstance(room_version, str):
+        raise bad_json("`room_version` must be a string.")
+    event = await services().resident_membership.invite(
+        origin(),
+        room_id,
+        event_id,
+        body.get("event"),
+        room_version,
+        body.get("invite_room_state", []),
+    )
+    return {"event": event}
