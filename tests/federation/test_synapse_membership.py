@@ -15,10 +15,11 @@ import secrets
 
 import pytest
 
-from tests.support.matrix import ok
+from tests.support.matrix import ok, path_part
 from tests.support.synapse_rooms import (
     DIRECTIONS,
     Peers,
+    has_bodies,
     has_membership,
     interop,
     joined,
@@ -154,3 +155,83 @@ async def test_a_banned_user_of_the_other_server_cannot_rejoin_until_unbanned(bo
     ok(await visitor.join(room_id, server_name=home.server_name))
     await home_sync.until(joined(visitor.user_id, room_id))
     await visitor_sync.until(joined(visitor.user_id, room_id))
+
+
+async def test_a_user_who_left_a_room_of_the_other_server_rejoins_and_talks_again(both, direction):
+    home, visitor = await _accounts(both, direction)
+    room_id, home_sync, visitor_sync = await shared_room(home, visitor)
+    ok(await visitor.room_action(room_id, "leave"))
+    await home_sync.until(has_membership(visitor.user_id, room_id, "leave"))
+    await home.send(room_id, "while you were away")
+
+    ok(await visitor.join(room_id, server_name=home.server_name))
+
+    await home_sync.until(joined(visitor.user_id, room_id))
+    await visitor_sync.until(joined(visitor.user_id, room_id))
+    await home.send(room_id, "welcome back")
+    await visitor_sync.until(has_bodies(room_id, "welcome back"))
+    back_id = await visitor.send(room_id, "glad to be back")
+    await home_sync.until(lambda sync: sync.event(room_id, back_id))
+
+
+async def test_a_second_user_of_a_server_already_in_the_room_joins_and_hears_it(both, direction):
+    home, visitor = await _accounts(both, direction)
+    room_id, home_sync, _ = await shared_room(home, visitor)
+    second = await both.account_on(sides(direction)[1])
+    second_sync = second.sync()
+    await second_sync.once()
+
+    ok(await second.join(room_id, server_name=home.server_name))
+
+    await home_sync.until(joined(second.user_id, room_id))
+    await second_sync.until(joined(second.user_id, room_id))
+    said = await home.send(room_id, "hello to both of you")
+    await second_sync.until(lambda sync: sync.event(room_id, said))
+    reply = await second.send(room_id, "hello from the second one")
+    await home_sync.until(lambda sync: sync.event(room_id, reply))
+
+
+async def test_a_restricted_room_admits_a_user_of_the_other_server_only_through_membership(
+    both, direction
+):
+    """v10 `restricted` join rule: the resident server picks an authorising user
+    (`join_authorised_via_users_server`) and signs the join (room version 8+)."""
+    home, visitor = await _accounts(both, direction)
+    space_id = await home.create_room(preset="public_chat", room_version="10")
+    rule = {
+        "join_rule": "restricted",
+        "allow": [{"type": "m.room_membership", "room_id": space_id}],
+    }
+    restricted_id = await home.create_room(
+        preset="private_chat",
+        room_version="10",
+        initial_state=[{"type": "m.room.join_rules", "state_key": "", "content": rule}],
+    )
+    home_sync = home.sync()
+    await home_sync.once()
+
+    refused = await visitor.join(restricted_id, server_name=home.server_name)
+    assert refused.status_code == 403, refused.text
+    ok(await visitor.join(space_id, server_name=home.server_name))
+    await home_sync.until(joined(visitor.user_id, space_id))
+    ok(await visitor.join(restricted_id, server_name=home.server_name))
+
+    await home_sync.until(joined(visitor.user_id, restricted_id))
+    join = home_sync.member_event(restricted_id, visitor.user_id, "join")
+    assert join["content"].get("join_authorised_via_users_server") == home.user_id
+
+
+async def test_each_server_shows_the_other_servers_user_profile(both, direction):
+    home, visitor = await _accounts(both, direction)
+    ok(
+        await visitor.request(
+            "PUT", f"/profile/{path_part(visitor.user_id)}/displayname", {"displayname": "Vic"}
+        )
+    )
+
+    profile = await home.request("GET", f"/profile/{path_part(visitor.user_id)}")
+
+    assert ok(profile).get("displayname") == "Vic"
+    room_id, home_sync, _ = await shared_room(home, visitor)
+    join = home_sync.member_event(room_id, visitor.user_id, "join")
+    assert join["content"].get("displayname") == "Vic"
