@@ -397,6 +397,41 @@ async def test_a_pdu_from_a_server_the_rooms_acl_denies_is_ignored_with_an_error
     assert status(b, denied) is None
 
 
+async def test_typing_and_receipts_for_a_room_whose_acl_denies_the_origin_are_ignored(
+    pair, monkeypatch
+):
+    a, b = pair
+    room = await shared_room(a, b)
+    alice = room.alice.user_id
+    other = await room.bob.create_room(preset="public_chat")  # B's room, no ACL
+    host = a.name.rpartition(":")[0]
+    acl = await services(a).rooms.builder.send(
+        room.room_id, alice, "m.room.server_acl", {"allow": ["*"], "deny": [host]}, ""
+    )
+    await push(a, b, [pdu_of(a, acl, room.room_version)])
+    await wait_until(lambda: status(b, acl) is EventStatus.TIMELINE)
+    handled: list[tuple[str, dict]] = []
+
+    async def record(origin: str, edu_type: str, content: dict) -> None:
+        handled.append((edu_type, content))
+
+    monkeypatch.setattr(services(b).inbound.transactions, "handle_edu", record)
+    receipt = {"m.read": {alice: {"event_ids": [acl], "data": {"ts": 1}}}}
+    edus = [
+        {"edu_type": "m.typing", "content": {"room_id": room.room_id, "user_id": alice}},
+        {"edu_type": "m.typing", "content": {"room_id": other, "user_id": alice}},
+        {"edu_type": "m.receipt", "content": {room.room_id: receipt, other: receipt}},
+    ]
+    body = {"origin": a.name, "origin_server_ts": 0, "pdus": [], "edus": edus}
+
+    await a.federation.client.request(b.name, "PUT", SEND.format("acl-edus"), body=body)
+
+    assert handled == [
+        ("m.typing", {"room_id": other, "user_id": alice}),
+        ("m.receipt", {other: receipt}),
+    ]
+
+
 async def test_pdus_over_the_sanity_limits_or_for_unknown_rooms_are_dropped(pair):
     """Format (§ Checks on receipt, step 1): at most 20 prev_events and 10 auth_events; a
     room unknown here has no room version to check against, so the PDU is left out."""

@@ -14,7 +14,9 @@ that to-device messages are not stuck behind a slow room.
   transaction id gets the stored answer and nothing is processed again;
   the accepted PDUs and the answer go into the inbound queue in one batch
   before the answer is returned.
-- each EDU goes to `handle_edu(origin, edu_type, content)`: the EDU
+- each EDU goes to `handle_edu(origin, edu_type, content)` (a typing
+  notification or a room's receipts only where the room's server ACL lets
+  the origin in): the EDU
   dispatcher the EDU services set (`edus.EduHandlers.handle`: one handler
   per type, unknown types ignored; until one is set every EDU is ignored);
   a failing handler is logged and does not fail the transaction.
@@ -137,8 +139,7 @@ class Transactions:
             log.info("ignoring a PDU from %s for %s, a room unknown here", origin, room_id)
             return
         assert isinstance(pdu, dict)
-        acl = self._timeline.state_event(room_id, "m.room.server_acl")
-        if not server_allowed(acl["content"] if acl else None, origin):
+        if not self._acl_allows(room_id, origin):
             event_id = self._event_id(pdu, room_version)
             if event_id is not None:
                 results[event_id] = {"error": f"{origin} is denied by the room's server ACL"}
@@ -161,12 +162,42 @@ class Transactions:
         except Exception:  # a PDU malformed enough to have no id gets no entry
             return None
 
+    def _acl_allows(self, room_id: str, origin: str) -> bool:
+        acl = self._timeline.state_event(room_id, "m.room.server_acl")
+        content = acl.get("content") if acl is not None else None
+        return server_allowed(content if isinstance(content, dict) else None, origin)
+
+    def _within_acl(
+        self, origin: str, edu_type: str, content: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The EDU's content without what concerns rooms whose ACL denies `origin` (spec
+        § Server ACLs: a typing notification is ignored, a room's receipts are left out)."""
+        if edu_type == "m.typing":
+            room_id = content.get("room_id")
+            if isinstance(room_id, str) and not self._acl_allows(room_id, origin):
+                return None
+        elif edu_type == "m.receipt":
+            allowed = {
+                room_id: receipts
+                for room_id, receipts in content.items()
+                if self._acl_allows(room_id, origin)
+            }
+            if len(allowed) != len(content):
+                return allowed or None
+        return content
+
     async def _dispatch_edus(self, origin: str, edus: list[Any]) -> None:
         for edu in edus:
             edu_type = edu.get("edu_type") if isinstance(edu, dict) else None
             content = edu.get("content") if isinstance(edu, dict) else None
             if not isinstance(edu_type, str) or not isinstance(content, dict):
                 log.info("ignoring a malformed EDU from %s", origin)
+                continue
+            content = self._within_acl(origin, edu_type, content)
+            if content is None:
+                log.info(
+                    "ignoring an %s EDU from %s: the room's server ACL denies it", edu_type, origin
+                )
                 continue
             try:
                 await self.handle_edu(origin, edu_type, content)
