@@ -711,3 +711,21 @@ async def test_an_event_the_asking_server_may_not_see_is_served_redacted(pair):
     assert secret["content"] == {}
     assert compute_event_id(secret, room.room_version) == said[0]
     assert visible["content"]["body"] == "after bob joined"
+
+
+async def test_get_missing_events_walks_back_from_latest_to_earliest_within_the_limit(pair):
+    """Backfill § get_missing_events: a breadth-first walk of prev_events from
+    `latest_events`, skipping `earliest_events`, at most `limit` events."""
+    a, b = pair
+    room = await shared_room(a, b)
+    (earliest,) = services(a).rooms.timeline.forward_extremities(room.room_id)
+    sent = [await room.alice.send(room.room_id, f"m{n}") for n in range(5)]
+    path = f"/_matrix/federation/v1/get_missing_events/{quote(room.room_id, safe='')}"
+
+    async def missing(limit: int) -> list[str]:
+        body = {"earliest_events": [earliest], "latest_events": [sent[-1]], "limit": limit}
+        answer = await b.federation.client.request(a.name, "POST", path, body=body)
+        return [compute_event_id(pdu, room.room_version) for pdu in answer["events"]]
+
+    assert await missing(2) == sent[2:4]
+    assert await missing(10) == sent[:4]
