@@ -12,9 +12,10 @@ import pytest
 import trio
 
 from tests.support.federation import restart, start_federating
+from tests.support.matrix import ok
 from tests.support.remote_membership import eventually
 from tests.support.synapse import running_synapse
-from tests.support.synapse_rooms import Account, has_bodies, peers, shared_room
+from tests.support.synapse_rooms import Account, has_bodies, our_errors, peers, shared_room
 
 RETRY_POLLS = 80
 """Long polls (of 3 s at most each) to wait for a retry after a backoff of about a minute."""
@@ -25,7 +26,7 @@ FAST_SYNAPSE_RETRIES = {
 
 
 async def test_messages_queued_for_a_stopped_synapse_reach_it_after_our_server_restarts(
-    nursery, ca, tmp_path
+    nursery, ca, tmp_path, caplog
 ):
     with running_synapse(ca, tmp_path / "synapse") as synapse:
         ours = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
@@ -72,11 +73,12 @@ async def test_messages_queued_for_a_stopped_synapse_reach_it_after_our_server_r
                 *queued,
                 "after",
             ]
+        assert not our_errors(caplog.records), our_errors(caplog.records)
 
 
 @pytest.mark.slow  # a minute: the backoff after our first failure
 async def test_messages_queued_for_synapse_go_after_a_restart_without_synapse_calling_first(
-    nursery, ca, tmp_path
+    nursery, ca, tmp_path, caplog
 ):
     """Our retry loop alone resumes the stored queue (after the backoff of the failure)."""
     with running_synapse(ca, tmp_path / "synapse") as synapse:
@@ -102,10 +104,11 @@ async def test_messages_queued_for_synapse_go_after_a_restart_without_synapse_ca
             # Our first failure backs off 60 s, and the retry loop looks every 60 s.
             await carol_sync.until(has_bodies(room_id, *queued), polls=RETRY_POLLS)
             assert [b for b in carol_sync.bodies(room_id) if b in queued] == queued
+        assert not our_errors(caplog.records), our_errors(caplog.records)
 
 
 async def test_messages_synapse_sent_while_our_server_was_down_reach_our_user_after_it_restarts(
-    nursery, ca, tmp_path
+    nursery, ca, tmp_path, caplog
 ):
     """Synapse's catch-up (the room's newest event) and our /get_missing_events for the rest."""
     with running_synapse(ca, tmp_path / "synapse", **FAST_SYNAPSE_RETRIES) as synapse:
@@ -128,7 +131,33 @@ async def test_messages_synapse_sent_while_our_server_was_down_reach_our_user_af
 
             await alice_sync.until(has_bodies(room_id, *missed), polls=RETRY_POLLS)
             assert [b for b in alice_sync.bodies(room_id) if b in missed] == missed
+        assert not our_errors(caplog.records), our_errors(caplog.records)
 
 
 async def _async(value):
     return value
+
+
+async def test_our_user_rejects_an_invite_from_a_synapse_that_is_down_with_a_local_leave(
+    nursery, ca, tmp_path, caplog
+):
+    """Issue 11 §5: rejecting needs `make_leave`/`send_leave` on the inviting server;
+    when it cannot be reached the invite is still rejected, locally."""
+    with running_synapse(ca, tmp_path / "synapse") as synapse:
+        ours = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
+        async with peers(ours, synapse) as both:
+            alice = await both.our_account()
+            carol = await both.synapse_account()
+            room_id = await carol.create_room(preset="private_chat")
+            alice_sync = alice.sync()
+            await alice_sync.once()
+            ok(await carol.room_action(room_id, "invite", {"user_id": alice.user_id}))
+            await alice_sync.until(lambda sync: sync.invites.get(room_id))
+            await trio.to_thread.run_sync(synapse.stop)
+
+            rejected = await alice.room_action(room_id, "leave")
+
+            assert rejected.status_code == 200, rejected.text
+            await alice_sync.until(lambda sync: room_id in sync.left)
+            assert room_id not in ok(await alice.request("GET", "/sync"))["rooms"]["invite"]
+        assert not our_errors(caplog.records), our_errors(caplog.records)
