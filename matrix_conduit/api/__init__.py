@@ -47,8 +47,10 @@ def blueprints() -> list[Blueprint]:
         versions,
         voip,
     )
+    from .federation import devices as federation_devices
     from .federation import events as federation_events
     from .federation import keys as federation_keys
+    from .federation import membership as federation_membership
     from .federation import openid as federation_openid
     from .federation import query as federation_query
     from .federation import transactions as federation_transactions
@@ -89,6 +91,8 @@ def blueprints() -> list[Blueprint]:
         federation_keys.blueprint,
         federation_transactions.blueprint,
         federation_events.blueprint,
+        federation_devices.blueprint,
+        federation_membership.blueprint,
         federation_query.blueprint,
         relations.blueprint,
         search.blueprint,

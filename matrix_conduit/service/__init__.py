@@ -20,7 +20,16 @@ from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
 from .federation import Federation
+from .federation.edus import EduHandlers
+from .federation.edus_in import IncomingEdus
+from .federation.edus_out import DeviceListStreams, EduContents, OutgoingEdus
 from .federation.inbound import Inbound
+from .federation.membership import ResidentMembership
+from .federation.outbox import Outbox
+from .federation.profiles import RemoteProfiles
+from .federation.remote_devices import RemoteDeviceLists
+from .federation.remote_join import RemoteMembership
+from .federation.sender import FederationSender
 from .federation.server_acl import ServerAcl
 from .filters import Filters
 from .globals import Globals
@@ -111,6 +120,8 @@ class Services:
         self.server_acl = ServerAcl(self.rooms.timeline)
         self.inbound = Inbound(config, db, self.globals, self.rooms, self.federation)
         self.background_tasks.append(self.inbound.transactions.run)
+        self._set_up_federation_traffic()
+        self._set_up_federation_membership()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -155,6 +166,67 @@ class Services:
         )
         self.rooms.timeline.appending.append(self.push_sender.queue_for)
         self.background_tasks.append(self.push_sender.run)
+
+    def _set_up_federation_traffic(self) -> None:
+        """The outbox and its sender (our events and EDUs out), and the EDU handlers
+        (`self.edus.handle(origin, edu_type, content)`, what `/send` calls for each EDU)."""
+        enabled = self.config.allow_federation
+        federation = self.federation
+        self.outbox = Outbox(self.db, self.globals, self.rooms.state_cache, enabled=enabled)
+        self.rooms.timeline.appending.append(self.outbox.queue_event)
+        streams = DeviceListStreams(self.db, self.globals)
+        self.edu_contents = EduContents(self.devices, self.keys, self.cross_signing, streams)
+        self.federation_sender = FederationSender(
+            self.config.server_name,
+            self.outbox,
+            federation.client,
+            federation.destinations,
+            self.rooms.timeline,
+            self.edu_contents.build,
+            enabled=enabled,
+        )
+        edus_out = OutgoingEdus(
+            self.globals, self.outbox, self.federation_sender, self.presence, streams
+        )
+        self.typing.changed.append(edus_out.typing_changed)
+        self.receipts.written.append(edus_out.receipt_written)
+        self.presence.changed.append(edus_out.presence_changed)
+        self.devices.device_list_changed.append(edus_out.device_list_changed)
+        self.keys.device_keys_changed.append(edus_out.device_list_changed)
+        self.to_device.remote_messages.append(edus_out.send_to_device)
+        self.cross_signing.uploaded.append(edus_out.signing_keys_uploaded)
+        self.remote_device_lists = RemoteDeviceLists(self.db, federation.client, self.key_changes)
+        self.edus = EduHandlers()
+        IncomingEdus(
+            self.config.server_name,
+            self.rooms.state_cache,
+            self.typing,
+            self.receipts,
+            self.presence,
+            self.to_device,
+            self.server_acl.allows,
+        ).register(self.edus, self.remote_device_lists)
+        self.inbound.transactions.handle_edu = self.edus.handle
+        self.background_tasks += [self.federation_sender.run, self.remote_device_lists.run]
+
+    def _set_up_federation_membership(self) -> None:
+        """Joins, leaves and invites with other servers, both as the resident server
+        (`resident_membership`) and for rooms we are not in (`remote_membership`)."""
+        federation = self.federation
+        self.resident_membership = ResidentMembership(
+            self.globals, self.rooms, self.users, federation.key_ring, self.notifier, self.outbox
+        )
+        self.remote_membership = RemoteMembership(
+            self.globals,
+            self.rooms,
+            federation.client,
+            federation.key_ring,
+            self.inbound.events,
+            self.notifier,
+        )
+        if self.config.allow_federation:
+            self.rooms.membership.remote = self.remote_membership
+        self.remote_profiles = RemoteProfiles(federation.client)
 
     def _unread_total(self, user_id: str) -> int:
         """Notifying events unread across the user's rooms (push `counts.unread`)."""

@@ -7,7 +7,7 @@ OpenAPI of `joining.yaml`, `leaving.yaml`, `inviting.yaml`, `kicking.yaml`,
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, request
 
 from ...errors import MatrixError
 from ..auth import authenticate
@@ -34,18 +34,31 @@ def resolve_room(room_id_or_alias: str) -> str:
 
 @client_route(blueprint, "/join/<path:room_id_or_alias>", methods=["POST"])
 async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
+    """Join by id or alias; `via` (and its older name `server_name`) name servers to
+    join through when the room is on other servers (an alias adds its own)."""
     requester = authenticate()
     body = await json_object(optional=True)
-    room_id = resolve_room(room_id_or_alias)
+    servers = request.args.getlist("via") + request.args.getlist("server_name")
+    if room_id_or_alias.startswith("#"):
+        room_id, alias_servers = await services().remote_membership.resolve_alias(room_id_or_alias)
+        servers += alias_servers
+    else:
+        room_id = resolve_room(room_id_or_alias)
     await services().rooms.membership.join(
-        room_id, requester.user_id, reason=optional_str(body, "reason")
+        room_id, requester.user_id, reason=optional_str(body, "reason"), servers=servers
     )
     return {"room_id": room_id}
 
 
 @client_route(blueprint, "/rooms/<room_id>/join", methods=["POST"])
 async def join(room_id: str) -> dict:
-    return await join_by_id_or_alias(room_id)
+    requester = authenticate()
+    body = await json_object(optional=True)
+    room_id = resolve_room(room_id)
+    await services().rooms.membership.join(
+        room_id, requester.user_id, reason=optional_str(body, "reason")
+    )
+    return {"room_id": room_id}
 
 
 @client_route(blueprint, "/rooms/<room_id>/leave", methods=["POST"])

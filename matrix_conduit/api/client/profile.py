@@ -7,8 +7,8 @@ Access module (guests may change their display name only).
 
 Only the owner may change a profile (others get 403). A `null` or empty
 value removes the field, as clients before the v1.16 `DELETE` endpoint do.
-An avatar must be an `mxc://` URI. Profiles of users on other servers need
-the federation profile query, which this module does not make (404).
+An avatar must be an `mxc://` URI. Profiles of users on other servers are
+asked of their server (server-server `/query/profile`).
 """
 
 from __future__ import annotations
@@ -29,43 +29,52 @@ MAX_DISPLAYNAME_LENGTH = 256
 MAX_AVATAR_URL_LENGTH = 1000
 
 
-def _local_user(user_id: str) -> str:
-    """`user_id` if it is a local user who exists, else 400/404."""
+def _is_local_user(user_id: str) -> bool:
+    """Whether `user_id` is ours (it must exist then: 404), or another server's (400 if
+    it is not a user id at all)."""
     try:
         UserId.parse(user_id)
     except InvalidIdentifier as error:
         raise invalid_param(f"Invalid user id: {error}") from None
     users = services().users
     if not is_on_server(user_id, users.server_name):
-        raise not_found("Profiles of users on other servers are not available here.")
+        return False
     if not users.exists(user_id):
         raise not_found("There is no such user.")
-    return user_id
+    return True
 
 
-def _profile_field(user_id: str, field: str, value: str | None) -> dict:
-    _local_user(user_id)
-    if value is None:
+async def _profile(user_id: str, field: str | None = None) -> dict:
+    """The public profile (or one field of it), ours or from the user's server."""
+    if not _is_local_user(user_id):
+        return await services().remote_profiles.profile(user_id, field)
+    users = services().users
+    profile = {"displayname": users.displayname(user_id), "avatar_url": users.avatar_url(user_id)}
+    return {
+        key: value for key, value in profile.items() if value is not None and field in (None, key)
+    }
+
+
+async def _profile_field(user_id: str, field: str) -> dict:
+    profile = await _profile(user_id, field)
+    if field not in profile:
         raise not_found(f"This user has no {field}.")
-    return {field: value}
+    return profile
 
 
 @client_route(blueprint, "/profile/<path:user_id>", methods=["GET"])
 async def get_profile(user_id: str) -> dict:
-    users = services().users
-    _local_user(user_id)
-    profile = {"displayname": users.displayname(user_id), "avatar_url": users.avatar_url(user_id)}
-    return {key: value for key, value in profile.items() if value is not None}
+    return await _profile(user_id)
 
 
 @client_route(blueprint, "/profile/<path:user_id>/displayname", methods=["GET"])
 async def get_displayname(user_id: str) -> dict:
-    return _profile_field(user_id, "displayname", services().users.displayname(user_id))
+    return await _profile_field(user_id, "displayname")
 
 
 @client_route(blueprint, "/profile/<path:user_id>/avatar_url", methods=["GET"])
 async def get_avatar_url(user_id: str) -> dict:
-    return _profile_field(user_id, "avatar_url", services().users.avatar_url(user_id))
+    return await _profile_field(user_id, "avatar_url")
 
 
 @client_route(blueprint, "/profile/<path:user_id>/displayname", methods=["PUT"])

@@ -1,4 +1,7 @@
-"""`GET /_matrix/federation/v1/query/profile`: a local user's profile, for another server.
+"""`GET /_matrix/federation/v1/query/profile` and `/query/directory`, for other servers.
+
+`/query/directory` resolves one of our room aliases to the room and the
+servers in it (`ResidentMembership.directory`); what follows is `/query/profile`.
 
 Spec: `content/server-server-api.md` § Querying for information;
 `data/api/server-server/query.yaml` (`/query/profile`). Behind the X-Matrix
@@ -45,3 +48,17 @@ async def query_profile() -> dict:
     if wanted not in present:
         raise not_found(f"This user has no {wanted}.")
     return {wanted: present[wanted]}
+
+
+@blueprint.get("/_matrix/federation/v1/query/directory")
+async def query_directory() -> dict:
+    """`/query/directory`: the room one of our aliases names, and servers in it.
+
+    Spec: `data/api/server-server/query.yaml`; 404 `M_NOT_FOUND` for an
+    alias we do not have.
+    """
+    alias = request.args.get("room_alias")
+    if alias is None:
+        raise missing_param("room_alias")
+    room_id, servers = services().resident_membership.directory(alias)
+    return {"room_id": room_id, "servers": servers}
