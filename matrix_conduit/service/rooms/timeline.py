@@ -273,7 +273,7 @@ class Timeline:
             if "state_key" in event:
                 self._add_replaced_state(stored, context.state_before)
             if event["type"] == "m.room.redaction":
-                self._apply_redaction(stored, room_version, batch)
+                self._apply_redaction(stored, room_version, context.state_before, batch)
             batch.put(self._pdus, pdu_id, encode_event(stored))
             batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
             for index in self.indexers:
@@ -377,7 +377,11 @@ class Timeline:
         return stripped_state(event for event in events if event is not None)
 
     def _apply_redaction(
-        self, redaction: dict[str, Any], room_version: RoomVersion, batch: WriteBatch
+        self,
+        redaction: dict[str, Any],
+        room_version: RoomVersion,
+        state_before: int | None,
+        batch: WriteBatch,
     ) -> None:
         """Redact the target in storage, if the redaction is one the server must apply.
 
@@ -385,7 +389,8 @@ class Timeline:
         must be in the same room, and the sender must be allowed to redact
         others' events, or be the target's sender (v3+: same server is what
         federation can check; locally we require the same user, as the
-        client-server API says).
+        client-server API says). The power that counts is the one in the
+        state before the redaction (for ours, the current state).
         """
         target_id = redaction_target(redaction)
         target = self.get_event(target_id) if target_id else None
@@ -393,9 +398,9 @@ class Timeline:
         if target is None or pdu_id is None or target["room_id"] != redaction["room_id"]:
             return
         own_event = target["sender"] == redaction["sender"]
-        if not own_event and not self.power_levels(redaction["room_id"]).can_redact(
-            redaction["sender"], redacting_own=False
-        ):
+        if not own_event and not self._power_levels_at(
+            redaction["room_id"], state_before, room_version
+        ).can_redact(redaction["sender"], redacting_own=False):
             return
         redacted = redact(target, room_version)
         redacted["event_id"] = target["event_id"]
@@ -407,6 +412,21 @@ class Timeline:
             self._by_pdu_id.put(pdu_id, redacted)
 
         batch.after_commit(cache_redacted)
+
+    def _power_levels_at(
+        self, room_id: str, shortstatehash: int | None, room_version: RoomVersion
+    ) -> PowerLevels:
+        """The power levels of a snapshot (the cached current ones when it is current)."""
+        if shortstatehash == self._state.current_shortstatehash(room_id):
+            return self.power_levels(room_id)
+        state = self._state_at(room_id, shortstatehash)
+        found = {
+            key: self.get_event(state[key]) if key in state else None
+            for key in (("m.room.power_levels", ""), ("m.room.create", ""))
+        }
+        return PowerLevels.from_state(
+            found[("m.room.power_levels", "")], found[("m.room.create", "")], room_version
+        )
 
     @staticmethod
     def client_redaction(redaction: Event) -> dict[str, Any]:

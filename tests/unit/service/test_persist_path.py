@@ -597,3 +597,28 @@ async def test_a_foreign_event_the_auth_rules_refuse_is_forbidden(services, remo
             pdu, services.rooms.timeline.room_version(room_id), remote.verify_keys
         )
     assert raised.value.errcode == "M_FORBIDDEN"
+
+
+async def test_a_redaction_is_applied_with_the_power_in_the_state_before_it(services):
+    """BOB may redact on a branch where ALICE made him a moderator, whatever is current."""
+    rooms = services.rooms
+    room_id = await public_room(services)
+    message_id = await rooms.builder.send(room_id, ALICE, "m.room.message", {"body": "oops"})
+    levels = dict(rooms.timeline.state_content(room_id, "m.room.power_levels"))
+    levels["users"] = {**levels["users"], BOB: 100}
+    promotion = signed_ours(
+        services, rooms.builder.template(room_id, ALICE, "m.room.power_levels", levels, "")
+    )
+    redaction = rooms.builder.template(room_id, BOB, "m.room.redaction", {}, redacts=message_id)
+    redaction = signed_ours(services, {**redaction, "prev_events": [promotion["event_id"]]})
+
+    batch = rooms.timeline.batch()
+    before = rooms.state.current_shortstatehash(room_id)
+    after = rooms.state.save_with_event(
+        before, ("m.room.power_levels", ""), promotion["event_id"], batch
+    )
+    await persist(services, promotion, EventContext(EventStatus.TIMELINE, before, after), batch)
+    await persist(services, redaction, EventContext(EventStatus.TIMELINE, after, after))
+
+    assert rooms.timeline.power_levels(room_id).user_level(BOB) == 0
+    assert rooms.timeline.get_event(message_id)["content"] == {}
