@@ -9,6 +9,7 @@ long-poll `/sync`. Spec: `content/server-server-api.md` "Transactions",
 from __future__ import annotations
 
 import pytest
+import trio
 
 from tests.support.matrix import ok
 from tests.support.synapse_rooms import (
@@ -133,3 +134,55 @@ async def test_a_moderator_redacts_the_message_of_a_user_of_the_other_server(bot
     assert redaction["event_id"] == redaction_id
     assert redaction["sender"] == home.user_id
     assert await _redacted_for(visitor, room_id, message_id)
+
+
+async def test_topics_set_at_once_on_both_servers_resolve_to_the_same_topic_on_both(
+    both, direction
+):
+    """A fork: each server's event has only its own side's tip as prev_event; state
+    resolution (v2; v2.1 for Synapse's v12 rooms) must pick the same winner on both."""
+    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    levels = ok(await home.state(room_id, "m.room.power_levels"))
+    levels["users"][visitor.user_id] = 50
+    levels_id = ok(await home.put_state(room_id, "m.room.power_levels", levels))["event_id"]
+    await visitor_sync.until(lambda sync: sync.event(room_id, levels_id))
+
+    async with trio.open_nursery() as nursery:
+        for author, topic in ((home, "home's topic"), (visitor, "visitor's topic")):
+            nursery.start_soon(author.put_state, room_id, "m.room.topic", {"topic": topic})
+
+    topics = {"home's topic", "visitor's topic"}
+    for sync in (home_sync, visitor_sync):
+        await sync.until(
+            lambda s: (
+                topics <= {e["content"].get("topic") for e in s.events(room_id, "m.room.topic")}
+            )
+        )
+    await home.send(room_id, "merge")  # an event on top of both tips
+    await visitor_sync.until(has_bodies(room_id, "merge"))
+    await visitor.send(room_id, "merged")
+    await home_sync.until(has_bodies(room_id, "merged"))
+    on_home = ok(await home.state(room_id, "m.room.topic"))["topic"]
+    on_visitor = ok(await visitor.state(room_id, "m.room.topic"))["topic"]
+    assert on_home == on_visitor
+    assert on_home in topics
+
+
+async def test_more_messages_than_one_transaction_holds_arrive_in_order_once(both, direction):
+    """A transaction carries at most 50 PDUs: 60 from each side need two or more."""
+    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    from_home = [f"home {n}" for n in range(60)]
+    from_visitor = [f"visitor {n}" for n in range(60)]
+
+    for text in from_home:
+        await home.send(room_id, text)
+    await visitor_sync.until(has_bodies(room_id, *from_home))
+    await home_sync.until(has_bodies(room_id, *from_home))  # no sync sees 100+ new events
+    for text in from_visitor:
+        await visitor.send(room_id, text)
+    await home_sync.until(has_bodies(room_id, *from_visitor))
+    await visitor_sync.until(has_bodies(room_id, *from_visitor))
+    for sync in (home_sync, visitor_sync):
+        bodies = sync.bodies(room_id)
+        assert [b for b in bodies if b.startswith("home ")] == from_home
+        assert [b for b in bodies if b.startswith("visitor ")] == from_visitor

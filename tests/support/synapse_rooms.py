@@ -40,7 +40,9 @@ MAX_POLLS = 40
 """Long polls `Sync.until` makes before it gives up (at least one minute of waiting:
 Synapse retries a failed transaction after 10–20 s)."""
 SYNC_FILTER = json.dumps({"room": {"timeline": {"limit": 100}}})
-"""A timeline limit high enough that no incremental sync of these tests is `limited`."""
+"""A timeline limit high enough that no incremental sync of these tests is `limited`
+(`Sync.once` fails if one is: the stream would have a gap). Synapse gives at most 100
+events however high it is."""
 
 _txn_ids = itertools.count(1)
 
@@ -182,6 +184,11 @@ class Sync:
         rooms = body.get("rooms", {})
         for section in ("join", "leave"):
             for room_id, room in rooms.get(section, {}).items():
+                if room_id in self.seen and room.get("timeline", {}).get("limited"):
+                    raise AssertionError(
+                        f"{self.account.user_id}'s sync has a gap in {room_id}'s timeline "
+                        f"({len(room['timeline'].get('events', []))} events, then limited)"
+                    )
                 state = room.get("state", {}).get("events", [])
                 timeline = room.get("timeline", {}).get("events", [])
                 self.state.setdefault(room_id, []).extend(state)
@@ -200,13 +207,23 @@ class Sync:
         return body
 
     async def until(self, check: Callable[[Sync], Any], polls: int = MAX_POLLS) -> Any:
-        """`check(self)`'s first truthy answer, syncing before each ask (at most `polls`)."""
-        for _ in range(polls):
-            await self.once()
+        """`check(self)`'s first truthy answer, syncing before each ask.
+
+        Gives up after `polls` syncs that brought no room event (a long poll
+        that waited in vain, or one woken by something else), or after ten
+        times as many syncs in all (a stream busy with what the test waits for
+        is progress, not a hang).
+        """
+        idle = 0
+        for _ in range(polls * 10):
+            body = await self.once()
             if answer := check(self):
                 return answer
+            idle += not _room_events(body)
+            if idle >= polls:
+                break
         raise AssertionError(
-            f"{self.account.user_id} never saw it in {polls} syncs; the last answered "
+            f"{self.account.user_id} never saw it in {self.polls} syncs; the last answered "
             f"{json.dumps(self.last)[:3000]}"
         )
 
@@ -243,6 +260,15 @@ class Sync:
 
     def ephemeral_of(self, room_id: str, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.ephemeral.get(room_id, []) if e["type"] == event_type]
+
+
+def _room_events(body: dict[str, Any]) -> int:
+    rooms = body.get("rooms", {})
+    return sum(
+        len(room.get("timeline", {}).get("events", []))
+        for section in ("join", "leave")
+        for room in rooms.get(section, {}).values()
+    )
 
 
 @dataclass
