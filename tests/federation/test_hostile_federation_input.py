@@ -14,9 +14,10 @@ the app's URL map (a new route is covered without touching this file). Each
 request is signed by server B, a real second server of ours, with its real
 key (`tests/support/hostile_federation.py`), so the X-Matrix gate passes and
 the body reaches the handler. Server A is the target; bob of B is joined to
-alice's room on A with power level 100, so bob's PDUs get past authorization
-and can change the room's state. What is generated:
-- for `/send`: transactions of up to 3 PDUs built on the room's real tips and
+alice's rooms on A (one of room version 10, one of 12) with power level 100,
+so bob's PDUs get past authorization and can change the rooms' state. What is
+generated:
+- for `/send`: transactions of up to 3 PDUs built on either room's real tips and
   changed (fields set to hostile values or removed: floats and 2**64 in a v10
   event, lone surrogates, huge strings, nulls, wrong types, ids malformed or of
   another server, 21 prev_events, signatures and hashes of the wrong shape),
@@ -33,10 +34,11 @@ After each request: never a 5xx, every 4xx in the spec's error shape, and —
 once A's background worker has handled whatever it queued — nothing logged
 at ERROR (a traceback from the worker counts). After an accepted request
 alice's `/sync` and `/messages` on A still answer 200. After all of a
-route's examples: alice's `/sync` (since the setup and from scratch),
-`/messages` of both rooms and `/keys/query` for bob answer 200, and a valid
-message B signs is taken into the room and read by alice (B is not blamed or
-blocked for what it sent before). Readable tests per class of input are in
+route's examples: every read of alice's (`/sync` since the setup and from
+scratch, `/messages` of each room, the room directory, members, the user
+directory, the hierarchy, `/keys/query` for bob) answers 200, and a valid
+message B signs is taken into each shared room and read by alice (B is not
+blamed or blocked for what it sent before). Readable tests per class of input are in
 `test_hostile_federation_examples.py`.
 """
 
@@ -251,6 +253,7 @@ pdu_recipes = st.fixed_dictionaries(
         "fields": field_changes,
         "content": content_changes,
         "signing": st.sampled_from(SIGNING),
+        "v12": st.booleans(),
     }
 )
 edu_recipes = st.fixed_dictionaries(
@@ -427,7 +430,7 @@ PATH_SEGMENTS = [
     quote("ed25519:" + "x" * 300, safe=""),
 ]
 hostile_path_picks = st.lists(
-    st.one_of(st.integers(min_value=0, max_value=2), st.sampled_from(PATH_SEGMENTS)),
+    st.one_of(st.integers(min_value=0, max_value=3), st.sampled_from(PATH_SEGMENTS)),
     max_size=3,
 )
 
@@ -461,7 +464,12 @@ def valid_path_values(route: Route, peering: Peering, body_event_id: str | None)
     world = peering.world
     event_ids = [world.message_id, world.join_id, world.lonely_message_id]
     return {
-        "room_id": [world.room_id, world.lonely_room_id, f"!unknown:{world.target}"],
+        "room_id": [
+            world.room_id,
+            world.v12_room_id,
+            world.lonely_room_id,
+            f"!unknown:{world.target}",
+        ],
         "event_id": [body_event_id, *event_ids] if body_event_id else event_ids,
         "user_id": (
             [world.alice_id, world.carla_id, world.bob_id]
@@ -510,8 +518,11 @@ def hostile_value(index: int) -> Any:
 
 
 async def build_pdu(peering: Peering, recipe: dict[str, Any], membership: str = "") -> Any:
-    """A PDU on the room's tips, changed and signed as `recipe` says; for a membership route
-    (`membership`: `send_join`...) the member event it takes, unless the recipe is a message."""
+    """A PDU on the tips of the v10 or the v12 room, changed and signed as `recipe` says; for
+    a membership route (`membership`: `send_join`...) the member event it takes, unless
+    the recipe is a message."""
+    if recipe.get("v12"):
+        peering = peering.v12
     sender = None
     if membership and recipe["kind"] != "message":
         sender, content, state_key = MEMBERSHIP_KINDS[membership]
@@ -578,6 +589,7 @@ async def build_body(peering: Peering, route: Route, kind: str, recipe: Any) -> 
             recipe = {"pdus": [recipe], "edus": [], "many": None, "envelope": []}
         elif kind == "near":  # a valid message, and an EDU of some type per change
             message = {"kind": "message", "fields": [], "content": [], "signing": "after"}
+            message["v12"] = any(index == 0 for _, index in recipe)
             edus = [
                 {
                     "type": sorted(EDU_PATHS)[path % len(EDU_PATHS)],
@@ -595,10 +607,11 @@ async def build_body(peering: Peering, route: Route, kind: str, recipe: Any) -> 
         recipe = recipe["pdus"][0]
     membership = MEMBERSHIP_RULE.match(route.rule)
     pdu = await build_pdu(peering, recipe, membership.group(1) if membership else "")
+    version = "12" if recipe.get("v12") else "10"
     if "/invite/" in route.rule and "/v2/" in route.rule:
-        body = {"room_version": "10", "event": pdu, "invite_room_state": []}
-        return dumps_with_raw(body), pdu_id(pdu)
-    return dumps_with_raw(pdu), pdu_id(pdu)
+        body = {"room_version": version, "event": pdu, "invite_room_state": []}
+        return dumps_with_raw(body), pdu_id(pdu, version)
+    return dumps_with_raw(pdu), pdu_id(pdu, version)
 
 
 def near_valid_bodies(world: World) -> list[tuple[re.Pattern[str], dict[str, Any], list[tuple]]]:
@@ -669,6 +682,7 @@ def route_checked(peering: Peering) -> Iterator[None]:
         async with peering.client() as client:
             await assert_target_still_serves(peering, client, "all of the route's requests")
             await assert_peer_still_accepted(peering, client, "all of the route's requests")
+            await assert_peer_still_accepted(peering.v12, client, "all of the route's requests")
 
     trio.run(still_served)
 
@@ -754,6 +768,7 @@ async def one_request(
                 for check in (
                     await alice.get("/sync", timeout=0, since=peering.world.since),
                     await alice.messages(peering.world.room_id, limit=20),
+                    await alice.messages(peering.world.v12_room_id, limit=20),
                 ):
                     assert check.status_code == 200, (what, check.status_code, check.text[:500])
         assert errors.lines() == [], what

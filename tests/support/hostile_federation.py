@@ -95,6 +95,12 @@ class World:
     carla_token: str
     openid_token: str
     """alice's OpenID token (`/openid/userinfo`)."""
+    v12_room_id: str
+    """A room like `room_id` of room version 12 (its id is its create event's)."""
+    v12_join_id: str
+    v12_message_id: str
+    room_version: str = ROOM_VERSION
+    """`room_id`'s version."""
 
 
 class Peering:
@@ -116,6 +122,15 @@ class Peering:
             raise started
         self.target, self.peer, self.world, self._token, self._stop = started
         self.target_url = self.target.server.base_url
+        self.v12 = copy.copy(self)
+        """This peering seen through the v12 room."""
+        self.v12.world = dataclasses.replace(
+            self.world,
+            room_id=self.world.v12_room_id,
+            join_id=self.world.v12_join_id,
+            message_id=self.world.v12_message_id,
+            room_version="12",
+        )
 
     def _restore_env(self) -> None:
         if self._previous_cert_file is None:
@@ -236,7 +251,9 @@ class Peering:
                 self.target.server.client,
                 world.target,
             )
-            return await _shared_room(self.target, self.peer, alice, world.bob_id)
+            return await _shared_room(
+                self.target, self.peer, alice, world.bob_id, world.room_version
+            )
 
         room_id, join_id, message_id = await trio.to_thread.run_sync(self.call_blocking, create)
         view = copy.copy(self)
@@ -255,15 +272,19 @@ class Peering:
         return await self.call(self.a.rooms.timeline.status, event_id)
 
 
-def loosely_signed(pdu: dict[str, Any], server_name: str, key: Any) -> tuple[dict[str, Any], str]:
-    """The PDU hashed and signed as a v10 event, even with what v10's Canonical JSON forbids
-    (floats, big integers): a server that signs what it should not."""
-    version = dataclasses.replace(get_room_version(ROOM_VERSION), strict_canonical_json=False)
+def loosely_signed(
+    pdu: dict[str, Any], server_name: str, key: Any, room_version: str = ROOM_VERSION
+) -> tuple[dict[str, Any], str]:
+    """The PDU hashed and signed for its room version, even with what the version's
+    Canonical JSON forbids (floats, big integers): a server that signs what it should not."""
+    version = dataclasses.replace(get_room_version(room_version), strict_canonical_json=False)
     return sign_event_with_id(pdu, server_name, key, version)
 
 
 def sign_as_peer(peering: Peering, pdu: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    return loosely_signed(pdu, peering.world.peer, peering.b.globals.signing_key)
+    """`pdu` signed by B for the room of `peering`'s world."""
+    world = peering.world
+    return loosely_signed(pdu, world.peer, peering.b.globals.signing_key, world.room_version)
 
 
 def transaction(peer: str, pdus: list[Any], edus: list[Any] | None = None) -> str:
@@ -312,6 +333,7 @@ async def assert_target_still_serves(peering: Peering, client: httpx.AsyncClient
         await alice.get("/sync", timeout=0),
         await alice.messages(world.room_id, limit=50),
         await alice.messages(world.lonely_room_id, limit=10),
+        await alice.messages(world.v12_room_id, limit=50),
         await alice.post("/keys/query", {"device_keys": {world.bob_id: []}, "timeout": 2000}),
         await alice.get("/publicRooms"),
         await alice.get(f"/rooms/{room}/state"),
@@ -350,12 +372,17 @@ async def _wait_for(condition: Callable[[], bool]) -> None:
 
 
 async def _shared_room(
-    a: FederatingServer, b: FederatingServer, alice: User, bob_id: str, **create: Any
+    a: FederatingServer,
+    b: FederatingServer,
+    alice: User,
+    bob_id: str,
+    room_version: str = ROOM_VERSION,
+    **create: Any,
 ) -> tuple[str, str, str]:
-    """A v10 public room of alice's on A that bob of B joins (power level 100) and alice
+    """A public room of alice's on A that bob of B joins (power level 100) and alice
     writes a message in; its id, bob's join and the message."""
-    version = get_room_version(ROOM_VERSION)
-    room_id = await alice.create_room(preset="public_chat", room_version=ROOM_VERSION, **create)
+    version = get_room_version(room_version)
+    room_id = await alice.create_room(preset="public_chat", room_version=room_version, **create)
     template = _services(a).rooms.builder.template(
         room_id, bob_id, "m.room.member", {"membership": "join"}, bob_id
     )
@@ -395,6 +422,7 @@ async def _build_world(a: FederatingServer, b: FederatingServer) -> World:
     room_id, join_id, message_id = await _shared_room(
         a, b, alice, bob.user_id, room_alias_name="hostile"
     )
+    v12_room_id, v12_join_id, v12_message_id = await _shared_room(a, b, alice, bob.user_id, "12")
     lonely_room_id = await alice.create_room(preset="private_chat", room_version=ROOM_VERSION)
     lonely_message_id = await alice.send(lonely_room_id, "nobody of B reads this")
     since = ok(await alice.get("/sync", timeout=0))["next_batch"]
@@ -418,6 +446,9 @@ async def _build_world(a: FederatingServer, b: FederatingServer) -> World:
         carla_id=carla.user_id,
         carla_token=carla.access_token,
         openid_token=openid["access_token"],
+        v12_room_id=v12_room_id,
+        v12_join_id=v12_join_id,
+        v12_message_id=v12_message_id,
     )
 
 
@@ -479,10 +510,10 @@ def try_sign(peering: Peering, pdu: Any) -> Any:
         return pdu
 
 
-def pdu_id(pdu: Any) -> str | None:
-    """The id A computes for a PDU of the room (None when it has none)."""
+def pdu_id(pdu: Any, room_version: str = ROOM_VERSION) -> str | None:
+    """The id A computes for a PDU of a room of that version (None when it has none)."""
     try:
-        return compute_event_id(pdu, get_room_version(ROOM_VERSION))
+        return compute_event_id(pdu, get_room_version(room_version))
     except Exception:
         return None
 
