@@ -235,3 +235,27 @@ async def test_each_server_shows_the_other_servers_user_profile(both, direction)
     room_id, home_sync, _ = await shared_room(home, visitor)
     join = home_sync.member_event(room_id, visitor.user_id, "join")
     assert join["content"].get("displayname") == "Vic"
+
+
+async def test_a_moderator_of_the_other_server_kicks_and_bans_a_user_of_the_rooms_server(
+    both, direction
+):
+    home, visitor = await _accounts(both, direction)
+    room_id, home_sync, visitor_sync = await shared_room(home, visitor)
+    local = await both.account_on(sides(direction)[0])
+    ok(await local.join(room_id))
+    await visitor_sync.until(joined(local.user_id, room_id))
+    levels = ok(await home.state(room_id, "m.room.power_levels"))
+    levels["users"][visitor.user_id] = 50
+    levels_id = ok(await home.put_state(room_id, "m.room.power_levels", levels))["event_id"]
+    await visitor_sync.until(lambda sync: sync.event(room_id, levels_id))
+
+    ok(await visitor.room_action(room_id, "kick", {"user_id": local.user_id, "reason": "k"}))
+
+    kick = await home_sync.until(lambda sync: sync.member_event(room_id, local.user_id, "leave"))
+    assert kick["sender"] == visitor.user_id
+    ok(await visitor.room_action(room_id, "ban", {"user_id": local.user_id}))
+    ban = await home_sync.until(lambda sync: sync.member_event(room_id, local.user_id, "ban"))
+    assert ban["sender"] == visitor.user_id
+    refused = await local.join(room_id)
+    assert refused.status_code == 403, refused.text
