@@ -175,6 +175,25 @@ async def test_a_v10_pdu_with_a_float_or_an_unsafe_integer_is_dropped_and_never_
     assert await peering.status(event_id) is None
 
 
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_a_pdu_at_the_deepest_depth_leaves_the_room_writable(peering, room_version: str):
+    """Rooms v6+: depth is at most 2**53 - 1 (`components/depth_v6.yaml`), and an event on
+    top of one at the limit takes the limit (spec, PDUs: "If the room's depth is already
+    at the limit, the depth must be set to the limit"): alice can still write, and B's
+    next message (built on it) is taken."""
+    view = await (peering.v12 if room_version == "12" else peering).fresh_room()
+    deepest = {**await message_template(view), "depth": 2**53 - 1}
+    pdu, event_id = sign_as_peer(view, deepest)
+    async with view.client() as client:
+        assert await send_pdus(view, client, [pdu]) == {event_id: {}}
+        assert await view.status(event_id) is EventStatus.TIMELINE
+        alice = view.alice(client)
+        sent = await alice.send(view.world.room_id, "on top of the deepest")
+        stored = await view.call(view.a.rooms.timeline.get_event, sent)
+        assert stored["depth"] == 2**53 - 1, stored
+        await assert_peer_still_accepted(view, client, "a PDU at depth 2**53 - 1")
+
+
 async def test_a_pdu_whose_content_was_changed_after_signing_is_stored_redacted(peering, client):
     pdu, event_id = sign_as_peer(peering, await message_template(peering))
     pdu = changed(pdu, ("content", "body"), "changed on the way")

@@ -118,6 +118,7 @@ that most transactions reach the PDU checks."""
 HOSTILE_VALUES: list[Any] = [
     1.5,
     -0.0,
+    2**53 - 1,
     2**53,
     -(2**53),
     2**64,

@@ -322,9 +322,10 @@ async def assert_peer_still_accepted(peering: Peering, client: httpx.AsyncClient
 
 
 async def assert_target_still_serves(peering: Peering, client: httpx.AsyncClient, what: str):
-    """alice's `/sync` (since the setup and from scratch), `/messages` of both rooms, and
-    every read of the shared room's state (the room directory, members, the user
-    directory, the hierarchy, an event's context) and of bob's keys answer 200 on A."""
+    """alice's `/sync` (since the setup and from scratch), `/messages` of each room, every
+    read of the shared room's state (the room directory, members, the user directory,
+    the hierarchy, an event's context) and of bob's keys answer 200 on A, and she can
+    still write in both shared rooms."""
     alice = peering.alice(client)
     world = peering.world
     room = path_part(world.room_id)
@@ -342,6 +343,10 @@ async def assert_target_still_serves(peering: Peering, client: httpx.AsyncClient
         await alice.get(f"/rooms/{room}/context/{path_part(world.message_id)}"),
         await alice.post("/user_directory/search", {"search_term": "bob"}),
         await alice.request("GET", f"/rooms/{room}/hierarchy", prefix="/_matrix/client/v1"),
+        await alice.send_event(world.room_id, "m.room.message", {"msgtype": "m.text", "body": "."}),
+        await alice.send_event(
+            world.v12_room_id, "m.room.message", {"msgtype": "m.text", "body": "."}
+        ),
     ):
         assert response.status_code == 200, (
             f"after {what}",

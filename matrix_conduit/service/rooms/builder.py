@@ -21,6 +21,8 @@ from typing import Any
 from ...core.auth import auth_types_for_event, check_auth
 from ...core.errors import SignatureError
 from ...core.events import (
+    MAX_DEPTH_V1,
+    MAX_DEPTH_V6,
     InvalidEvent,
     check_content_hash,
     check_event_size,
@@ -43,7 +45,6 @@ from .state import RoomState
 from .timeline import Timeline
 
 MAX_PREV_EVENTS = 20
-MAX_DEPTH = 2**63 - 1
 
 
 def now_ms() -> int:
@@ -323,13 +324,17 @@ class EventBuilder:
             prev = self._timeline.get_event(prev_id)
             if prev is not None:
                 depth = max(depth, int(prev.get("depth", 0)))
+        # Spec (PDUs, `depth`): at the limit, an event takes the limit. Rooms v6+ hold
+        # Canonical JSON integers only: another server's event at 2**53 - 1 must not
+        # leave this server unable to write in the room.
+        max_depth = MAX_DEPTH_V6 if room_version.strict_canonical_json else MAX_DEPTH_V1
         event: dict[str, Any] = {
             "room_id": room_id,
             "sender": sender,
             "type": event_type,
             "content": dict(content),
             "origin_server_ts": now_ms(),
-            "depth": min(depth + 1, MAX_DEPTH),
+            "depth": min(depth + 1, max_depth),
             "prev_events": prev_ids,
             "auth_events": auth_ids,
         }
