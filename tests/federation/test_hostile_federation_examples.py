@@ -36,6 +36,7 @@ from tests.support.hostile_federation import (
     SEND,
     Peering,
     assert_peer_still_accepted,
+    assert_peer_users_still_heard,
     assert_target_still_serves,
     changed,
     edu_templates,
@@ -868,3 +869,9 @@ async def test_a_transaction_larger_than_max_request_size_is_413_before_its_body
     assert status_line.startswith(b"HTTP/1.1 413"), received[:300]
     assert b"connection: close" in rest.lower(), received[:300]
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["errcode"] == "M_TOO_LARGE"
+
+
+async def test_after_every_example_bobs_own_messages_still_reach_alice(peering: Peering):
+    """Last of the module: B's real outbox, on B's copy of each room, is still heard."""
+    for view in (peering, peering.v12):
+        await assert_peer_users_still_heard(view, "every example of the module")

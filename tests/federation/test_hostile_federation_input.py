@@ -80,6 +80,7 @@ from tests.support.hostile_federation import (
     Raw,
     World,
     assert_peer_still_accepted,
+    assert_peer_users_still_heard,
     assert_target_still_serves,
     changed,
     dumps_with_raw,
@@ -684,6 +685,8 @@ def route_checked(peering: Peering) -> Iterator[None]:
             await assert_target_still_serves(peering, client, "all of the route's requests")
             await assert_peer_still_accepted(peering, client, "all of the route's requests")
             await assert_peer_still_accepted(peering.v12, client, "all of the route's requests")
+        for view in (peering, peering.v12):
+            await assert_peer_users_still_heard(view, "all of the route's requests")
 
     trio.run(still_served)
 

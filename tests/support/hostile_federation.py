@@ -93,6 +93,8 @@ class World:
     carla_id: str
     """A local user of A outside the room (someone B's users may invite)."""
     carla_token: str
+    bob_token: str
+    """bob's access token on B (bob's own messages go through B's outbox)."""
     openid_token: str
     """alice's OpenID token (`/openid/userinfo`)."""
     v12_room_id: str
@@ -321,6 +323,28 @@ async def assert_peer_still_accepted(peering: Peering, client: httpx.AsyncClient
         assert answer.status_code == 200, (what, path, answer.status_code, answer.text[:500])
 
 
+async def assert_peer_users_still_heard(peering: Peering, what: str) -> None:
+    """A message bob sends on B (through B's own outbox, on B's copy of the room) reaches
+    alice on A: A takes B's real transactions too, after whatever was sent in B's name."""
+    world = peering.world
+    text = f"bob is still heard ({txn_id()})"
+    async with (
+        httpx.AsyncClient(
+            base_url=peering.peer.server.base_url, timeout=60, verify=peering.tls, trust_env=False
+        ) as on_b,
+        peering.client() as on_a,
+    ):
+        bob = User(world.bob_id, "", world.bob_token, on_b, world.peer)
+        await bob.send(world.room_id, text)
+        alice = peering.alice(on_a)
+        with trio.fail_after(120):  # a hang guard: it arrives in well under a second
+            while True:
+                chunk = ok(await alice.messages(world.room_id, limit=20))["chunk"]
+                if any(event.get("content", {}).get("body") == text for event in chunk):
+                    return
+                await trio.sleep(0.2)
+
+
 async def assert_target_still_serves(peering: Peering, client: httpx.AsyncClient, what: str):
     """alice's `/sync` (since the setup and from scratch), `/messages` of each room, every
     read of the shared room's state (the room directory, members, the user directory,
@@ -450,6 +474,7 @@ async def _build_world(a: FederatingServer, b: FederatingServer) -> World:
         alias=f"#hostile:{a.name}",
         carla_id=carla.user_id,
         carla_token=carla.access_token,
+        bob_token=bob.access_token,
         openid_token=openid["access_token"],
         v12_room_id=v12_room_id,
         v12_join_id=v12_join_id,
