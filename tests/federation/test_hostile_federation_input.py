@@ -19,8 +19,10 @@ so bob's PDUs get past authorization and can change the rooms' state. What is
 generated:
 - for `/send`: transactions of up to 3 PDUs built on either room's real tips and
   changed (fields set to hostile values or removed: floats and 2**64 in a v10
-  event, lone surrogates, huge strings, nulls, wrong types, ids malformed or of
-  another server, 21 prev_events, signatures and hashes of the wrong shape),
+  event, depth 2**53 - 1, lone surrogates, huge strings, nulls, wrong types,
+  ids malformed, of another server or of another room, 21 prev_events,
+  signatures and hashes of the wrong shape; state bob may set with content of
+  the wrong type),
   signed by B after the change, before it, or not at all; 51 PDUs or 101
   EDUs; EDUs of every type A handles with one field changed or garbage
   content; the transaction's own `origin`, `pdus`, `edus` of the wrong type;
@@ -36,10 +38,11 @@ at ERROR (a traceback from the worker counts). After an accepted request
 alice's `/sync` and `/messages` on A still answer 200. After all of a
 route's examples: every read of alice's (`/sync` since the setup and from
 scratch, `/messages` of each room, the room directory, members, the user
-directory, the hierarchy, `/keys/query` for bob) answers 200, and a valid
-message B signs is taken into each shared room and read by alice (B is not
-blamed or blocked for what it sent before). Readable tests per class of input are in
-`test_hostile_federation_examples.py`.
+directory, the hierarchy, `/keys/query` for bob) answers 200, alice can still
+write in both shared rooms, a valid message B signs is taken into each of them
+and read by alice, and one bob sends on B through B's own outbox reaches her
+(B is not blamed or blocked for what was sent in its name). Readable tests
+per class of input are in `test_hostile_federation_examples.py`.
 """
 
 from __future__ import annotations
