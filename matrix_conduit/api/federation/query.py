@@ -8,7 +8,10 @@ Spec: `content/server-server-api.md` § Querying for information;
 gate (`signed_blueprint`). `user_id` must be one of ours (400 otherwise);
 an unknown user is 404 `M_NOT_FOUND`. Without `field` the answer is the
 whole public profile (`displayname`, `avatar_url`; unset ones omitted);
-with `field` it holds only that field, and 404 when the user has none.
+with `field` it holds only that field, or nothing when the user has none
+("the server should exclude it from the response body"; 404 is for a user
+that does not exist: Synapse logged a failed request for each invite of
+ours, asking for an `avatar_url` we had not set).
 A remote server calls this when one of its clients looks up our user
 (client `GET /profile/{userId}`) or builds a membership event for them.
 """
@@ -45,9 +48,7 @@ async def query_profile() -> dict:
     wanted = request.args.get("field")
     if wanted is None:
         return present
-    if wanted not in present:
-        raise not_found(f"This user has no {wanted}.")
-    return {wanted: present[wanted]}
+    return {wanted: present[wanted]} if wanted in present else {}
 
 
 @blueprint.get("/_matrix/federation/v1/query/directory")
