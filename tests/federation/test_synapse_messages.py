@@ -186,3 +186,25 @@ async def test_more_messages_than_one_transaction_holds_arrive_in_order_once(bot
         bodies = sync.bodies(room_id)
         assert [b for b in bodies if b.startswith("home ")] == from_home
         assert [b for b in bodies if b.startswith("visitor ")] == from_visitor
+
+
+async def test_a_message_from_the_other_server_counts_as_an_unread_notification(both, direction):
+    """Push rules apply to remote events: in a room of two, `.m.rule.room_one_to_one`
+    notifies; a mention of the reader (`.m.rule.is_user_mention`) highlights too."""
+    room_id, home, visitor, home_sync, _ = await _room(both, direction)
+    await home_sync.until(lambda sync: sync.unread.get(room_id, {}).get("notification_count") == 0)
+
+    mention = {
+        "msgtype": "m.text",
+        "body": f"hey {home.user_id}",
+        "m.mentions": {"user_ids": [home.user_id]},
+    }
+    event_id = ok(await visitor.send_event(room_id, "m.room.message", mention))["event_id"]
+
+    await home_sync.until(lambda sync: sync.event(room_id, event_id))
+    counts = await home_sync.until(
+        lambda sync: (
+            sync.unread.get(room_id, {}).get("highlight_count", 0) >= 1 and sync.unread[room_id]
+        )
+    )
+    assert counts["notification_count"] >= 1

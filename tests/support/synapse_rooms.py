@@ -164,6 +164,8 @@ class Sync:
     invites: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     left: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """What came in the `leave` section, per room."""
+    unread: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The latest `unread_notifications` of each room."""
     seen: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """State then timeline events of each response, per room: in the room's order."""
     ephemeral: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -194,6 +196,8 @@ class Sync:
                 self.state.setdefault(room_id, []).extend(state)
                 self.timeline.setdefault(room_id, []).extend(timeline)
                 self.seen.setdefault(room_id, []).extend(state + timeline)
+                if "unread_notifications" in room:
+                    self.unread[room_id] = room["unread_notifications"]
                 if section == "leave":
                     self.left.setdefault(room_id, []).extend(state + timeline)
                 self.ephemeral.setdefault(room_id, []).extend(
