@@ -188,6 +188,10 @@ class FederationSender:
                 if outcome is _Outcome.FAILED:
                     return
                 await trio.sleep(self.rate_limited_retry_seconds)
+        except Exception:
+            # One destination's bad item must not stop the server's other work; the
+            # retry loop starts this worker again.
+            log.exception("the federation sender's worker for %s failed", destination)
         finally:
             self._working.discard(destination)
 
