@@ -3,9 +3,10 @@
 Spec: `content/server-server-api.md` § Server Access Control Lists (a denied
 server's request gets 403 `M_FORBIDDEN`; the ACL is the room's current
 state), `data/event-schemas/schema/m.room.server_acl.yaml`. Three of our
-servers over TLS: A holds the room, B is denied by its ACL, C is not. The
+servers over TLS: A holds the room, B is denied by its ACL, C is not. Most
 requests go to a test-only signed route that does what every room-scoped
-endpoint does first, `require_server_allowed(room_id)`.
+endpoint does first, `require_server_allowed(room_id)`; one is a real
+`make_join`, the first request of a join.
 """
 
 from __future__ import annotations
@@ -116,3 +117,22 @@ async def test_allow_ip_literals_false_denies_servers_named_by_their_address(ser
         await _ask(b, a, room_id)
 
     assert refused.value.status == 403
+
+
+async def test_make_join_from_a_denied_server_is_403_and_from_an_allowed_one_a_template(servers):
+    a, b, c = servers
+    token = (await register(a.client, "alice"))["access_token"]
+    room_id = await _room(a, token, {"allow": ["*"], "deny": [_host(b)]})
+
+    def make_join(server: FederatingServer) -> str:
+        user_id = quote(f"@joiner:{server.name}", safe="")
+        return f"/_matrix/federation/v1/make_join/{quote(room_id, safe='')}/{user_id}"
+
+    versions = {"ver": [str(n) for n in range(1, 13)]}
+    with pytest.raises(RemoteError) as refused:
+        await b.federation.client.request(a.name, "GET", make_join(b), query=versions)
+    template = await c.federation.client.request(a.name, "GET", make_join(c), query=versions)
+
+    assert (refused.value.status, refused.value.errcode) == (403, "M_FORBIDDEN")
+    assert template["event"]["content"]["membership"] == "join"
+    assert template["event"]["state_key"] == f"@joiner:{c.name}"
