@@ -32,7 +32,7 @@ def assert_cors_headers(response) -> None:
     [
         ("GET", "/_matrix/client/versions", None, 200),
         ("GET", "/.well-known/matrix/client", None, 200),
-        ("GET", "/_matrix/federation/v1/version", None, 200),
+        ("GET", "/_matrix/federation/v1/version", None, 403),  # federation is off here
         ("GET", "/_matrix/client/v3/unknown", None, 404),
         ("DELETE", "/_matrix/client/versions", None, 405),
         ("POST", "/_probe/json", b"not json", 400),

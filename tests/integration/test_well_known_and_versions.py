@@ -13,6 +13,9 @@ from matrix_conduit import __version__
 from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
+running_federating_server, federating_server = shared_server_fixtures(
+    "federating_server", allow_federation=True
+)
 running_delegating_server, delegating_server = shared_server_fixtures(
     "delegating_server",
     server_name="example.org",
@@ -31,11 +34,21 @@ async def test_client_versions_lists_spec_versions_and_unstable_features(server:
     assert all(isinstance(enabled, bool) for enabled in body["unstable_features"].values())
 
 
-async def test_federation_version_names_this_server_and_its_version(server: SharedServer):
-    response = await server.client.get("/_matrix/federation/v1/version")
+async def test_federation_version_names_this_server_and_its_version(
+    federating_server: SharedServer,
+):
+    response = await federating_server.client.get("/_matrix/federation/v1/version")
 
     assert response.status_code == 200
     assert response.json() == {"server": {"name": "matrix-conduit", "version": __version__}}
+
+
+async def test_federation_version_is_forbidden_without_federation(server: SharedServer):
+    """`allow_federation = false`: every federation endpoint answers 403 (issue 11, §4)."""
+    response = await server.client.get("/_matrix/federation/v1/version")
+
+    assert response.status_code == 403
+    assert response.json()["errcode"] == "M_FORBIDDEN"
 
 
 async def test_well_known_defaults_point_at_the_server_name(server: SharedServer):

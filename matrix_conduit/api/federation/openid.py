@@ -1,7 +1,10 @@
 """`GET /_matrix/federation/v1/openid/userinfo`: who an OpenID token belongs to.
 
 Spec: `data/api/server-server/openid.yaml`. Third parties (integration
-managers, widgets) call it with a token the user gave them.
+managers, widgets) call it with a token the user gave them. The one
+`/_matrix/federation` route that answers with `allow_federation = false`:
+it is how widgets learn who a user is, on a private server too (Synapse
+serves it as a listener resource of its own for the same reason).
 """
 
 from __future__ import annotations
