@@ -29,9 +29,11 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 from ...core.auth import AUTHORISING_USER, auth_types_for_event, check_auth
+from ...core.canonical_json import encode_canonical_json
 from ...core.client_events import STRIPPED_STATE_TYPES, stripped_state, stripped_state_event
-from ...core.errors import SignatureError
+from ...core.errors import CanonicalJsonError, SignatureError
 from ...core.events import (
+    MAX_PDU_BYTES,
     InvalidEvent,
     check_content_hash,
     compute_event_id,
@@ -74,6 +76,13 @@ def incompatible_room_version(room_version: str) -> MatrixError:
         f"Your server does not support room version {room_version}.",
         room_version=room_version,
     )
+
+
+def _fits_in_a_pdu(entry: Mapping[str, Any]) -> bool:
+    try:
+        return len(encode_canonical_json(entry)) <= MAX_PDU_BYTES
+    except CanonicalJsonError:
+        return False
 
 
 def _server_of(user_id: str) -> str:
@@ -417,16 +426,20 @@ class ResidentMembership:
             invite_room_state = (pdu.get("unsigned") or {}).get("invite_room_state") or []
         if not isinstance(invite_room_state, list):
             raise invalid_param("`invite_room_state` must be a list of events.")
-        entries = []
+        # One entry per type (each has state key ""), none larger than a PDU may be:
+        # the invited user's every /sync carries them until they answer.
+        by_type: dict[str, dict[str, Any]] = {}
         for entry in invite_room_state:
             if (
                 isinstance(entry, dict)
                 and entry.get("type") in STRIPPED_STATE_TYPES
                 and isinstance(entry.get("sender"), str)
                 and isinstance(entry.get("content"), dict)
-                and isinstance(entry.get("state_key", ""), str)
+                and entry.get("state_key", "") == ""
+                and _fits_in_a_pdu(entry)
             ):
-                entries.append(entry)
+                by_type[entry["type"]] = entry
+        entries = list(by_type.values())
         if room_version.room_id_is_create_event_id:
             create = next((e for e in entries if e["type"] == "m.room.create"), None)
             if create is None:
