@@ -6,6 +6,7 @@ import pytest
 
 from tests.support.federation import FederationCa, install_signed_echo, trusted_ca
 from tests.support.synapse_fixtures import (  # noqa: F401  (fixtures and a hook for these tests)
+    both,
     pytest_runtest_makereport,
     synapse,
     synapse_server,

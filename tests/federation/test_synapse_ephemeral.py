@@ -18,30 +18,12 @@ import pytest
 
 from tests.support.synapse_rooms import (
     DIRECTIONS,
-    Account,
-    Peers,
     Sync,
     has_bodies,
-    interop,
-    shared_room,
-    sides,
+    visited_room,
 )
 
 pytestmark = pytest.mark.parametrize("direction", DIRECTIONS)
-
-
-@pytest.fixture
-async def both(nursery, synapse, tmp_path, caplog) -> Peers:
-    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
-        yield pair
-
-
-async def _room(both: Peers, direction: str) -> tuple[str, Account, Account, Sync, Sync]:
-    """(room, watcher, actor, watcher's sync, actor's sync): the actor visits the watcher's room."""
-    home_side, visitor_side = sides(direction)
-    home, visitor = await both.account_on(home_side), await both.account_on(visitor_side)
-    room_id, home_sync, visitor_sync = await shared_room(home, visitor)
-    return room_id, home, visitor, home_sync, visitor_sync
 
 
 def _typing(sync: Sync, room_id: str) -> list[list[str]]:
@@ -51,7 +33,7 @@ def _typing(sync: Sync, room_id: str) -> list[list[str]]:
 async def test_a_user_typing_on_one_server_is_seen_typing_and_then_stopping_on_the_other(
     both, direction
 ):
-    room_id, _, actor, watcher_sync, _ = await _room(both, direction)
+    room_id, _, actor, watcher_sync, _ = await visited_room(both, direction)
 
     await actor.typing(room_id, True)
 
@@ -73,7 +55,7 @@ def _read_by(sync: Sync, room_id: str, event_id: str, user_id: str) -> dict | No
 
 
 async def test_a_read_receipt_on_one_server_reaches_the_other(both, direction):
-    room_id, watcher, actor, watcher_sync, actor_sync = await _room(both, direction)
+    room_id, watcher, actor, watcher_sync, actor_sync = await visited_room(both, direction)
     message_id = await watcher.send(room_id, "read me")
     await actor_sync.until(has_bodies(room_id, "read me"))
 
@@ -93,7 +75,7 @@ def _presence_of(sync: Sync, user_id: str, status_msg: str) -> dict | None:
 
 
 async def test_presence_set_on_one_server_is_seen_on_the_other(both, direction):
-    _, _, actor, watcher_sync, _ = await _room(both, direction)
+    _, _, actor, watcher_sync, _ = await visited_room(both, direction)
     status = f"interop {secrets.token_hex(3)}"
 
     await actor.set_presence("unavailable", status)
@@ -105,7 +87,7 @@ async def test_presence_set_on_one_server_is_seen_on_the_other(both, direction):
 async def test_a_new_device_of_a_user_on_one_server_shows_in_the_others_device_lists(
     both, direction
 ):
-    room_id, _, actor, watcher_sync, _ = await _room(both, direction)
+    room_id, _, actor, watcher_sync, _ = await visited_room(both, direction)
     await actor.send(room_id, "before the new device")
     await watcher_sync.until(has_bodies(room_id, "before the new device"))
     watcher_sync.devices_changed.clear()
@@ -122,7 +104,7 @@ def _to_device(sync: Sync, nonce: str) -> list[dict]:
 async def test_a_to_device_message_from_one_server_reaches_a_device_on_the_other_once(
     both, direction
 ):
-    room_id, watcher, actor, watcher_sync, _ = await _room(both, direction)
+    room_id, watcher, actor, watcher_sync, _ = await visited_room(both, direction)
     nonce = secrets.token_hex(8)
 
     await actor.send_to_device(

@@ -21,19 +21,12 @@ from tests.support.synapse_rooms import (
     Peers,
     has_bodies,
     has_membership,
-    interop,
     joined,
     shared_room,
     sides,
 )
 
 pytestmark = pytest.mark.parametrize("direction", DIRECTIONS)
-
-
-@pytest.fixture
-async def both(nursery, synapse, tmp_path, caplog) -> Peers:
-    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
-        yield pair
 
 
 async def _accounts(both: Peers, direction: str):

@@ -15,28 +15,12 @@ from tests.support.matrix import ok
 from tests.support.synapse_rooms import (
     DIRECTIONS,
     Account,
-    Peers,
     Sync,
     has_bodies,
-    interop,
-    shared_room,
-    sides,
+    visited_room,
 )
 
 pytestmark = pytest.mark.parametrize("direction", DIRECTIONS)
-
-
-@pytest.fixture
-async def both(nursery, synapse, tmp_path, caplog) -> Peers:
-    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
-        yield pair
-
-
-async def _room(both: Peers, direction: str) -> tuple[str, Account, Account, Sync, Sync]:
-    home_side, visitor_side = sides(direction)
-    home, visitor = await both.account_on(home_side), await both.account_on(visitor_side)
-    room_id, home_sync, visitor_sync = await shared_room(home, visitor)
-    return room_id, home, visitor, home_sync, visitor_sync
 
 
 def _ids_of(sync: Sync, room_id: str) -> dict[str, list[str]]:
@@ -48,7 +32,7 @@ def _ids_of(sync: Sync, room_id: str) -> dict[str, list[str]]:
 
 
 async def test_messages_from_both_servers_reach_the_other_side_once_and_in_order(both, direction):
-    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    room_id, home, visitor, home_sync, visitor_sync = await visited_room(both, direction)
     sent: dict[str, str] = {}
 
     for author, reader in ((home, visitor_sync), (visitor, home_sync)) * 2:
@@ -80,7 +64,7 @@ async def test_messages_from_both_servers_reach_the_other_side_once_and_in_order
 async def test_a_user_of_the_other_server_changes_the_topic_only_once_made_moderator(
     both, direction
 ):
-    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    room_id, home, visitor, home_sync, visitor_sync = await visited_room(both, direction)
 
     refused = await visitor.put_state(room_id, "m.room.topic", {"topic": "too early"})
 
@@ -111,7 +95,7 @@ async def _redacted_for(reader: Account, room_id: str, event_id: str) -> bool:
 
 
 async def test_a_message_its_author_redacts_is_redacted_on_the_other_server(both, direction):
-    room_id, home, visitor, home_sync, _ = await _room(both, direction)
+    room_id, home, visitor, home_sync, _ = await visited_room(both, direction)
     message_id = await visitor.send(room_id, "regrettable")
     await home_sync.until(has_bodies(room_id, "regrettable"))
 
@@ -124,7 +108,7 @@ async def test_a_message_its_author_redacts_is_redacted_on_the_other_server(both
 
 
 async def test_a_moderator_redacts_the_message_of_a_user_of_the_other_server(both, direction):
-    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    room_id, home, visitor, home_sync, visitor_sync = await visited_room(both, direction)
     message_id = await visitor.send(room_id, "spam")
     await home_sync.until(has_bodies(room_id, "spam"))
 
@@ -141,7 +125,7 @@ async def test_topics_set_at_once_on_both_servers_resolve_to_the_same_topic_on_b
 ):
     """A fork: each server's event has only its own side's tip as prev_event; state
     resolution (v2; v2.1 for Synapse's v12 rooms) must pick the same winner on both."""
-    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    room_id, home, visitor, home_sync, visitor_sync = await visited_room(both, direction)
     levels = ok(await home.state(room_id, "m.room.power_levels"))
     levels["users"][visitor.user_id] = 50
     levels_id = ok(await home.put_state(room_id, "m.room.power_levels", levels))["event_id"]
@@ -170,7 +154,7 @@ async def test_topics_set_at_once_on_both_servers_resolve_to_the_same_topic_on_b
 
 async def test_more_messages_than_one_transaction_holds_arrive_in_order_once(both, direction):
     """A transaction carries at most 50 PDUs: 60 from each side need two or more."""
-    room_id, home, visitor, home_sync, visitor_sync = await _room(both, direction)
+    room_id, home, visitor, home_sync, visitor_sync = await visited_room(both, direction)
     from_home = [f"home {n}" for n in range(60)]
     from_visitor = [f"visitor {n}" for n in range(60)]
 
@@ -191,7 +175,7 @@ async def test_more_messages_than_one_transaction_holds_arrive_in_order_once(bot
 async def test_a_message_from_the_other_server_counts_as_an_unread_notification(both, direction):
     """Push rules apply to remote events: in a room of two, `.m.rule.room_one_to_one`
     notifies; a mention of the reader (`.m.rule.is_user_mention`) highlights too."""
-    room_id, home, visitor, home_sync, _ = await _room(both, direction)
+    room_id, home, visitor, home_sync, _ = await visited_room(both, direction)
     await home_sync.until(lambda sync: sync.unread.get(room_id, {}).get("notification_count") == 0)
 
     mention = {

@@ -13,20 +13,12 @@ import pytest
 
 from tests.support.synapse_rooms import (
     DIRECTIONS,
-    Peers,
     has_bodies,
-    interop,
     shared_room,
     sides,
 )
 
 VERSIONS = [str(version) for version in range(1, 13)]
-
-
-@pytest.fixture
-async def both(nursery, synapse, tmp_path, caplog) -> Peers:
-    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
-        yield pair
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)

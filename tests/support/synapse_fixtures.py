@@ -10,12 +10,13 @@ Imported by `tests/federation/conftest.py`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.support.federation_ca import new_ca
 from tests.support.synapse import Synapse, running_synapse
+from tests.support.synapse_rooms import Peers, interop
 
 _LOG_START = pytest.StashKey[tuple[Synapse, int]]()
 
@@ -53,3 +54,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if started is not None and report.failed and report.when in ("call", "setup"):
         synapse, since = started
         report.sections.append((f"Synapse {synapse.server_name} log", synapse._tail(since)))
+
+
+@pytest.fixture
+async def both(nursery, synapse: Synapse, tmp_path, caplog) -> AsyncIterator[Peers]:
+    """One server of ours and the module's Synapse, federating; our log checked after."""
+    async with interop(nursery, synapse, tmp_path / "us", caplog) as pair:
+        yield pair

@@ -460,3 +460,14 @@ async def interop(
         yield pair
     assert not our_errors(caplog.records), our_errors(caplog.records)
     assert not synapse_complaints(synapse, since), "\n".join(synapse_complaints(synapse, since))
+
+
+async def visited_room(both: Peers, direction: str) -> tuple[str, Account, Account, Sync, Sync]:
+    """(room, home, visitor, home's sync, visitor's sync): the visitor joins home's room.
+
+    `direction` says which server is home (`sides`).
+    """
+    home_side, visitor_side = sides(direction)
+    home, visitor = await both.account_on(home_side), await both.account_on(visitor_side)
+    room_id, home_sync, visitor_sync = await shared_room(home, visitor)
+    return room_id, home, visitor, home_sync, visitor_sync
