@@ -36,7 +36,7 @@ from typing import Any
 
 import trio
 
-from ...core.auth import Rejection, auth_types_for_event, check_auth
+from ...core.auth import Rejection, check_auth
 from ...core.errors import CanonicalJsonError, InvalidEvent
 from ...core.events import compute_event_id
 from ...core.room_versions import RoomVersion
@@ -490,18 +490,9 @@ class IncomingEvents:
         self, event: Event, room_version: RoomVersion, state: StateIds
     ) -> Rejection | None:
         """Steps 5 and 6: the auth rules against a state (before the event, or current)."""
-        keys = auth_types_for_event(
-            event["type"], event["sender"], event.get("state_key"), event["content"], room_version
-        )
-        auth_events = {}
-        for key in (*keys, ("m.room.create", "")):
-            event_id = state.get(key)
-            found = self._timeline.get_event(event_id) if event_id else None
-            if found is not None:
-                auth_events[key] = found
         return check_auth(
             _as_judged(event, room_version),
-            auth_events,
+            self._timeline.auth_events_in(event, room_version, state),
             room_version,
             is_signed_by=_is_signed_by,
             is_rejected=lambda e: self._timeline.is_rejected(e["event_id"]),

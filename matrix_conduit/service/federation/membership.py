@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
-from ...core.auth import AUTHORISING_USER, auth_types_for_event, check_auth
+from ...core.auth import AUTHORISING_USER, check_auth
 from ...core.canonical_json import encode_canonical_json
 from ...core.client_events import STRIPPED_STATE_TYPES, stripped_state, stripped_state_event
 from ...core.errors import CanonicalJsonError, SignatureError
@@ -149,7 +149,7 @@ class ResidentMembership:
         state = self._rooms.state.current_state_ids(room_id)
         rejection = check_auth(
             template,
-            self._auth_events(template, room_version, state),
+            self._rooms.timeline.auth_events_in(template, room_version, state),
             room_version,
             is_signed_by=lambda _event, _server: True,  # signatures come later
         )
@@ -275,7 +275,7 @@ class ResidentMembership:
         ):
             rejection = check_auth(
                 event,
-                self._auth_events(event, room_version, state),
+                self._rooms.timeline.auth_events_in(event, room_version, state),
                 room_version,
                 is_signed_by=lambda signed, server: server in signers(signed),
             )
@@ -354,7 +354,7 @@ class ResidentMembership:
                 state = rooms.state.current_state_ids(room_id)
                 rejection = check_auth(
                     event,
-                    self._auth_events(event, room_version, state),
+                    self._rooms.timeline.auth_events_in(event, room_version, state),
                     room_version,
                     is_signed_by=lambda signed_event, server: server in signers(signed_event),
                 )
@@ -500,24 +500,6 @@ class ResidentMembership:
     def _require_origin_user(self, origin: str, user_id: str) -> None:
         if not is_on_server(user_id, origin):
             raise forbidden(f"{origin} may not make membership events for {user_id}.")
-
-    def _auth_events(
-        self,
-        event: Mapping[str, Any],
-        room_version: RoomVersion,
-        state: Mapping[tuple[str, str], str],
-    ) -> dict[tuple[str, str], Any]:
-        """The events of `state` the rules judge `event` by (the create event always)."""
-        keys = auth_types_for_event(
-            event["type"], event["sender"], event.get("state_key"), event["content"], room_version
-        )
-        found = {}
-        for key in (*keys, ("m.room.create", "")):
-            event_id = state.get(key)
-            stored = self._rooms.timeline.get_event(event_id) if event_id else None
-            if stored is not None:
-                found[key] = stored
-        return found
 
     def _pdus(self, event_ids: Iterable[str], room_version: RoomVersion) -> list[dict[str, Any]]:
         timeline = self._rooms.timeline

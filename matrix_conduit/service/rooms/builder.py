@@ -367,15 +367,7 @@ class EventBuilder:
         self, event: dict[str, Any], room_version: RoomVersion, state: Mapping[tuple[str, str], str]
     ) -> str:
         """Authorise, hash and sign `event` in place; returns its event id."""
-        keys = auth_types_for_event(
-            event["type"], event["sender"], event.get("state_key"), event["content"], room_version
-        )
-        auth_events = {}
-        for key in (*keys, ("m.room.create", "")):
-            event_id = state.get(key)
-            found = self._timeline.get_event(event_id) if event_id else None
-            if found is not None:
-                auth_events[key] = found
+        auth_events = self._timeline.auth_events_in(event, room_version, state)
         # This server signs the event once it passes: a signature of ours is as
         # good as there (restricted joins ask for one).
         rejection = check_auth(

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ...core.auth import auth_types_for_event
 from ...core.client_events import STRIPPED_STATE_TYPES, stripped_state
 from ...core.power_levels import PowerLevels
 from ...core.redaction import redact
@@ -111,6 +112,25 @@ class Timeline:
         event = json.loads(raw)
         self._events.put(event_id, event)
         return event
+
+    def auth_events_in(
+        self, event: Mapping[str, Any], room_version: RoomVersion, state: Mapping[StateKey, str]
+    ) -> dict[StateKey, Event]:
+        """The events of `state` the auth rules judge `event` by (the create event always).
+
+        One answer for our own events (the builder), others' (the incoming
+        handler) and the joins and leaves we judge as the resident server.
+        """
+        keys = auth_types_for_event(
+            event["type"], event["sender"], event.get("state_key"), event["content"], room_version
+        )
+        found = {}
+        for key in (*keys, ("m.room.create", "")):
+            event_id = state.get(key)
+            stored = self.get_event(event_id) if event_id else None
+            if stored is not None:
+                found[key] = stored
+        return found
 
     def status(self, event_id: str) -> EventStatus | None:
         """How a stored event takes part in its room (None: not stored).
