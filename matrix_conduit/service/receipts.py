@@ -124,12 +124,22 @@ class Receipts:
     ) -> None:
         """Another server's user read up to `event_id` (an `m.receipt` EDU).
 
-        Its server vouches for what the user could see; only membership is
-        checked here. Public receipts only: private ones never leave a server.
+        Its server vouches for what the user could see; checked here are
+        membership and that the receipt names events of this room (its event,
+        and its thread's root unless "main"), so clients get no receipt that
+        points nowhere. Public receipts only: private ones never leave a server.
         """
         if receipt_type != READ or not self._state_cache.is_joined(user_id, room_id):
             return
+        if not self._is_room_event(room_id, event_id) or (
+            thread_id not in (None, MAIN_THREAD) and not self._is_room_event(room_id, thread_id)
+        ):
+            return
         self._write(room_id, user_id, receipt_type, event_id, thread_id, ts)
+
+    def _is_room_event(self, room_id: str, event_id: str) -> bool:
+        event = self._timeline.get_event(event_id)
+        return event is not None and event.get("room_id") == room_id
 
     def _check_event(self, room_id: str, user_id: str, event_id: str) -> None:
         if not self._state_cache.is_joined(user_id, room_id):

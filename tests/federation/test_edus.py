@@ -403,3 +403,27 @@ async def test_typing_and_receipts_from_a_server_the_room_denies_are_ignored(
 
     assert services.typing.typing_users(room_id) == []
     assert eve not in str(services.receipts.receipts_since(room_id, 0, bob.user_id))
+
+
+async def test_a_receipt_for_an_event_of_another_room_or_no_thread_is_ignored(
+    nursery, ca, tmp_path, monkeypatch
+):
+    """An `m.receipt` must name an event of its room (and a thread root of it, or "main"),
+    or a client would be shown a read marker pointing nowhere."""
+    _sent, a, b, alice, bob, room_id = await two_servers(nursery, ca, tmp_path, monkeypatch)
+    services = b.server.services
+    event_id = await alice.send(room_id, "read me")
+    await wait_until(lambda: services.rooms.timeline.get_event(event_id) is not None)
+    other_room = await bob.create_room()
+    other_event = await bob.send(other_room, "elsewhere")
+
+    def receipt(event: str, **data: object) -> dict:
+        return {room_id: {"m.read": {alice.user_id: {"event_ids": [event], "data": data}}}}
+
+    await services.edus.handle(a.name, "m.receipt", receipt(other_event, ts=1))
+    await services.edus.handle(a.name, "m.receipt", receipt("$nowhere", ts=2))
+    await services.edus.handle(a.name, "m.receipt", receipt(event_id, ts=3, thread_id="x" * 3000))
+    assert alice.user_id not in str(services.receipts.receipts_since(room_id, 0, bob.user_id))
+
+    await services.edus.handle(a.name, "m.receipt", receipt(event_id, ts=4, thread_id="main"))
+    assert event_id in str(services.receipts.receipts_since(room_id, 0, bob.user_id))
