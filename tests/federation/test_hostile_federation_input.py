@@ -64,7 +64,6 @@ from tests.integration.test_hostile_input_properties import (
     MAX_URL_LENGTH,
     Route,
     assert_not_a_server_error,
-    json_array,
     json_object_text,
     routes_of_the_app,
 )
@@ -72,6 +71,7 @@ from tests.support.hostile import (
     DEEP_ARRAY,
     DEEP_OBJECT,
     FIVE_THOUSAND_DIGITS,
+    hostile_json,
     no_error_in_the_server_log,
     server_errors,
 )
@@ -326,22 +326,10 @@ TEXT_KEYS = [json.dumps(name) for name in FEDERATION_FIELD_NAMES] + [
     '""',
     '"' + "k" * 5000 + '"',
 ]
-json_texts = st.recursive(
-    st.sampled_from(TEXT_LEAVES),
-    lambda children: (
-        st.lists(children, max_size=3).map(json_array)
-        | st.lists(st.tuples(st.sampled_from(TEXT_KEYS), children), max_size=4).map(
-            json_object_text
-        )
-    ),
-    max_leaves=8,
-)
-hostile_texts = st.one_of(
-    st.lists(st.tuples(st.sampled_from(TEXT_KEYS), json_texts), min_size=1, max_size=5).map(
-        json_object_text
-    ),
-    st.sampled_from([DEEP_ARRAY, DEEP_OBJECT, json_object_text([('"pdus"', DEEP_ARRAY)])]),
-    json_texts,
+hostile_texts = hostile_json(
+    TEXT_LEAVES,
+    TEXT_KEYS,
+    [DEEP_ARRAY, DEEP_OBJECT, json_object_text([('"pdus"', DEEP_ARRAY)])],
 )
 near_changes = st.lists(st.tuples(st.integers(0, 20), st.none() | st.integers(0, 200)), max_size=2)
 bodies = st.one_of(

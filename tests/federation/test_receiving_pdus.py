@@ -298,6 +298,21 @@ async def test_an_event_whose_content_hash_does_not_match_is_stored_redacted(pai
     assert seen[event_id]["content"] == {}
 
 
+async def assert_kept_out_of_sight(a, b, room, pdu: dict, expected: EventStatus) -> None:
+    """`pdu` pushed from a to b is accepted into b's inbound queue, stored with `expected`
+    status, and reaches neither /sync nor /messages nor the forward extremities."""
+    event_id = compute_event_id(pdu, room.room_version)
+    extremities = services(b).rooms.timeline.forward_extremities(room.room_id)
+
+    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
+
+    await wait_until(lambda: status(b, event_id) is not None)
+    assert status(b, event_id) is expected
+    assert event_id not in await synced_ids(room.bob, room.room_id)
+    assert event_id not in await message_ids(room.bob, room.room_id)
+    assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+
+
 async def test_an_event_failing_the_auth_rules_is_rejected_and_never_shown_to_clients(pair):
     a, b = pair
     room = await shared_room(a, b)
@@ -306,16 +321,7 @@ async def test_an_event_failing_the_auth_rules_is_rejected_and_never_shown_to_cl
         room.room_id, mallory, "m.room.message", {"msgtype": "m.text", "body": "let me in"}
     )
     pdu = sign_as(a, template, room.room_version)
-    event_id = compute_event_id(pdu, room.room_version)
-    extremities = services(b).rooms.timeline.forward_extremities(room.room_id)
-
-    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
-
-    await wait_until(lambda: status(b, event_id) is not None)
-    assert status(b, event_id) is EventStatus.REJECTED
-    assert event_id not in await synced_ids(room.bob, room.room_id)
-    assert event_id not in await message_ids(room.bob, room.room_id)
-    assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+    await assert_kept_out_of_sight(a, b, room, pdu, EventStatus.REJECTED)
 
 
 async def test_an_event_citing_a_rejected_event_replaces_the_extremity_behind_it(pair):
@@ -368,16 +374,7 @@ async def test_an_event_allowed_by_its_state_but_not_by_the_current_state_is_sof
         for key in (("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", carol))
     ]
     pdu = sign_as(a, template, room.room_version)
-    event_id = compute_event_id(pdu, room.room_version)
-    extremities = services(b).rooms.timeline.forward_extremities(room.room_id)
-
-    assert await push(a, b, [pdu]) == {"pdus": {event_id: {}}}
-
-    await wait_until(lambda: status(b, event_id) is not None)
-    assert status(b, event_id) is EventStatus.SOFT_FAILED
-    assert event_id not in await synced_ids(room.bob, room.room_id)
-    assert event_id not in await message_ids(room.bob, room.room_id)
-    assert services(b).rooms.timeline.forward_extremities(room.room_id) == extremities
+    await assert_kept_out_of_sight(a, b, room, pdu, EventStatus.SOFT_FAILED)
 
 
 async def test_a_pdu_from_a_server_the_rooms_acl_denies_is_ignored_with_an_error(pair):

@@ -49,7 +49,7 @@ from tests.support.hostile import (
     DEEP_ARRAY,
     DEEP_OBJECT,
     FIVE_THOUSAND_DIGITS,
-    json_array,
+    hostile_json,
     json_object_text,
     no_error_in_the_server_log,
     server_errors,
@@ -221,23 +221,7 @@ def every_field(*leaves: str) -> str:
     )
 
 
-json_values = st.recursive(
-    st.sampled_from(HOSTILE_LEAVES),
-    lambda children: (
-        st.lists(children, max_size=3).map(json_array)
-        | st.lists(st.tuples(st.sampled_from(HOSTILE_KEYS), children), max_size=4).map(
-            json_object_text
-        )
-    ),
-    max_leaves=8,
-)
-hostile_bodies = st.one_of(
-    st.lists(st.tuples(st.sampled_from(HOSTILE_KEYS), json_values), min_size=1, max_size=5).map(
-        json_object_text
-    ),
-    st.sampled_from(DEEP_BODIES),
-    json_values,
-)
+hostile_bodies = hostile_json(HOSTILE_LEAVES, HOSTILE_KEYS, DEEP_BODIES)
 
 # ---- hostile query values, already percent-encoded
 

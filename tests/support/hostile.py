@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 FIVE_THOUSAND_DIGITS = "9" * 5000
 """More digits than `int()` converts (4300): a number only a careless parser chokes on."""
@@ -32,6 +33,28 @@ def json_array(items: list[str]) -> str:
 def json_object_text(members: list[tuple[str, str]]) -> str:
     """A JSON object from (key, value) pairs that are JSON text already."""
     return "{" + ",".join(f"{key}:{value}" for key, value in members) + "}"
+
+
+def hostile_json(
+    leaves: list[str], keys: list[str], whole_bodies: list[str]
+) -> st.SearchStrategy[str]:
+    """JSON texts built from hostile `leaves` and `keys`: objects, arrays, nestings of
+    both (at most 8 leaves), and the given `whole_bodies` (the deep ones) as they are."""
+    values = st.recursive(
+        st.sampled_from(leaves),
+        lambda children: (
+            st.lists(children, max_size=3).map(json_array)
+            | st.lists(st.tuples(st.sampled_from(keys), children), max_size=4).map(json_object_text)
+        ),
+        max_leaves=8,
+    )
+    return st.one_of(
+        st.lists(st.tuples(st.sampled_from(keys), values), min_size=1, max_size=5).map(
+            json_object_text
+        ),
+        st.sampled_from(whole_bodies),
+        values,
+    )
 
 
 DEEP_ARRAY = "[" * NESTING + "]" * NESTING
