@@ -169,6 +169,9 @@ class Config:
     allow_encryption: bool = field(default=True, metadata=_doc("Allow encrypted rooms."))
     allow_federation: bool = field(default=True, metadata=_doc("Talk to other Matrix servers."))
     allow_room_creation: bool = field(default=True, metadata=_doc("Let local users create rooms."))
+    allow_public_rooms_over_federation: bool = field(
+        default=True, metadata=_doc("Let other servers read our public room directory.")
+    )
     allow_unstable_room_versions: bool = field(
         default=True, metadata=_doc("Allow room versions the spec marks unstable.")
     )

@@ -159,6 +159,7 @@ OUR_OWN_DEFAULTS = {
     "federation_ip_range_allowlist": [],
     "client_idle_timeout": 10.0,
     "client_body_timeout": 30.0,
+    "allow_public_rooms_over_federation": True,
 }
 """Keys Conduit does not have (the ranges are Synapse's `ip_range_blacklist`/`_whitelist`)."""
 
