@@ -19,7 +19,7 @@ since the token is sent in full, as at an initial sync.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +93,54 @@ class Sync:
         return builder.build()
 
 
+@dataclass(frozen=True)
+class _Window:
+    """A room's timeline section before formatting."""
+
+    events: list[Event]
+    """Oldest first."""
+    limited: bool
+    """The limit left older events out."""
+    hidden_state: bool
+    """A state event in the range was left out (filter, ignored sender, history visibility)."""
+
+
+def _dropped_state(candidates: list[Event], kept: list[Event]) -> bool:
+    """Did visibility remove a state event from `candidates`?"""
+    if len(kept) == len(candidates):
+        return False
+    kept_ids = {event["event_id"] for event in kept}
+    return any("state_key" in e and e["event_id"] not in kept_ids for e in candidates)
+
+
+class _LazyState(Mapping[tuple[str, str], str]):
+    """A room's state at a stream position, read only if asked.
+
+    Most incremental syncs never need the state the client knew (their
+    timelines are contiguous); building it reads a whole state snapshot.
+    """
+
+    def __init__(self, builder: _ResponseBuilder, room_id: str, position: int) -> None:
+        self._builder = builder
+        self._room_id = room_id
+        self._position = position
+        self._state: Mapping[tuple[str, str], str] | None = None
+
+    def _loaded(self) -> Mapping[tuple[str, str], str]:
+        if self._state is None:
+            self._state = self._builder._state_at_position(self._room_id, self._position)
+        return self._state
+
+    def __getitem__(self, key: tuple[str, str]) -> str:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
 class _ResponseBuilder:
     """One `/sync` response: the sections, each read up to `next_batch`."""
 
@@ -110,6 +158,8 @@ class _ResponseBuilder:
             DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT
         )
         self.ignored = self.services.account_data.ignored_users(self.user_id)
+        self._newly_shared: set[str] = set()
+        """Users who came to share a room with the user since `since` (their presence)."""
 
     def build(self) -> tuple[dict[str, Any], bool]:
         join = {}
@@ -168,36 +218,28 @@ class _ResponseBuilder:
     # ---- joined rooms
 
     def _joined_room(self, room_id: str) -> dict[str, Any] | None:
-        timeline = self.rooms.timeline
         since = self.since
-        member_id = self.rooms.state.current_state_ids(room_id).get(("m.room.member", self.user_id))
-        join_position = timeline.position(member_id) if member_id else None
-        newly_joined = since is None or (join_position is not None and join_position > since)
+        known = self._known_state(room_id)
+        newly_joined = known is None
+        if known is not None:
+            self._newly_shared.update(self._new_members_since(room_id, since or 0))
+        else:
+            self._newly_shared.update(self.rooms.state_cache.joined_members(room_id))
+        window = self._timeline_window(room_id, None if newly_joined else since, self.next_batch)
         full_state = newly_joined or self.request.full_state
-
-        events, limited = self._timeline_events(room_id, None if newly_joined else since)
+        state_events = self._state_section(
+            room_id,
+            window,
+            None if full_state else known,
+            self.rooms.state.current_state_ids(room_id),
+        )
         ephemeral = self._ephemeral(room_id)
         account_data = self._account_data(room_id, self.room_filter.account_data)
-        if not (events or ephemeral or account_data or full_state):
+        if not (window.events or state_events or ephemeral or account_data or full_state):
             return None
 
-        start_state = self._state_at_start(room_id, events)
-        if full_state:
-            state_ids = dict(start_state)
-        elif limited:
-            known = self._state_at_position(room_id, since or 0)
-            state_ids = {key: eid for key, eid in start_state.items() if known.get(key) != eid}
-        else:
-            state_ids = {}
-        state_events = self._filter_state(state_ids, start_state, events, full_state)
-
-        prev_batch = timeline.position(events[0]["event_id"]) - 1 if events else self.next_batch
         entry: dict[str, Any] = {
-            "timeline": {
-                "events": [self._format(e) for e in events],
-                "limited": limited,
-                "prev_batch": str(prev_batch),
-            },
+            "timeline": self._timeline_section(window, self.next_batch),
             "state": {"events": [self._format(e) for e in state_events]},
             "ephemeral": {"events": ephemeral},
             "account_data": {"events": account_data},
@@ -210,56 +252,138 @@ class _ResponseBuilder:
             entry["summary"] = summary
         return entry
 
-    def _timeline_events(self, room_id: str, since: int | None) -> tuple[list[Event], bool]:
-        """The newest visible events after `since` (all history if None), and `limited`."""
+    def _known_state(self, room_id: str) -> Mapping[tuple[str, str], str] | None:
+        """The room's state at `since` if the user was joined then (the client has it).
+
+        None for an initial sync and for a room joined (or re-joined) since the
+        token: it is sent whole. A join -> join member event (a profile change)
+        does not make a room new: the user was joined at the token.
+        """
+        if self.since is None:
+            return None
+        member_id = self.rooms.state.current_state_ids(room_id).get(("m.room.member", self.user_id))
+        position = self.rooms.timeline.position(member_id) if member_id else None
+        if position is not None and position <= self.since:
+            return _LazyState(self, room_id, self.since)
+        at_since = _LazyState(self, room_id, self.since)
+        member_then = at_since.get(("m.room.member", self.user_id))
+        event = self.rooms.timeline.get_event(member_then) if member_then else None
+        if event is None or (event.get("content") or {}).get("membership") != "join":
+            return None
+        return at_since
+
+    def _new_members_since(self, room_id: str, since: int) -> set[str]:
+        """Members whose current join happened after `since` (new room-mates, for presence)."""
+        state = self.rooms.state.current_state_ids(room_id)
+        timeline = self.rooms.timeline
+        return {
+            member
+            for member in self.rooms.state_cache.joined_members(room_id)
+            if (event_id := state.get(("m.room.member", member))) is not None
+            and (timeline.position(event_id) or 0) > since
+        }
+
+    def _timeline_window(self, room_id: str, since: int | None, upto: int) -> _Window:
+        """The newest visible events in (`since`, `upto`] (all history if `since` is None).
+
+        `limited` says whether the limit left older events out (sync.yaml:
+        "limited by the `limit` on the filter"); events the filter, an ignore
+        or history visibility removed do not make a timeline limited. Whether
+        such a removed event was a state event is kept: then the state section
+        must carry what the client cannot learn from the timeline.
+        """
         timeline = self.rooms.timeline
         event_filter = self.room_filter.timeline
         wanted = self.timeline_limit
         collected: list[Event] = []
-        limited = False
         candidates: list[Event] = []
-        for position, event in timeline.events_before(room_id, self.next_batch):
+        hidden_state = False
+        for position, event in timeline.events_before(room_id, upto):
             if since is not None and position <= since:
                 break
             if not event_filter.matches(event) or event.get("sender") in self.ignored:
+                hidden_state = hidden_state or "state_key" in event
                 continue
             candidates.append(event)
             if len(candidates) >= 2 * (wanted + 1):
-                collected.extend(self._visible(room_id, candidates))
+                visible = self._visible(room_id, candidates)
+                hidden_state = hidden_state or _dropped_state(candidates, visible)
+                collected.extend(visible)
                 candidates = []
                 if len(collected) > wanted:
                     break
-        collected.extend(self._visible(room_id, candidates))
-        if len(collected) > wanted:
-            limited = True
-            collected = collected[:wanted]
-        elif since is None and collected:
-            # An initial timeline is limited whenever older events exist.
-            oldest = timeline.position(collected[-1]["event_id"]) or 0
-            limited = next(timeline.events_before(room_id, oldest - 1), None) is not None
+        visible = self._visible(room_id, candidates)
+        hidden_state = hidden_state or _dropped_state(candidates, visible)
+        collected.extend(visible)
+        limited = len(collected) > wanted
+        collected = collected[:wanted]
         collected.reverse()
-        return collected, limited
+        return _Window(collected, limited, hidden_state)
+
+    def _timeline_section(self, window: _Window, edge: int) -> dict[str, Any]:
+        events = window.events
+        timeline = self.rooms.timeline
+        prev_batch = (timeline.position(events[0]["event_id"]) or 1) - 1 if events else edge
+        return {
+            "events": [self._format(e) for e in events],
+            "limited": window.limited,
+            "prev_batch": str(prev_batch),
+        }
 
     def _visible(self, room_id: str, events: list[Event]) -> list[Event]:
         return self.rooms.visibility.filter_events(self.user_id, room_id, events)
 
-    def _state_at_start(self, room_id: str, events: list[Event]) -> Mapping[tuple[str, str], str]:
-        """The state before the first returned timeline event (current state if none)."""
+    def _state_at_start(
+        self, events: list[Event], end_state: Mapping[tuple[str, str], str]
+    ) -> Mapping[tuple[str, str], str]:
+        """The state before the first returned timeline event (`end_state` if none)."""
         if not events:
-            return self.rooms.state.current_state_ids(room_id)
+            return end_state
         short = self.rooms.short.short_event_id(events[0]["event_id"])
         before = self.rooms.state.state_ids_before(short)
-        return before if before is not None else self.rooms.state.current_state_ids(room_id)
+        return before if before is not None else end_state
 
     def _state_at_position(self, room_id: str, position: int) -> Mapping[tuple[str, str], str]:
         """The state after the newest event at or before `position`."""
         for _, event in self.rooms.timeline.events_before(room_id, position):
             short = self.rooms.short.short_event_id(event["event_id"])
-            state = dict(self.rooms.state.state_ids_before(short) or {})
-            if "state_key" in event:
-                state[(event["type"], event["state_key"])] = event["event_id"]
-            return state
+            return self.rooms.state.state_ids_after(short) or {}
         return {}
+
+    def _state_section(
+        self,
+        room_id: str,
+        window: _Window,
+        known: Mapping[tuple[str, str], str] | None,
+        end_state: Mapping[tuple[str, str], str],
+    ) -> list[Event]:
+        """The `state` of a room entry: what, with the timeline, brings the client up to date.
+
+        Spec ("Syncing"): the state between `since` and the start of the
+        timeline; all of it when `known` is None (a room new to the client).
+        For an incremental sync whose timeline is contiguous (not limited,
+        nothing removed), that is nothing. When the filter or history
+        visibility removed state events from the timeline (members who came
+        while the user was away, under `joined` visibility), the timeline no
+        longer leads from that state to the state at its end (`end_state`):
+        each such key is sent with its value at the end, as Synapse does.
+        """
+        if known is not None and not (window.limited or window.hidden_state):
+            return []
+        events = window.events
+        start = self._state_at_start(events, end_state)
+        if known is None:
+            delta = dict(start)
+        else:
+            delta = {key: eid for key, eid in start.items() if known.get(key) != eid}
+        if window.hidden_state:
+            in_timeline = {(e["type"], e["state_key"]) for e in events if "state_key" in e}
+            for key, event_id in end_state.items():
+                if key in in_timeline or start.get(key) == event_id:
+                    continue
+                if known is None or known.get(key) != event_id:
+                    delta[key] = event_id
+        return self._filter_state(delta, start, events, known is None)
 
     def _filter_state(
         self,
@@ -321,10 +445,11 @@ class _ResponseBuilder:
         event_filter = self.room_filter.ephemeral
         events = []
         typing = self.services.typing
-        if self.since is None or typing.last_change(room_id) > since:
-            events.append(
-                {"type": "m.typing", "content": {"user_ids": typing.typing_users(room_id)}}
-            )
+        # An initial sync says who types now (nobody: nothing to say); an
+        # incremental one says so whenever it changed, also when it stopped.
+        typing_users = typing.typing_users(room_id)
+        if typing_users if self.since is None else typing.last_change(room_id) > since:
+            events.append({"type": "m.typing", "content": {"user_ids": typing_users}})
         receipts = self.services.receipts.receipts_since(room_id, since, self.user_id)
         if receipts:
             events.append({"type": "m.receipt", "content": receipts})
@@ -377,33 +502,33 @@ class _ResponseBuilder:
         return rooms
 
     def _left_room(self, room_id: str, leave_position: int) -> dict[str, Any]:
-        """The room up to the user's leave: its timeline and the state at the leave."""
-        timeline = self.rooms.timeline
-        events: list[Event] = []
-        limited = False
-        for position, event in timeline.events_before(room_id, leave_position):
-            if self.since is not None and position <= self.since:
-                break
-            if len(events) >= self.timeline_limit:
-                limited = True
-                break
-            if self.room_filter.timeline.matches(event):
-                events.append(event)
-        events.reverse()
-        events = self._visible(room_id, events)
-        state_ids = self._state_at_start(room_id, events) if events else {}
-        prev_batch = timeline.position(events[0]["event_id"]) - 1 if events else leave_position
+        """The room up to the user's leave (or kick, or ban), as a joined room's entry would be.
+
+        sync.yaml `rooms.leave`: a room the client had synced (the user was
+        joined at `since`) gets the update from there to the leave, not its
+        whole state again; a room new to the client (joined and left within
+        this batch, or an initial sync with `include_leave`) gets its state.
+        Either way the user's own leave is in the timeline or, if the filter
+        removed it, in the state: the client must learn who ended the stay.
+        """
+        known = self._known_state(room_id)
+        window = self._timeline_window(
+            room_id, None if known is None else self.since, leave_position
+        )
+        member_id = self.rooms.state.current_state_ids(room_id).get(("m.room.member", self.user_id))
+        short = self.rooms.short.existing_short_event_id(member_id) if member_id else None
+        at_leave = self.rooms.state.state_ids_after(short) if short is not None else None
+        end_state = (
+            at_leave if at_leave is not None else self._state_at_position(room_id, leave_position)
+        )
+        if member_id is not None and all(e["event_id"] != member_id for e in window.events):
+            window = _Window(window.events, window.limited, hidden_state=True)
+        state_events = self._state_section(
+            room_id, window, None if self.request.full_state else known, end_state
+        )
         return {
-            "timeline": {
-                "events": [self._format(e) for e in events],
-                "limited": limited,
-                "prev_batch": str(prev_batch),
-            },
-            "state": {
-                "events": [
-                    self._format(e) for e in self._filter_state(state_ids, state_ids, events, True)
-                ]
-            },
+            "timeline": self._timeline_section(window, leave_position),
+            "state": {"events": [self._format(e) for e in state_events]},
             "account_data": {"events": self._account_data(room_id, self.room_filter.account_data)},
         }
 
@@ -414,7 +539,14 @@ class _ResponseBuilder:
         users = {self.user_id}
         for room_id in state_cache.joined_rooms(self.user_id):
             users.update(state_cache.joined_members(room_id))
-        events = self.services.presence.changes_since(users, self.since or 0)
+        presence = self.services.presence
+        events = presence.changes_since(users, self.since or 0)
+        if self.since is not None:
+            # Those who newly share a room with the user: their presence as it
+            # is, however old (Presence: sent for users who share a room).
+            sent = {event["sender"] for event in events}
+            newcomers = (self._newly_shared & users) - sent - {self.user_id}
+            events.extend(presence.changes_since(newcomers, 0))
         return [
             event
             for event in events
