@@ -27,10 +27,12 @@ from ...core.errors import CanonicalJsonError
 from ...core.ids import InvalidIdentifier, parse_server_name
 from ...core.signing import sign_request
 from ..globals import Globals
+from ..outgoing_http import HttpAnswer
 from .connector import Connector
 from .destinations import Destinations
 from .discovery import ServerDiscovery
 from .errors import (
+    AnswerTooLarge,
     DestinationForbidden,
     FederationDisabled,
     NotReadyForRetry,
@@ -81,6 +83,46 @@ class FederationClient:
         `NotReadyForRetry` (unless `ignore_backoff`), `Unreachable`, or
         `RemoteError` for a non-2xx answer.
         """
+        answer = await self.request_raw(
+            destination,
+            method,
+            path,
+            query=query,
+            body=body,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            ignore_backoff=ignore_backoff,
+        )
+        try:
+            parsed = decode_json(answer.body) if answer.body else None
+        except CanonicalJsonError as error:
+            if 200 <= answer.status < 300:
+                raise Unreachable(destination, f"the answer is not JSON: {error}") from None
+            parsed = None
+        if not 200 <= answer.status < 300:
+            raise remote_error(destination, answer.status, parsed)
+        return parsed
+
+    async def request_raw(
+        self,
+        destination: str,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: Any = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ignore_backoff: bool = False,
+        accept: str = "application/json",
+    ) -> HttpAnswer:
+        """`request`, with the answer as it came: any status, its headers and bytes.
+
+        For answers that are not JSON (media). Raises the same
+        `FederationError`s as `request`, except `RemoteError`. An answer
+        larger than `max_bytes` raises `AnswerTooLarge` and does not count
+        against the destination (it is up; the caller's limit refused it).
+        """
         if not self._enabled:
             raise FederationDisabled(destination)
         self._check_destination(destination)
@@ -97,7 +139,7 @@ class FederationClient:
                 method, uri, origin, destination, body, self._globals.signing_key
             ),
             "User-Agent": USER_AGENT,
-            "Accept": "application/json",
+            "Accept": accept,
         }
         if content is not None:
             headers["Content-Type"] = "application/json"
@@ -113,6 +155,8 @@ class FederationClient:
                 timeout=timeout,
                 max_bytes=max_bytes,
             )
+        except AnswerTooLarge:
+            raise
         except Unreachable:
             self._destinations.record_failure(destination)
             raise
@@ -120,19 +164,7 @@ class FederationClient:
             self._destinations.record_failure(destination)
         else:
             self._destinations.record_success(destination)
-        try:
-            parsed = decode_json(answer.body) if answer.body else None
-        except CanonicalJsonError as error:
-            if 200 <= answer.status < 300:
-                raise Unreachable(destination, f"the answer is not JSON: {error}") from None
-            parsed = None
-        if not 200 <= answer.status < 300:
-            errcode, message = "M_UNKNOWN", f"HTTP {answer.status}"
-            if isinstance(parsed, dict):
-                errcode = str(parsed.get("errcode", errcode))[:100]
-                message = str(parsed.get("error", message))[:500]
-            raise RemoteError(destination, answer.status, errcode, message)
-        return parsed
+        return answer
 
     def _check_destination(self, destination: str) -> None:
         if destination == self._globals.server_name:
@@ -141,3 +173,12 @@ class FederationClient:
             parse_server_name(destination)
         except InvalidIdentifier as error:
             raise DestinationForbidden(destination, str(error)) from None
+
+
+def remote_error(destination: str, status: int, parsed: Any) -> RemoteError:
+    """The `RemoteError` of a non-2xx answer whose body was `parsed` (JSON, or None)."""
+    errcode, message = "M_UNKNOWN", f"HTTP {status}"
+    if isinstance(parsed, dict):
+        errcode = str(parsed.get("errcode", errcode))[:100]
+        message = str(parsed.get("error", message))[:500]
+    return RemoteError(destination, status, errcode, message)

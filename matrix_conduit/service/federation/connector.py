@@ -25,7 +25,7 @@ import trio
 
 from ...core.ip_ranges import IpRanges
 from ..outgoing_http import HttpAnswer, OutgoingHttp, ResponseTooLarge
-from .errors import DestinationForbidden, Unreachable
+from .errors import AnswerTooLarge, DestinationForbidden, Unreachable
 from .resolver import Resolver
 
 
@@ -118,7 +118,7 @@ class Connector:
             except trio.TooSlowError:
                 raise Unreachable(server_name, f"no answer within {timeout} s") from None
             except ResponseTooLarge as error:
-                raise Unreachable(server_name, str(error)) from None
+                raise AnswerTooLarge(server_name, str(error)) from None
             except httpx.HTTPError as error:
                 raise Unreachable(
                     server_name, f"{host}:{target.port}: {error or type(error).__name__}"

@@ -40,6 +40,11 @@ class Unreachable(FederationError):
     """No usable answer: discovery, connection, TLS, timeout, size or an unparsable body."""
 
 
+class AnswerTooLarge(Unreachable):
+    """The answer was larger than the caller's limit: not read further. The destination
+    is up (it answered), so this does not count as its failure."""
+
+
 class RemoteError(FederationError):
     """The destination answered with an error status (and, usually, a Matrix error body)."""
 
