@@ -129,6 +129,43 @@ class Registration:
             callback(user_id)
         return Registered(user_id, tokens)
 
+    async def upgrade_guest(
+        self,
+        *,
+        guest_access_token: str,
+        username: str | None,
+        password: str | None,
+        login: DeviceLogin | None,
+    ) -> Registered:
+        """Make the guest whose token this is a full account: same user id, same rooms.
+
+        Spec: Guest Access — the client registers as usual with
+        `guest_access_token` and `username` set to the guest's localpart (a
+        missing `username` means the same: Synapse takes it so). Another
+        name is 400 `M_INVALID_PARAM`; a token of a full account 400 too.
+        """
+        owner = self._devices.owner_of_access_token(guest_access_token)
+        user_id = owner.user_id
+        if not self._users.is_guest(user_id):
+            raise MatrixError(
+                400, "M_INVALID_PARAM", "guest_access_token must be the token of a guest account."
+            )
+        if username is not None and f"@{username.lower()}:{self._users.server_name}" != user_id:
+            raise MatrixError(
+                400,
+                "M_INVALID_PARAM",
+                f"Upgrading guest {user_id}: username must be its localpart or left out.",
+            )
+        password_hash = await self._passwords.hash(password) if password else ""
+        if not self._users.is_guest(user_id):  # upgraded by another request meanwhile
+            raise MatrixError(400, "M_USER_IN_USE", "This guest account was already upgraded.")
+        with self._db.batch() as batch:
+            self._users.upgrade_guest(batch, user_id, password_hash)
+            tokens = None if login is None else self._devices.log_in(user_id, login, batch=batch)
+        # No `registered` callbacks: the account exists (its push rules, which the
+        # guest may have edited, stay).
+        return Registered(user_id, tokens)
+
     def _check_free(self, user_id: str) -> None:
         if self._users.exists(user_id):
             raise MatrixError(400, "M_USER_IN_USE", "This user id is already taken.")

@@ -220,6 +220,18 @@ class Users:
         if admin:
             batch.put(self._admin, key, b"")
 
+    def upgrade_guest(self, batch: WriteBatch, user_id: str, password_hash: str) -> None:
+        """Queue turning guest `user_id` into a full account (same id, rooms and profile).
+
+        Spec: Guest Access ("Guest users can also upgrade their account").
+        """
+        key = user_id.encode()
+        batch.put(self._password, key, password_hash.encode())
+        batch.delete(self._guest, key)
+        if self.first_user() is None:
+            batch.put(self._milestones, _FIRST_USER, key)
+            batch.put(self._admin, key, b"")
+
     async def deactivate(self, user_id: str) -> None:
         """Deactivate for good: no password, no devices, no profile, no admin flag.
 

@@ -41,15 +41,24 @@ async def register() -> dict:
         username = password = None
     else:
         username = optional_str(body, "username")
-        if username is not None:
+        if username is not None and body.get("guest_access_token") is None:
             registration.available_user_id(username)
         password = optional_str(body, "password")
         inhibit_login = optional_bool(body, "inhibit_login", default=False)
         login = None if inhibit_login else device_login(body)
         await user_interactive_auth(body, registration.flows(), user_id=None)
-    registered = await registration.register(
-        username=username, password=password, guest=kind == "guest", login=login
-    )
+    guest_access_token = optional_str(body, "guest_access_token") if kind == "user" else None
+    if guest_access_token is not None:
+        registered = await registration.upgrade_guest(
+            guest_access_token=guest_access_token,
+            username=username,
+            password=password,
+            login=login,
+        )
+    else:
+        registered = await registration.register(
+            username=username, password=password, guest=kind == "guest", login=login
+        )
     if registered.tokens is None:
         return {"user_id": registered.user_id, "home_server": config().server_name}
     return login_json(registered.tokens)
