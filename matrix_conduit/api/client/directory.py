@@ -2,17 +2,21 @@
 
 Spec: `data/api/client-server/directory.yaml` (`/directory/room/{roomAlias}`,
 `/rooms/{roomId}/aliases`), `list_public_rooms.yaml` (`/publicRooms`,
-`/directory/list/room/{roomId}`).
+`/directory/list/room/{roomId}`). `/publicRooms?server=X` of another server
+asks X over federation (`service/federation/public_rooms.py`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, request
 
-from ...core.ids import InvalidIdentifier, RoomAlias, is_on_server
-from ...errors import MatrixError, bad_json, forbidden, not_found
+from ...core.ids import InvalidIdentifier, RoomAlias, is_on_server, is_valid_server_name
+from ...errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from ...service.rooms.directory import PublicRoomsQuery
 from ..auth import authenticate, authenticate_if_present
-from ..fields import optional_int, optional_object, optional_str, required_str
+from ..fields import optional_bool, optional_int, optional_object, optional_str, required_str
 from ..query import optional_query_int
 from ..request import config, json_object, services
 from .routes import client_route
@@ -120,30 +124,73 @@ async def set_room_visibility(room_id: str) -> dict:
     return {}
 
 
-def _server_param(server: str | None) -> None:
-    if server is not None and not is_on_server(server, config().server_name):
-        raise MatrixError(
-            400, "M_UNKNOWN", "Listing other servers' rooms needs federation, not available yet."
+def _remote_server() -> str | None:
+    """The `server` query parameter when it names another server (else None: ours)."""
+    server = request.args.get("server")
+    if server is None or server == config().server_name:
+        return None
+    if not is_valid_server_name(server):
+        raise invalid_param(f"`server` is not a server name: {server[:300]!r}.")
+    return server
+
+
+def _room_types(search: dict[str, Any]) -> tuple[str | None, ...] | None:
+    value = search.get("room_types")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+        raise bad_json("`filter.room_types` must be a list of room types (strings or null).")
+    return tuple(value)
+
+
+def search_query(body: dict[str, Any]) -> PublicRoomsQuery:
+    """The fields of a `POST /publicRooms` body (the client's and the federation one's).
+
+    Spec: `list_public_rooms.yaml`, server-server `public_rooms.yaml`:
+    `third_party_instance_id` "can only be used if `include_all_networks`
+    is false".
+    """
+    search = optional_object(body, "filter") or {}
+    query = PublicRoomsQuery(
+        limit=optional_int(body, "limit"),
+        since=optional_str(body, "since"),
+        search_term=optional_str(search, "generic_search_term"),
+        room_types=_room_types(search),
+        include_all_networks=optional_bool(body, "include_all_networks", default=False),
+        third_party_instance_id=optional_str(body, "third_party_instance_id"),
+    )
+    if query.include_all_networks and query.third_party_instance_id is not None:
+        raise invalid_param(
+            "`third_party_instance_id` can only be used when `include_all_networks` is false."
         )
+    if query.limit is not None and query.limit < 0:
+        raise invalid_param("`limit` must not be negative.")
+    return query
+
+
+async def _answer(server: str | None, query: PublicRoomsQuery) -> dict:
+    if server is None:
+        return services().rooms.directory.answer(query)
+    return await services().remote_public_rooms.page(server, query)
 
 
 @client_route(blueprint, "/publicRooms", methods=["GET"])
 async def public_rooms() -> dict:
-    authenticate_if_present(allow_guest=True)
-    _server_param(request.args.get("server"))
-    return services().rooms.directory.page(
-        optional_query_int("limit", minimum=0), request.args.get("since"), None
+    """Our directory for anyone; another server's (`server`) only for a logged-in user,
+    as Synapse does, so this server is no anonymous proxy to every other one."""
+    server = _remote_server()
+    if server is None:
+        authenticate_if_present(allow_guest=True)
+    else:
+        authenticate(allow_guest=True)
+    query = PublicRoomsQuery(
+        limit=optional_query_int("limit", minimum=0), since=request.args.get("since")
     )
+    return await _answer(server, query)
 
 
 @client_route(blueprint, "/publicRooms", methods=["POST"])
 async def search_public_rooms() -> dict:
     authenticate()
-    _server_param(request.args.get("server"))
-    body = await json_object()
-    search = optional_object(body, "filter") or {}
-    return services().rooms.directory.page(
-        optional_int(body, "limit"),
-        optional_str(body, "since"),
-        optional_str(search, "generic_search_term"),
-    )
+    server = _remote_server()
+    return await _answer(server, search_query(await json_object()))

@@ -9,6 +9,7 @@ of the room set it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ...core.digits import parse_decimal
@@ -18,6 +19,33 @@ from .state_cache import StateCache
 from .timeline import Timeline
 
 TREES = ("publicroomids",)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRoomsQuery:
+    """What a `/publicRooms` request asks for, from a client or another server.
+
+    Spec: `list_public_rooms.yaml` and the server-server `public_rooms.yaml`
+    (the same fields in both). `since` is a token of whichever server
+    answers: ours are offsets, a remote's are passed back to it untouched.
+    """
+
+    limit: int | None = None
+    since: str | None = None
+    search_term: str | None = None
+    room_types: tuple[str | None, ...] | None = None
+    include_all_networks: bool = False
+    third_party_instance_id: str | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether a `filter` narrows the list (a POST; a GET cannot say it)."""
+        return bool(self.search_term) or self.room_types is not None
+
+    @property
+    def network(self) -> str | None:
+        """The one third-party network asked for, if any (all of them: None)."""
+        return None if self.include_all_networks else self.third_party_instance_id
 
 
 class Directory:
@@ -66,9 +94,36 @@ class Directory:
             chunk["room_type"] = room_type
         return chunk
 
-    def page(self, limit: int | None, since: str | None, search_term: str | None) -> dict:
-        """One page of the public room list, biggest rooms first (spec: `/publicRooms`)."""
-        rooms = [self.summary(room_id) for room_id in self.public_rooms()]
+    def answer(self, query: PublicRoomsQuery) -> dict:
+        """`/publicRooms` of this server's own directory, for a client or another server."""
+        return self.page(
+            query.limit,
+            query.since,
+            query.search_term,
+            room_types=None if query.room_types is None else list(query.room_types),
+            network=query.network,
+        )
+
+    def page(
+        self,
+        limit: int | None,
+        since: str | None,
+        search_term: str | None,
+        *,
+        room_types: list[str | None] | None = None,
+        network: str | None = None,
+    ) -> dict:
+        """One page of the public room list, biggest rooms first (spec: `/publicRooms`).
+
+        `room_types` keeps only rooms of those types (`None` in it: rooms
+        without a type). `network` is a `third_party_instance_id`: the rooms
+        an application service published for that network, and no
+        application service publishes rooms here, so none.
+        """
+        listed = self.public_rooms() if network is None else iter(())
+        rooms = [self.summary(room_id) for room_id in listed]
+        if room_types is not None:
+            rooms = [room for room in rooms if room.get("room_type") in room_types]
         if search_term:
             needle = search_term.lower()
             rooms = [
