@@ -23,8 +23,18 @@ request for a size and stored like uploads, so each is made once; a request
 the original answers is remembered as such. Two first requests for the same
 size at the same moment may both make it: they store the same file.
 
-Media of other servers needs federation, which this server does not do yet:
-their ids answer 404 `M_NOT_FOUND` and nothing is fetched.
+Media of other servers (`server-server-api.md` § Content Repository) is
+fetched from its server at the first download or thumbnail request
+(`federation/remote_media.py`: the authenticated federation endpoint, then the
+legacy one), within `max_request_size`, then kept like an upload (its bytes in
+`MediaFiles`, its metadata in `remotemedia_metadata`) and served from there,
+whether or not its server is up. Concurrent first requests for one remote file
+share one fetch (one in flight per server name and media id). A request that
+says `allow_remote=false` gets only what is already here. Thumbnails of remote
+media are made here from the cached original, as for uploads (what Synapse
+does too): one fetch serves every size, the sizes and the decoding limits are
+this server's, and they keep working while the remote is down; the remote's
+own thumbnail endpoint is not used.
 
 Trees:
 - `mediaid_metadata`: media id → JSON {sha256, size, content_type, filename?,
@@ -36,6 +46,10 @@ Trees:
 - `thumbnailkey_thumbnail`: media id | method | width | height (or media id |
   "original", for requests larger than every recommended size) | "animated"/
   "still" → JSON {content_type, sha256?} (no sha256: the original answers)
+- `remotemedia_metadata`: server name | media id → JSON {sha256, size,
+  content_type, filename?, fetched_ts}: other servers' media kept here
+- `remotethumbnailkey_thumbnail`: server name | the key of
+  `thumbnailkey_thumbnail` → the same record, for thumbnails of remote media
 """
 
 from __future__ import annotations
@@ -44,8 +58,8 @@ import functools
 import json
 import re
 import secrets
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -64,7 +78,17 @@ from .thumbnails import (
     size_for_request,
 )
 
-TREES = ("mediaid_metadata", "mediaid_pending", "userid_pendingmediaid", "thumbnailkey_thumbnail")
+if TYPE_CHECKING:
+    from .federation.remote_media import RemoteMediaFetcher
+
+TREES = (
+    "mediaid_metadata",
+    "mediaid_pending",
+    "userid_pendingmediaid",
+    "thumbnailkey_thumbnail",
+    "remotemedia_metadata",
+    "remotethumbnailkey_thumbnail",
+)
 
 MEDIA_ID_BYTES = 24
 UNUSED_EXPIRY_MS = 24 * 60 * 60 * 1000
@@ -101,6 +125,12 @@ class Media:
         self._thumbnails = db.tree("thumbnailkey_thumbnail")
         self._upload_finished: dict[str, trio.Event] = {}
         """Set when a pending id's upload is in; awaited by downloads of that id."""
+        self._remote_metadata = db.tree("remotemedia_metadata")
+        self._remote_thumbnails = db.tree("remotethumbnailkey_thumbnail")
+        self.remote: RemoteMediaFetcher | None = None
+        """Fetches other servers' media; None: only what is already here is served."""
+        self._fetches: dict[tuple[str, str], _Fetch] = {}
+        """The fetch in flight for each remote file, which later requests wait for."""
 
     # ---------------------------------------------------------------- uploads
 
@@ -218,10 +248,15 @@ class Media:
 
     # ---------------------------------------------------------------- downloads
 
-    async def download(self, server_name: str, media_id: str, *, timeout_ms: int) -> MediaContent:
-        """The content as uploaded (waiting up to `timeout_ms` for a pending upload)."""
-        self._check_local(server_name, media_id)
-        metadata = await self._uploaded_metadata(media_id, timeout_ms)
+    async def download(
+        self, server_name: str, media_id: str, *, timeout_ms: int, allow_remote: bool = True
+    ) -> MediaContent:
+        """The content as uploaded (waiting up to `timeout_ms` for a pending upload).
+
+        Another server's media is served from here, fetched first if it is
+        not here yet and `allow_remote` (404 `M_NOT_FOUND` otherwise).
+        """
+        metadata = await self._metadata_of(server_name, media_id, timeout_ms, allow_remote)
         data = await self._read(metadata["sha256"])
         return MediaContent(data, metadata["content_type"], metadata.get("filename"))
 
@@ -235,22 +270,32 @@ class Media:
         *,
         animated: bool,
         timeout_ms: int,
+        allow_remote: bool = True,
     ) -> MediaContent:
         """A thumbnail at least `width`x`height` where the image allows (see `thumbnails.py`).
 
         400 `M_UNKNOWN` when the content is not an image this server
-        thumbnails, 413 `M_TOO_LARGE` when it has too many pixels.
+        thumbnails, 413 `M_TOO_LARGE` when it has too many pixels. Thumbnails
+        of another server's media are made here from its original (fetched
+        as by `download`).
         """
-        self._check_local(server_name, media_id)
+        self._check_ids(server_name, media_id)
         if width < 1 or height < 1:
             raise invalid_param("`width` and `height` must be positive.")
-        metadata = await self._uploaded_metadata(media_id, timeout_ms)
+        metadata = await self._metadata_of(server_name, media_id, timeout_ms, allow_remote)
         size = size_for_request(width, height, method)
         key = _thumbnail_key(media_id, size, animated=animated)
-        stored = self._thumbnails.get(key)
+        local = self._is_local(server_name)
+        if local:
+            tree = self._thumbnails
+        else:
+            tree, key = self._remote_thumbnails, join_key(server_name, key)
+        stored = tree.get(key)
         if stored is None:
-            record = await self._make_thumbnail(metadata["sha256"], size, animated=animated)
-            self._thumbnails.put(key, _to_json(record))
+            record = await self._make_thumbnail(
+                metadata["sha256"], size, animated=animated, too_large_status=413 if local else 502
+            )
+            tree.put(key, _to_json(record))
         else:
             record = json.loads(stored)
         data = await self._read(record.get("sha256", metadata["sha256"]))
@@ -258,9 +303,21 @@ class Media:
         extension = _THUMBNAIL_EXTENSIONS.get(content_type, content_type.partition("/")[2])
         return MediaContent(data, content_type, f"thumbnail.{extension}")
 
-    async def _make_thumbnail(
-        self, sha256: str, size: ThumbnailSize | None, *, animated: bool
+    async def _metadata_of(
+        self, server_name: str, media_id: str, timeout_ms: int, allow_remote: bool
     ) -> dict[str, Any]:
+        """The metadata of local or remote media whose file is here (fetched if need be)."""
+        self._check_ids(server_name, media_id)
+        if self._is_local(server_name):
+            return await self._uploaded_metadata(media_id, timeout_ms)
+        return await self._remote_file_metadata(server_name, media_id, timeout_ms, allow_remote)
+
+    async def _make_thumbnail(
+        self, sha256: str, size: ThumbnailSize | None, *, animated: bool, too_large_status: int
+    ) -> dict[str, Any]:
+        """Make and store a thumbnail; its record. Too many pixels: `too_large_status`
+        `M_TOO_LARGE` (413 for uploads, 502 for remote media, as the spec's
+        "Security considerations" put it)."""
         original = await self._read(sha256)
         try:
             thumbnail = await trio.to_thread.run_sync(
@@ -268,7 +325,7 @@ class Media:
             )
         except TooLargeToThumbnail as error:
             raise MatrixError(
-                413, "M_TOO_LARGE", f"The image is too large to thumbnail: {error}"
+                too_large_status, "M_TOO_LARGE", f"The image is too large to thumbnail: {error}"
             ) from None
         except CannotThumbnail as error:
             raise MatrixError(
@@ -307,22 +364,98 @@ class Media:
             raise not_found("The file of this media is no longer on this server.")
         return data
 
+    # ---------------------------------------------------------------- remote media
+
+    async def _remote_file_metadata(
+        self, server_name: str, media_id: str, timeout_ms: int, allow_remote: bool
+    ) -> dict[str, Any]:
+        """Kept remote media's metadata; fetched (one fetch for concurrent requests) if absent."""
+        key = (server_name, media_id)
+        while True:
+            kept = self._kept_remote(server_name, media_id)
+            if kept is not None:
+                return kept
+            if not allow_remote:
+                raise not_found(
+                    f"mxc://{server_name}/{media_id} is not on this server, and "
+                    "allow_remote=false forbids fetching it."
+                )
+            if self.remote is None:
+                raise not_found(
+                    f"mxc://{server_name}/{media_id} is on another server, and this server "
+                    "does not fetch remote media (federation is disabled)."
+                )
+            fetch = self._fetches.get(key)
+            if fetch is None:
+                return await self._fetch_remote(server_name, media_id, timeout_ms)
+            await fetch.done.wait()
+            if fetch.error is not None:
+                raise fetch.error
+            # The fetch is kept now, or its requester went away: look again.
+
+    def _kept_remote(self, server_name: str, media_id: str) -> dict[str, Any] | None:
+        stored = self._remote_metadata.get(join_key(server_name, media_id))
+        if stored is None:
+            return None
+        metadata = json.loads(stored)
+        if not self._files.has(metadata["sha256"]):
+            return None  # its file was deleted (by an admin): fetch it again
+        return metadata
+
+    async def _fetch_remote(
+        self, server_name: str, media_id: str, timeout_ms: int
+    ) -> dict[str, Any]:
+        """Fetch, store and describe a remote file; requests meanwhile wait for this one."""
+        assert self.remote is not None
+        key = (server_name, media_id)
+        fetch = self._fetches[key] = _Fetch()
+        try:
+            remote_file = await self.remote.fetch(server_name, media_id, timeout_ms=timeout_ms)
+            metadata: dict[str, Any] = {
+                "sha256": await self._files.store(remote_file.data),
+                "size": len(remote_file.data),
+                "content_type": remote_file.content_type,
+                "fetched_ts": self._clock(),
+            }
+            if remote_file.filename:
+                metadata["filename"] = remote_file.filename
+            self._remote_metadata.put(join_key(server_name, media_id), _to_json(metadata))
+            return metadata
+        except MatrixError as error:
+            fetch.error = error
+            raise
+        finally:
+            del self._fetches[key]
+            fetch.done.set()
+
     # ---------------------------------------------------------------- ids
 
     def _mxc_uri(self, media_id: str) -> str:
         return f"mxc://{self._server_name}/{media_id}"
 
-    def _check_local(self, server_name: str, media_id: str) -> None:
-        """400 for ids the spec forbids (no path tricks), 404 for other servers' media."""
+    def _is_local(self, server_name: str) -> bool:
+        return is_on_server(server_name, self._server_name)
+
+    def _check_ids(self, server_name: str, media_id: str) -> None:
+        """400 for ids the spec forbids (no path tricks)."""
         if not is_valid_server_name(server_name):
             raise invalid_param(f"{server_name!r} is not a valid server name.")
         if not _MEDIA_ID.fullmatch(media_id):
             raise invalid_param("A media id has only the characters A-Z, a-z, 0-9, _ and -.")
-        if not is_on_server(server_name, self._server_name):
-            raise not_found(
-                f"mxc://{server_name}/{media_id} is on another server; remote media needs "
-                "federation, which this server does not support yet."
-            )
+
+    def _check_local(self, server_name: str, media_id: str) -> None:
+        """`_check_ids`, and 404 for other servers' media (uploads go to local ids only)."""
+        self._check_ids(server_name, media_id)
+        if not self._is_local(server_name):
+            raise not_found(f"mxc://{server_name}/{media_id} is on another server.")
+
+
+@dataclass
+class _Fetch:
+    """A remote file being fetched: `done` is set when it is kept or `error` says why not."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    error: MatrixError | None = None
 
 
 def _new_media_id() -> str:

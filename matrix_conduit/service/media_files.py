@@ -37,6 +37,10 @@ class MediaFiles:
     def path_of(self, sha256: str) -> str:
         return os.path.join(self.directory, sha256[:2], sha256)
 
+    def has(self, sha256: str) -> bool:
+        """Whether the file is on disk (one `stat`: cheap enough for the event loop)."""
+        return os.path.exists(self.path_of(sha256))
+
     async def store(self, data: bytes) -> str:
         """Write `data` (unless a file with the same content exists); its sha256 hex."""
         return await trio.to_thread.run_sync(self._store_blocking, data)

@@ -16,9 +16,12 @@ else, and headers that keep a malicious upload from acting as a web page
 (sandboxing CSP, `nosniff`) while web clients on other origins may still
 embed it (`Cross-Origin-Resource-Policy`).
 
+Other servers' media is fetched from them at the first request and kept
+(`service/media.py`); on the legacy paths `allow_remote=false` serves only
+what is already here (404 `M_NOT_FOUND` otherwise: what the federation
+fallback of other servers sends, so that no request loops between servers).
 This server never redirects a download (`allow_redirect` may only permit
-one) and never fetches remote media (`allow_remote=false` may only forbid
-it), so both parameters are accepted and change nothing. URL previews would
+one), so that parameter is accepted and changes nothing. URL previews would
 have the server fetch any address a user names; this server does not offer
 them and answers 404 `M_UNRECOGNIZED`, the spec's error for an endpoint that
 is not implemented.
@@ -155,7 +158,7 @@ async def download(server_name: str, media_id: str, file_name: str | None = None
 async def legacy_download(
     server_name: str, media_id: str, file_name: str | None = None
 ) -> Response:
-    return await _download(server_name, media_id, file_name)
+    return await _download(server_name, media_id, file_name, query_bool("allow_remote", True))
 
 
 @client_route(
@@ -171,20 +174,32 @@ async def thumbnail(server_name: str, media_id: str) -> Response:
 
 @media_route("/thumbnail/<server_name>/<media_id>", methods=["GET"])
 async def legacy_thumbnail(server_name: str, media_id: str) -> Response:
-    return await _thumbnail(server_name, media_id)
+    return await _thumbnail(server_name, media_id, query_bool("allow_remote", True))
 
 
-async def _download(server_name: str, media_id: str, file_name: str | None) -> Response:
+async def _download(
+    server_name: str, media_id: str, file_name: str | None, allow_remote: bool = True
+) -> Response:
     content = await services().media.download(
-        server_name, media_id, timeout_ms=query_int("timeout_ms", DEFAULT_TIMEOUT_MS)
+        server_name,
+        media_id,
+        timeout_ms=query_int("timeout_ms", DEFAULT_TIMEOUT_MS),
+        allow_remote=allow_remote,
     )
     return media_response(content, file_name or content.filename)
 
 
-async def _thumbnail(server_name: str, media_id: str) -> Response:
+async def _thumbnail(server_name: str, media_id: str, allow_remote: bool = True) -> Response:
+    content = await thumbnail_of(server_name, media_id, allow_remote=allow_remote)
+    return media_response(content, content.filename)
+
+
+async def thumbnail_of(server_name: str, media_id: str, *, allow_remote: bool) -> MediaContent:
+    """The thumbnail the request's `width`, `height`, `method`, `animated` and
+    `timeout_ms` ask for (also what the federation thumbnail endpoint answers)."""
     width = query_int("width")
     height = query_int("height")
-    content = await services().media.thumbnail(
+    return await services().media.thumbnail(
         server_name,
         media_id,
         width,
@@ -192,8 +207,8 @@ async def _thumbnail(server_name: str, media_id: str) -> Response:
         _query_method(),
         animated=query_bool("animated"),
         timeout_ms=query_int("timeout_ms", DEFAULT_TIMEOUT_MS),
+        allow_remote=allow_remote,
     )
-    return media_response(content, content.filename)
 
 
 # ---------------------------------------------------------------- config, previews
