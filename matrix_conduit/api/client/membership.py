@@ -36,14 +36,11 @@ def resolve_room(room_id_or_alias: str) -> str:
 async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
     """Join by id or alias; `via` (and its older name `server_name`) name servers to
     join through when the room is on other servers (an alias adds its own)."""
-    requester = authenticate()
+    requester = authenticate(allow_guest=True)  # as Synapse: guests may use this route too
     body = await json_object(optional=True)
-    servers = request.args.getlist("via") + request.args.getlist("server_name")
-    if room_id_or_alias.startswith("#"):
-        room_id, alias_servers = await services().remote_membership.resolve_alias(room_id_or_alias)
-        servers += alias_servers
-    else:
-        room_id = resolve_room(room_id_or_alias)
+    room_id, servers = await _room_and_servers(room_id_or_alias)
+    if requester.is_guest:
+        services().guest_access.check_join(room_id)
     await services().rooms.membership.join(
         room_id, requester.user_id, reason=optional_str(body, "reason"), servers=servers
     )
@@ -52,9 +49,11 @@ async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
 
 @client_route(blueprint, "/rooms/<room_id>/join", methods=["POST"])
 async def join(room_id: str) -> dict:
-    requester = authenticate()
+    requester = authenticate(allow_guest=True)
     body = await json_object(optional=True)
     room_id = resolve_room(room_id)
+    if requester.is_guest:
+        services().guest_access.check_join(room_id)
     await services().rooms.membership.join(
         room_id, requester.user_id, reason=optional_str(body, "reason")
     )
@@ -120,12 +119,24 @@ async def unban(room_id: str) -> dict:
     return await _targeted(room_id, "unban")
 
 
+async def _room_and_servers(room_id_or_alias: str) -> tuple[str, list[str]]:
+    """The room an id or alias names, and the servers to reach it through: the client's
+    `via` (and its older name `server_name`), then an alias's own."""
+    servers = request.args.getlist("via") + request.args.getlist("server_name")
+    if room_id_or_alias.startswith("#"):
+        room_id, alias_servers = await services().remote_membership.resolve_alias(room_id_or_alias)
+        return room_id, servers + alias_servers
+    return resolve_room(room_id_or_alias), servers
+
+
 @client_route(blueprint, "/knock/<path:room_id_or_alias>", methods=["POST"], versions=("v3",))
 async def knock(room_id_or_alias: str) -> dict:
+    """Knock by id or alias; `via`/`server_name` as for `/join` when the room is on
+    other servers."""
     requester = authenticate()
     body = await json_object(optional=True)
-    room_id = resolve_room(room_id_or_alias)
+    room_id, servers = await _room_and_servers(room_id_or_alias)
     await services().rooms.membership.knock(
-        room_id, requester.user_id, reason=optional_str(body, "reason")
+        room_id, requester.user_id, reason=optional_str(body, "reason"), servers=servers
     )
     return {"room_id": room_id}

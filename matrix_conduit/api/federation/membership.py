@@ -1,9 +1,10 @@
 """`make_join`/`send_join`, `make_leave`/`send_leave` and `/invite`, as other servers call them.
 
 Spec: `content/server-server-api.md` ("Joining Rooms", "Leaving Rooms
-(Rejecting Invites)", "Inviting to a room"); OpenAPI
-`data/api/server-server/joins-v1.yaml`, `joins-v2.yaml`, `leaving-v1.yaml`,
-`leaving-v2.yaml`, `invites-v1.yaml`, `invites-v2.yaml`. The v1 answers of
+(Rejecting Invites)", "Knocking upon a room", "Inviting to a room"); OpenAPI
+`data/api/server-server/joins-v1.yaml`, `joins-v2.yaml` (with `omit_members`),
+`leaving-v1.yaml`, `leaving-v2.yaml`, `knocks.yaml`, `invites-v1.yaml`,
+`invites-v2.yaml`. The v1 answers of
 `send_join`, `send_leave` and `/invite` are wrapped as `[200, {...}]`; v2
 answers are the object alone. Every route is behind the X-Matrix gate; what
 is checked and stored is `service/federation/membership.py`; each route first
@@ -17,6 +18,7 @@ from typing import Any
 from quart import request
 
 from ...errors import bad_json
+from ..query import query_bool
 from ..request import json_object, parse_json, services
 from .auth import origin, require_server_allowed, signed_blueprint
 
@@ -51,8 +53,28 @@ async def send_join_v1(room_id: str, event_id: str) -> Any:
 async def send_join_v2(room_id: str, event_id: str) -> dict:
     require_server_allowed(room_id)
     return await services().resident_membership.send_join(
+        origin(),
+        room_id,
+        event_id,
+        await _json_body(),
+        query_bool("omit_members"),
+    )
+
+
+@blueprint.get(f"{V1}/make_knock/<room_id>/<user_id>")
+async def make_knock(room_id: str, user_id: str) -> dict:
+    require_server_allowed(room_id)
+    versions = request.args.getlist("ver")
+    return services().resident_membership.make_knock(origin(), room_id, user_id, versions)
+
+
+@blueprint.put(f"{V1}/send_knock/<room_id>/<event_id>")
+async def send_knock(room_id: str, event_id: str) -> dict:
+    require_server_allowed(room_id)
+    knock_room_state = await services().resident_membership.send_knock(
         origin(), room_id, event_id, await _json_body()
     )
+    return {"knock_room_state": knock_room_state}
 
 
 @blueprint.get(f"{V1}/make_leave/<room_id>/<user_id>")

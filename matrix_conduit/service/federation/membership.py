@@ -8,12 +8,20 @@ Spec: `content/server-server-api.md`:
   the auth chain) and "Restricted rooms" (the resident names one of its users
   who may invite in `join_authorised_via_users_server` and signs the event);
 - "Leaving Rooms (Rejecting Invites)" (`make_leave`/`send_leave`, the same
-  handshake for a leave);
+  handshake for a leave) and "Knocking upon a room" (`make_knock`/`send_knock`,
+  rooms v7+, answered with the room's stripped state as `knock_room_state`);
+- `send_join` with `omit_members` (joins-v2.yaml, MSC3706/MSC3943): the state
+  without `m.room.member` events but the heroes' of a nameless room, the auth
+  chain of what is returned without what `state` holds, and `servers_in_room`;
 - "Inviting to a room" (`/invite`: the invited user's server checks the
   event, adds its signature, and keeps the invite with the stripped state so
   the user sees it in `/sync` `rooms.invite`).
+- "Third-party invites" (`exchange_third_party_invite`: the invite that
+  redeems a room's `m.room.third_party_invite`, checked, built and signed as
+  its sender's, signed by the invited server and sent into the room).
 OpenAPI: `data/api/server-server/joins-v1.yaml`, `joins-v2.yaml`,
-`leaving-v1.yaml`, `leaving-v2.yaml`, `invites-v1.yaml`, `invites-v2.yaml`.
+`leaving-v1.yaml`, `leaving-v2.yaml`, `invites-v1.yaml`, `invites-v2.yaml`,
+`knocks.yaml`, `third_party_invite.yaml`.
 
 An accepted join or leave is a timeline event of the room like any other:
 its state before is the state after its prev_events (which are ours: the
@@ -52,6 +60,7 @@ from ..notifier import Notifier
 from ..rooms import Rooms
 from ..rooms.event_context import EventContext, EventStatus
 from ..rooms.locks import RoomGuard
+from ..rooms.timeline import Timeline
 from .key_ring import KeyRing
 from .received import wire_pdu
 
@@ -69,6 +78,10 @@ class UserDirectory(Protocol):
     def exists(self, user_id: str) -> bool: ...
 
 
+MAX_HEROES = 5
+"""Members named in `m.heroes` (client-server `/sync` room summary), kept by `omit_members`."""
+
+
 def incompatible_room_version(room_version: str) -> MatrixError:
     return MatrixError(
         400,
@@ -83,6 +96,54 @@ def _fits_in_a_pdu(entry: Mapping[str, Any]) -> bool:
         return len(encode_canonical_json(entry)) <= MAX_PDU_BYTES
     except CanonicalJsonError:
         return False
+
+
+def room_state_pdus(
+    timeline: Timeline, room_id: str, room_version: RoomVersion
+) -> list[dict[str, Any]]:
+    """The room's stripped-state events as full PDUs (Matrix 1.16: the create event too),
+    what `invite_room_state` and `knock_room_state` carry."""
+    events = (timeline.state_event(room_id, event_type) for event_type in STRIPPED_STATE_TYPES)
+    return [wire_pdu(event, room_version) for event in events if event is not None]
+
+
+def stripped_room_state(
+    room_id: str, room_version: RoomVersion, entries: Any, field: str
+) -> list[dict[str, Any]]:
+    """The stripped state an invited or knocking user is shown, from another server's
+    `invite_room_state` or `knock_room_state` (`field`, named in errors).
+
+    Entries may be full PDUs (Matrix 1.16) or stripped events (older
+    servers); both become stripped state. One entry per type (each has state
+    key ""), none larger than a PDU may be: the user's every /sync carries
+    them until they answer. From room v12 on the create event is required (the
+    spec's SHOULD) and must be this room's.
+    """
+    if not isinstance(entries, list):
+        raise invalid_param(f"`{field}` must be a list of events.")
+    by_type: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if (
+            isinstance(entry, dict)
+            and entry.get("type") in STRIPPED_STATE_TYPES
+            and isinstance(entry.get("sender"), str)
+            and isinstance(entry.get("content"), dict)
+            and entry.get("state_key", "") == ""
+            and _fits_in_a_pdu(entry)
+        ):
+            by_type[entry["type"]] = entry
+    kept = list(by_type.values())
+    if room_version.room_id_is_create_event_id:
+        create = by_type.get("m.room.create")
+        if create is None:
+            raise MatrixError(400, "M_MISSING_PARAM", f"`{field}` has no m.room.create event.")
+        try:
+            names_room = "!" + compute_event_id(create, room_version)[1:] == room_id
+        except InvalidEvent:
+            names_room = False
+        if not names_room:
+            raise invalid_param(f"The m.room.create event of `{field}` is not this room's.")
+    return [stripped_state_event(entry) for entry in kept]
 
 
 def _server_of(user_id: str) -> str:
@@ -136,6 +197,29 @@ class ResidentMembership:
             )
         return self._template(room_id, room_version, user_id, content)
 
+    def make_knock(
+        self, origin: str, room_id: str, user_id: str, supported_versions: Collection[str]
+    ) -> dict[str, Any]:
+        """The unsigned knock template for `user_id` of `origin` (`GET /make_knock`).
+
+        400 `M_INCOMPATIBLE_ROOM_VERSION` when the asking server lacks the room's
+        version; 403 when the room takes no knocks (its version predates knocking,
+        its join rule is not `knock`/`knock_restricted`, the user is banned).
+        """
+        room_version = self._resident_room_version(room_id)
+        if room_version.identifier not in supported_versions:
+            raise incompatible_room_version(room_version.identifier)
+        self._require_origin_user(origin, user_id)
+        if not room_version.knock_join_rule:
+            raise forbidden(f"Room version {room_version.identifier} does not support knocking.")
+        join_rule = self._rooms.timeline.state_content(room_id, "m.room.join_rules").get(
+            "join_rule"
+        )
+        allowed = ("knock", "knock_restricted") if room_version.knock_restricted_join_rule else ()
+        if join_rule not in (allowed or ("knock",)):
+            raise forbidden("This room does not accept knocks.")
+        return self._template(room_id, room_version, user_id, {"membership": "knock"})
+
     def make_leave(self, origin: str, room_id: str, user_id: str) -> dict[str, Any]:
         """The unsigned leave template for `user_id` of `origin` (`GET /make_leave`)."""
         room_version = self._resident_room_version(room_id)
@@ -159,8 +243,16 @@ class ResidentMembership:
 
     # ---- send_join / send_leave
 
-    async def send_join(self, origin: str, room_id: str, event_id: str, pdu: Any) -> dict[str, Any]:
-        """Accept a signed join; the state before it and the auth chain (`PUT /send_join`)."""
+    async def send_join(
+        self, origin: str, room_id: str, event_id: str, pdu: Any, omit_members: bool = False
+    ) -> dict[str, Any]:
+        """Accept a signed join; the state before it and the auth chain (`PUT /send_join`).
+
+        A join naming one of our users in `join_authorised_via_users_server`
+        is signed by us only after the allow rules are checked again (the
+        template may be old, or not ours). With `omit_members`, see
+        `_omitting_members`.
+        """
         room_version = self._resident_room_version(room_id)
         event = self._membership_pdu(origin, room_id, event_id, pdu, "join", room_version)
         authoriser = event["content"].get(AUTHORISING_USER)
@@ -169,27 +261,106 @@ class ResidentMembership:
             and isinstance(authoriser, str)
             and self._globals.is_ours(authoriser)
         ):
+            self._require_restricted_join(room_id, event["state_key"], authoriser)
             event = self._countersign(event, room_version)
         accepted, state_before = await self._accept(origin, room_id, event, room_version)
-        state_events = self._pdus(state_before.values(), room_version)
-        auth_chain = self._pdus(
-            self._auth_chain([accepted, *state_events]) - set(state_before.values()),
-            room_version,
-        )
+        joiner = accepted["state_key"]
         servers = sorted(
-            {_server_of(member) for member in self._rooms.state_cache.joined_members(room_id)}
+            {
+                _server_of(member)
+                for member in self._rooms.state_cache.joined_members(room_id)
+                if member != joiner
+            }
         )
+        state_ids = (
+            self._state_without_members(room_id, joiner, state_before)
+            if omit_members
+            else set(state_before.values())
+        )
+        timeline = self._rooms.timeline
+        state_events = [e for i in state_ids if (e := timeline.get_event(i)) is not None]
+        chain_ids = self._auth_chain([accepted, *state_events]) - state_ids
         return {
             "origin": self._globals.server_name,
-            "state": state_events,
-            "auth_chain": auth_chain,
+            "state": [wire_pdu(event, room_version) for event in state_events],
+            "auth_chain": self._pdus(chain_ids, room_version),
             "event": wire_pdu(accepted, room_version),
-            "members_omitted": False,
+            "members_omitted": omit_members,
             "servers_in_room": servers,
         }
 
+    def _state_without_members(
+        self, room_id: str, joiner: str, state_before: Mapping[tuple[str, str], str]
+    ) -> set[str]:
+        """The state of an `omit_members` answer (MSC3706): every event but `m.room.member`
+        ones, except the heroes' of a room with neither `m.room.name` nor
+        `m.room.canonical_alias` (MSC3943: so the joiner's clients can name the room).
+
+        The members the join's own auth needs (the authorising user, the
+        joiner's invite) come in its auth chain; `auth_chain` leaves out what
+        `state` holds (the spec allows it with `omit_members`).
+        """
+        timeline = self._rooms.timeline
+        state_ids = {
+            event_id
+            for (event_type, _), event_id in state_before.items()
+            if event_type != "m.room.member"
+        }
+        named = timeline.state_content(room_id, "m.room.name").get("name") or (
+            timeline.state_content(room_id, "m.room.canonical_alias").get("alias")
+        )
+        if not named:
+            for hero in self._heroes(room_id, joiner):
+                member_id = state_before.get(("m.room.member", hero))
+                if member_id is not None:
+                    state_ids.add(member_id)
+        return state_ids
+
+    def _heroes(self, room_id: str, joiner: str) -> list[str]:
+        """Up to five joined, then invited, members other than the joiner, as `/sync`'s
+        `m.heroes` picks them."""
+        state_cache = self._rooms.state_cache
+        members = [m for m in sorted(state_cache.joined_members(room_id)) if m != joiner]
+        members += [m for m in sorted(state_cache.invited_members(room_id)) if m != joiner]
+        return members[:MAX_HEROES]
+
+    def _require_restricted_join(self, room_id: str, user_id: str, authoriser: str) -> None:
+        """Before we sign a join as its authorising server: the user satisfies the allow
+        rules (or is invited), and `authoriser` is ours, joined and able to invite.
+
+        400 `M_UNABLE_TO_AUTHORISE_JOIN` / 403 as `restricted_join_authoriser`;
+        400 `M_UNABLE_TO_GRANT_JOIN` when the named user cannot authorise it.
+        """
+        rooms = self._rooms
+        join_rule = rooms.timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
+        if join_rule not in ("restricted", "knock_restricted"):
+            return  # the auth rules ignore the key then; our signature changes nothing
+        if rooms.state_cache.membership(room_id, user_id) not in ("join", "invite"):
+            rooms.membership.restricted_join_authoriser(room_id, user_id)
+        if not (
+            rooms.state_cache.is_joined(authoriser, room_id)
+            and rooms.timeline.power_levels(room_id).can_invite(authoriser)
+        ):
+            raise MatrixError(
+                400,
+                "M_UNABLE_TO_GRANT_JOIN",
+                f"{authoriser} cannot authorise joining this room; try another server.",
+            )
+
+    async def send_knock(
+        self, origin: str, room_id: str, event_id: str, pdu: Any
+    ) -> list[dict[str, Any]]:
+        """Accept a signed knock (`PUT /send_knock`); the room's stripped state as PDUs of
+        its version, the create event first (`knock_room_state`)."""
+        room_version = self._resident_room_version(room_id)
+        if not room_version.knock_join_rule:
+            raise forbidden(f"Room version {room_version.identifier} does not support knocking.")
+        event = self._membership_pdu(origin, room_id, event_id, pdu, "knock", room_version)
+        await self._accept(origin, room_id, event, room_version)
+        return room_state_pdus(self._rooms.timeline, room_id, room_version)
+
     async def send_leave(self, origin: str, room_id: str, event_id: str, pdu: Any) -> None:
-        """Accept a signed leave (`PUT /send_leave`), e.g. a rejected invite."""
+        """Accept a signed leave (`PUT /send_leave`): a rejected invite, a retracted knock."""
         room_version = self._resident_room_version(room_id)
         event = self._membership_pdu(origin, room_id, event_id, pdu, "leave", room_version)
         await self._accept(origin, room_id, event, room_version)
@@ -416,45 +587,12 @@ class ResidentMembership:
     def _invite_state(
         self, room_id: str, room_version: RoomVersion, invite_room_state: Any, pdu: dict
     ) -> list[dict[str, Any]]:
-        """The stripped state the invited user sees: the room's, then the invite itself.
-
-        Entries may be full PDUs (Matrix 1.16) or stripped events (older
-        servers); both become stripped state. From room v12 on the create
-        event is required (the spec's SHOULD).
-        """
+        """The stripped state the invited user sees: the room's, then the invite itself."""
         if invite_room_state is None:
             invite_room_state = (pdu.get("unsigned") or {}).get("invite_room_state") or []
-        if not isinstance(invite_room_state, list):
-            raise invalid_param("`invite_room_state` must be a list of events.")
-        # One entry per type (each has state key ""), none larger than a PDU may be:
-        # the invited user's every /sync carries them until they answer.
-        by_type: dict[str, dict[str, Any]] = {}
-        for entry in invite_room_state:
-            if (
-                isinstance(entry, dict)
-                and entry.get("type") in STRIPPED_STATE_TYPES
-                and isinstance(entry.get("sender"), str)
-                and isinstance(entry.get("content"), dict)
-                and entry.get("state_key", "") == ""
-                and _fits_in_a_pdu(entry)
-            ):
-                by_type[entry["type"]] = entry
-        entries = list(by_type.values())
-        if room_version.room_id_is_create_event_id:
-            create = next((e for e in entries if e["type"] == "m.room.create"), None)
-            if create is None:
-                raise MatrixError(
-                    400, "M_MISSING_PARAM", "`invite_room_state` has no m.room.create event."
-                )
-            try:
-                names_room = "!" + compute_event_id(create, room_version)[1:] == room_id
-            except InvalidEvent:
-                names_room = False
-            if not names_room:
-                raise invalid_param(
-                    "The m.room.create event of `invite_room_state` is not this room's."
-                )
-        return [stripped_state_event(entry) for entry in entries] + stripped_state([pdu])
+        return stripped_room_state(
+            room_id, room_version, invite_room_state, "invite_room_state"
+        ) + (stripped_state([pdu]))
 
     # ---- signatures
 

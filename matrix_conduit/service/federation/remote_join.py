@@ -11,8 +11,18 @@ Spec: `content/server-server-api.md`:
   checks the answer's state and auth chain (`room_snapshot`) before storing
   them as outliers and the join, with that state, as the room's first event;
 - "Leaving Rooms (Rejecting Invites)": the same handshake with
-  `make_leave`/`send_leave` through the inviting server; when no server can
-  be reached the leave is only local (the user is no longer shown the invite);
+  `make_leave`/`send_leave` through the inviting server (or, to retract a
+  knock, the servers of the room's stripped state); when no server can be
+  reached the leave is only local (the user is no longer shown the invite);
+- "Knocking upon a room": the same handshake with `make_knock`/`send_knock`
+  (v1 only); the knock is kept as an outlier with the answer's
+  `knock_room_state`, which the user sees in `/sync` `rooms.knock`;
+- "Restricted rooms": a resident that cannot authorise the join (400
+  `M_UNABLE_TO_AUTHORISE_JOIN`, `M_UNABLE_TO_GRANT_JOIN`) makes us try the
+  next; where we know the room's state, servers with a member who may invite
+  are tried first;
+- a leave or ban of our invited or knocking user, pushed to us by a room we
+  are not in (a rescinded invite, a rejected knock): `receive_out_of_band`;
 - "Inviting to a room": an invite of a user on another server goes to that
   server (`/invite` v2, else v1 for rooms v1–v2) to be signed before it is
   sent into the room;
@@ -31,13 +41,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import trio
 
-from ...core.client_events import STRIPPED_STATE_TYPES
+from ...core.client_events import stripped_state
 from ...core.errors import SignatureError
 from ...core.events import (
     InvalidEvent,
@@ -45,7 +55,13 @@ from ...core.events import (
     room_id_for_create_event,
     sign_event_with_id,
 )
-from ...core.ids import InvalidIdentifier, is_valid_room_id, is_valid_server_name, server_name_of
+from ...core.ids import (
+    InvalidIdentifier,
+    is_on_server,
+    is_valid_room_id,
+    is_valid_server_name,
+    server_name_of,
+)
 from ...core.redaction import redact
 from ...core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, get_room_version
 from ...core.signing import signed_key_ids
@@ -59,15 +75,17 @@ from .client import FederationClient
 from .errors import FederationError, RemoteError
 from .incoming import IncomingEvents
 from .key_ring import KeyRing
-from .membership import incompatible_room_version
-from .received import DroppedPdu, wire_pdu
+from .membership import incompatible_room_version, room_state_pdus, stripped_room_state
+from .received import DroppedPdu, checked_pdu, reference_ids, wire_pdu
 
 log = logging.getLogger(__name__)
 
 MAX_JOIN_EVENTS = 250_000
 """State plus auth chain of one join answer (Matrix HQ's state is ~200k events)."""
 MAX_CANDIDATES = 10
-"""Resident servers tried per join or leave, in order."""
+"""Resident servers tried per join, knock or leave, in order."""
+TRY_ANOTHER_SERVER = ("M_UNABLE_TO_AUTHORISE_JOIN", "M_UNABLE_TO_GRANT_JOIN")
+"""A restricted room's resident that cannot sign the join for us: another one may."""
 JOIN_TIMEOUT_SECONDS = 300.0
 """A big room's `send_join` answer takes minutes to build and send (lessons: "Joins")."""
 HANDSHAKE_TIMEOUT_SECONDS = 30.0
@@ -113,6 +131,17 @@ def _check_create_event(room_id: str, room_version: RoomVersion, state: Sequence
     declared = content.get("room_version", "1") if isinstance(content, dict) else None
     if declared != room_version.identifier:
         raise BadJoinAnswer(f"the create event is of room version {declared!r}")
+
+
+def _stripped_room_version(stripped: Sequence[Mapping[str, Any]]) -> RoomVersion | None:
+    """The room version an invite's or knock's stripped create event names."""
+    for event in stripped:
+        if event.get("type") == "m.room.create":
+            content = event.get("content")
+            identifier = content.get("room_version", "1") if isinstance(content, dict) else None
+            if identifier in KNOWN_ROOM_VERSIONS:
+                return get_room_version(identifier)
+    return None
 
 
 def _path(*parts: str) -> str:
@@ -206,48 +235,93 @@ class RemoteMembership:
         servers: Sequence[str],
         content: Mapping[str, Any],
     ) -> str:
+        async def attempt(server: str) -> str:
+            return await self._join_via(server, room_id, user_id, content)
+
+        return await self._through_residents("join", room_id, user_id, servers, attempt)
+
+    async def _through_residents(
+        self,
+        action: str,
+        room_id: str,
+        user_id: str,
+        servers: Sequence[str],
+        attempt: Callable[[str], Awaitable[str]],
+    ) -> str:
+        """`attempt(server)` through each candidate until one works (a join or a knock).
+
+        The errors of the others decide the answer: a 403 or a room version
+        we lack is the client's; a restricted room's "ask another server" only
+        if nothing better came; else 404 with every failure.
+        """
         candidates = self.candidates(room_id, user_id, servers)
         if not candidates:
             raise not_found(
-                f"Room {room_id} is not known here and no server to join it through was "
+                f"Room {room_id} is not known here and no server to {action} it through was "
                 "given (use `via`)."
             )
         failures: list[str] = []
         refusal: MatrixError | None = None
+        unable: MatrixError | None = None
         for server in candidates[:MAX_CANDIDATES]:
             try:
-                return await self._join_via(server, room_id, user_id, content)
+                return await attempt(server)
             except RemoteError as error:
                 failures.append(str(error))
                 if error.errcode == "M_INCOMPATIBLE_ROOM_VERSION":
                     refusal = MatrixError(400, error.errcode, error.error)
                 elif error.status == 403 and refusal is None:
-                    refusal = forbidden(f"{server} refused the join: {error.error}")
+                    refusal = forbidden(f"{server} refused the {action}: {error.error}")
+                elif error.errcode in TRY_ANOTHER_SERVER and unable is None:
+                    unable = forbidden(f"No server could authorise the {action}: {error.error}")
             except (FederationError, MatrixError) as error:
                 failures.append(f"{server}: {error}")
                 if isinstance(error, MatrixError) and error.status == 403 and refusal is None:
                     refusal = error
-        log.info("joining %s failed through every server: %s", room_id, "; ".join(failures))
+        log.info("%s of %s failed through every server: %s", action, room_id, "; ".join(failures))
+        refusal = refusal or unable
         if refusal is not None:
             raise refusal
-        raise not_found(f"Could not join {room_id} through any server: {'; '.join(failures)}")
+        raise not_found(f"Could not {action} {room_id} through any server: {'; '.join(failures)}")
 
     def candidates(self, room_id: str, user_id: str, servers: Iterable[str]) -> list[str]:
-        """Servers to try, best first: the client's, the inviter's, the room id's, the room's."""
+        """Servers to try, best first: the client's, the inviter's (or, for a knock,
+        the stripped state's), the room id's, the room's (those who can authorise a
+        restricted join first)."""
         ordered: list[str] = list(servers)
-        inviter = self._inviter(room_id, user_id)
-        if inviter is not None:
-            ordered.append(inviter.partition(":")[2])
+        ordered.extend(self._contacts(room_id, user_id))
         with contextlib.suppress(InvalidIdentifier):  # rooms v12: no server part
             ordered.append(server_name_of(room_id))
-        ordered.extend(
-            member.partition(":")[2] for member in self._rooms.state_cache.joined_members(room_id)
-        )
+        ordered.extend(self._resident_servers(room_id))
         return [
             server
             for server in dict.fromkeys(ordered)
             if is_valid_server_name(server) and not self._globals.is_ours(server)
         ]
+
+    def _resident_servers(self, room_id: str) -> list[str]:
+        """The servers of the room's joined members as we last knew them; for a
+        restricted room, those with a member who may invite (who can authorise a
+        join) first."""
+        members = sorted(self._rooms.state_cache.joined_members(room_id))
+        timeline = self._rooms.timeline
+        join_rule = timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
+        if members and join_rule in ("restricted", "knock_restricted"):
+            power_levels = timeline.power_levels(room_id)
+            members.sort(key=lambda member: not power_levels.can_invite(member))
+        return [member.partition(":")[2] for member in members]
+
+    def _contacts(self, room_id: str, user_id: str) -> list[str]:
+        """Servers an invite or knock of `user_id` names: the inviter's, or the senders'
+        of the knock's stripped state."""
+        inviter = self._inviter(room_id, user_id)
+        if inviter is not None:
+            return [inviter.partition(":")[2]]
+        for knocked_room, stripped in self._rooms.state_cache.knocked_rooms(user_id):
+            if knocked_room == room_id:
+                senders = (event.get("sender") for event in stripped)
+                return [s.partition(":")[2] for s in senders if isinstance(s, str) and s != user_id]
+        return []
 
     def _inviter(self, room_id: str, user_id: str) -> str | None:
         """Who invited `user_id` to `room_id`, from the stripped state of the invite."""
@@ -327,10 +401,157 @@ class RemoteMembership:
             merged[server] = dict(keys)
         return {**ours, "signatures": merged}
 
-    # ---- leaving a room we are not in (rejecting an invite)
+    # ---- knocking on a room we are not in
+
+    async def knock(
+        self, room_id: str, user_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str:
+        """Knock through one of the room's resident servers; returns the knock's event id."""
+
+        async def attempt(server: str) -> str:
+            return await self._knock_via(server, room_id, user_id, content)
+
+        return await self._through_residents("knock", room_id, user_id, servers, attempt)
+
+    async def _knock_via(
+        self, server: str, room_id: str, user_id: str, content: Mapping[str, Any]
+    ) -> str:
+        template, room_version = await self._make(server, "knock", room_id, user_id)
+        if not room_version.knock_join_rule:
+            raise BadJoinAnswer(f"room version {room_version.identifier} has no knocking")
+        event, event_id = self._sign_template(
+            template, room_version, {**template["content"], **content}
+        )
+        answer = await self._client.request(
+            server,
+            "PUT",
+            f"/_matrix/federation/v1/send_knock/{_path(room_id, event_id)}",
+            body=event,
+            timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
+        if not isinstance(answer, dict):
+            raise BadJoinAnswer("send_knock answered no object")
+        try:
+            stripped = stripped_room_state(
+                room_id, room_version, answer.get("knock_room_state"), "knock_room_state"
+            )
+        except MatrixError as error:
+            raise BadJoinAnswer(error.error) from None
+        knock = {**event, "event_id": event_id}
+        rooms = self._rooms
+        async with rooms.locks.hold(room_id) as guard:
+            batch = rooms.timeline.batch()
+            rooms.state_cache.update_membership(
+                batch,
+                room_id,
+                user_id,
+                "knock",
+                self._globals.next_count(),
+                stripped + stripped_state([knock]),
+            )
+            if rooms.timeline.status(event_id) is None:
+                context = EventContext(EventStatus.OUTLIER, state_before=None, state_after=None)
+                rooms.timeline.persist(guard, knock, room_version, context, batch)
+            else:
+                batch.commit()
+        self._notifier.notify([user_id])
+        return event_id
+
+    # ---- a room we are not in tells us our invite or knock is over
+
+    async def receive_out_of_band(
+        self, origin: str, pdu: dict[str, Any]
+    ) -> tuple[str, str | None] | None:
+        """A leave or ban of one of our users pushed by a room we are not in, where they
+        are invited or knocking: a rescinded invite, a rejected knock. (event id, error
+        or None) if it was about such a user, else None (the PDU is ignored).
+
+        We hold no state of the room, and its residents serve its events only to
+        its members, so the event cannot be judged by the auth rules here. It is
+        taken if its signatures and hash hold (steps 1–3), it cites the user's
+        invite or knock that we stored among its auth events (it was authorised
+        against it), and it comes from its sender's server; then it is kept as
+        an outlier and the user's membership follows it.
+        """
+        content = pdu.get("content")
+        room_id = pdu.get("room_id")
+        target = pdu.get("state_key")
+        if (
+            pdu.get("type") != "m.room.member"
+            or not isinstance(content, dict)
+            or content.get("membership") not in ("leave", "ban")
+            or not isinstance(room_id, str)
+            or not isinstance(target, str)
+            or not self._globals.is_ours(target)
+        ):
+            return None
+        rooms = self._rooms
+        pending = self._pending_state(room_id, target)
+        if pending is None:
+            return None
+        room_version = _stripped_room_version(pending)
+        if room_version is None:
+            return None
+        try:
+            event = await checked_pdu(self._key_ring, pdu, room_version)
+        except DroppedPdu as error:
+            log.info(
+                "dropping a membership of %s in %s from %s: %s", target, room_id, origin, error
+            )
+            return None
+        event_id = event["event_id"]
+        if not is_on_server(event["sender"], origin):
+            return event_id, f"{origin} did not send {event_id}"
+        if not self._cites_pending_membership(event, target):
+            return event_id, f"{event_id} does not follow the invite or knock we know"
+        async with rooms.locks.hold(room_id) as guard:
+            if self._pending_state(room_id, target) is None:
+                return event_id, None
+            batch = rooms.timeline.batch()
+            rooms.state_cache.update_membership(
+                batch, room_id, target, content["membership"], self._globals.next_count()
+            )
+            if rooms.timeline.status(event_id) is None:
+                context = EventContext(EventStatus.OUTLIER, state_before=None, state_after=None)
+                rooms.timeline.persist(guard, event, room_version, context, batch)
+            else:
+                batch.commit()
+        log.info("%s of %s in %s taken from %s", content["membership"], target, room_id, origin)
+        self._notifier.notify([target])
+        return event_id, None
+
+    def _pending_state(self, room_id: str, user_id: str) -> list[dict[str, Any]] | None:
+        """The stripped state of the user's invite or knock to a room we are not in."""
+        state_cache = self._rooms.state_cache
+        if state_cache.membership(room_id, user_id) not in ("invite", "knock"):
+            return None
+        if any(self._globals.is_ours(m) for m in state_cache.joined_members(room_id)):
+            return None
+        for source in (state_cache.invited_rooms, state_cache.knocked_rooms):
+            for pending_room, stripped in source(user_id):
+                if pending_room == room_id:
+                    return stripped
+        return None
+
+    def _cites_pending_membership(self, event: Mapping[str, Any], target: str) -> bool:
+        timeline = self._rooms.timeline
+        for auth_id in reference_ids(event.get("auth_events")):
+            cited = timeline.get_event(auth_id)
+            if (
+                cited is not None
+                and cited.get("type") == "m.room.member"
+                and cited.get("state_key") == target
+                and cited.get("room_id") == event["room_id"]
+                and (cited.get("content") or {}).get("membership") in ("invite", "knock")
+            ):
+                return True
+        return False
+
+    # ---- leaving a room we are not in (rejecting an invite, retracting a knock)
 
     async def reject_invite(self, room_id: str, user_id: str, content: Mapping[str, Any]) -> None:
-        """Leave through the inviting server; only locally if no server takes the leave."""
+        """Leave through the inviting server (a knock: the servers of its stripped state);
+        only locally if no server takes the leave."""
         leave: dict[str, Any] | None = None
         room_version: RoomVersion | None = None
         for server in self.candidates(room_id, user_id, ())[:MAX_CANDIDATES]:
@@ -376,7 +597,7 @@ class RemoteMembership:
         body = {
             "room_version": room_version.identifier,
             "event": pdu,
-            "invite_room_state": self._invite_room_state(room_id, room_version),
+            "invite_room_state": room_state_pdus(self._rooms.timeline, room_id, room_version),
         }
         try:
             try:
@@ -428,12 +649,6 @@ class RemoteMembership:
             ) from None
         return signed
 
-    def _invite_room_state(self, room_id: str, room_version: RoomVersion) -> list[dict[str, Any]]:
-        """The room's stripped-state events as full PDUs (Matrix 1.16: the create event too)."""
-        timeline = self._rooms.timeline
-        events = (timeline.state_event(room_id, event_type) for event_type in STRIPPED_STATE_TYPES)
-        return [wire_pdu(event, room_version) for event in events if event is not None]
-
     # ---- the handshake steps
 
     async def _make(
@@ -444,7 +659,7 @@ class RemoteMembership:
             server,
             "GET",
             f"/_matrix/federation/v1/make_{membership}/{_path(room_id, user_id)}",
-            query={"ver": list(SUPPORTED_VERSIONS)} if membership == "join" else None,
+            query={"ver": list(SUPPORTED_VERSIONS)} if membership != "leave" else None,
             timeout=HANDSHAKE_TIMEOUT_SECONDS,
         )
         if not isinstance(answer, dict) or not isinstance(answer.get("event"), dict):

@@ -55,9 +55,16 @@ WORKER_CONCURRENCY = 8
 
 EduDispatch = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """`await handle_edu(origin, edu_type, content)` for one EDU of a transaction."""
+OutOfBand = Callable[[str, dict[str, Any]], Awaitable[tuple[str, str | None] | None]]
+"""`await out_of_band(origin, pdu)` for a PDU of a room unknown here: (event id, error or
+None) if it was taken (a rescinded invite, a rejected knock), else None."""
 
 
 async def _ignore_edu(_origin: str, _edu_type: str, _content: dict[str, Any]) -> None:
+    return None
+
+
+async def _no_out_of_band(_origin: str, _pdu: dict[str, Any]) -> None:
     return None
 
 
@@ -92,6 +99,8 @@ class Transactions:
         self._key_ring = key_ring
         self.handle_edu: EduDispatch = _ignore_edu
         """Where each EDU goes; the EDU services set their dispatcher here."""
+        self.out_of_band: OutOfBand = _no_out_of_band
+        """Who may take a PDU of a room we are not in (remote membership sets it)."""
         self._origin_locks: dict[str, trio.Lock] = {}
         self._work = trio.Event()
 
@@ -136,6 +145,11 @@ class Transactions:
         try:
             room_version = self._timeline.room_version(room_id)
         except KeyError:
+            taken = await self.out_of_band(origin, pdu) if isinstance(pdu, dict) else None
+            if taken is not None:
+                event_id, error = taken
+                results[event_id] = {} if error is None else {"error": error}
+                return
             log.info("ignoring a PDU from %s for %s, a room unknown here", origin, room_id)
             return
         assert isinstance(pdu, dict)

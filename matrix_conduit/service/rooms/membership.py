@@ -44,6 +44,9 @@ class RemoteRooms(Protocol):
     async def reject_invite(
         self, room_id: str, user_id: str, content: Mapping[str, Any]
     ) -> None: ...
+    async def knock(
+        self, room_id: str, user_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str: ...
     async def invite(self, event: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
@@ -211,7 +214,11 @@ class Membership:
         content: dict[str, Any] = {"membership": "leave"}
         if reason is not None:
             content["reason"] = reason
-        if membership == "invite" and self.remote is not None and not self._is_resident(room_id):
+        if (
+            membership in ("invite", "knock")
+            and self.remote is not None
+            and not self._is_resident(room_id)
+        ):
             await self.remote.reject_invite(room_id, user_id, content)
             return None
         self._require_room(room_id)
@@ -286,14 +293,32 @@ class Membership:
             content["reason"] = reason
         return await self._send_member(room_id, sender, target, content)
 
-    async def knock(self, room_id: str, user_id: str, *, reason: str | None = None) -> str:
+    async def knock(
+        self,
+        room_id: str,
+        user_id: str,
+        *,
+        reason: str | None = None,
+        servers: Sequence[str] = (),
+    ) -> str:
+        """Knock on a room (rooms v7+, join rule `knock` or `knock_restricted`); returns
+        the knock's event id. A room no user of ours is in is knocked on through one of
+        its servers (`servers`, from the client's `via`, first)."""
+        if self._state_cache.membership(room_id, user_id) == "join":
+            raise forbidden(f"You are already in {room_id}.")
+        content = self._profile_content(user_id, "knock", reason)
+        if (
+            self.remote is not None
+            and not self._is_resident(room_id)
+            and self.remote.candidates(room_id, user_id, servers)
+        ):
+            return await self.remote.knock(room_id, user_id, servers, content)
         self._require_room(room_id)
         if not self._timeline.room_version(room_id).knock_join_rule:
             raise forbidden("This room's version does not support knocking.")
         join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
         if join_rule not in KNOCK_RULES:
             raise forbidden("This room does not accept knocks.")
-        content = self._profile_content(user_id, "knock", reason)
         return await self._send_member(room_id, user_id, user_id, content)
 
     def forget(self, room_id: str, user_id: str) -> None:
