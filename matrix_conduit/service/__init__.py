@@ -226,6 +226,7 @@ class Services:
         )
         if self.config.allow_federation:
             self.rooms.membership.remote = self.remote_membership
+        self.inbound.transactions.out_of_band = self.remote_membership.receive_out_of_band
         self.remote_profiles = RemoteProfiles(federation.client)
 
     def _unread_total(self, user_id: str) -> int:
