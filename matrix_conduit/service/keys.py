@@ -21,9 +21,11 @@ Trees:
 A change to device keys is recorded in the key-change index (`key_changes`)
 in the same batch, so the users who share a room see it in `/sync`.
 
-Keys of users on other servers are fetched and claimed over federation,
-which this server does not do yet: their servers are reported in `failures`,
-as the spec reports unreachable servers.
+`query` and `claim` answer for this server's users only, to a local user
+(`viewer`) or to another server (`viewer=None`: `/user/keys/query`, no
+user-signing keys, no device names). Users of other servers are skipped:
+`federation/remote_keys.py` asks their servers (the fan-out the client API
+calls) and merges the answers with these.
 """
 
 from __future__ import annotations
@@ -62,12 +64,6 @@ CROSS_SIGNING_FIELDS = (
     (USER_SIGNING, "user_signing_keys"),
 )
 """Each cross-signing usage and the `/keys/query` response field that carries it."""
-
-FEDERATION_UNAVAILABLE = {
-    "status": 503,
-    "message": "This server does not fetch keys from other servers.",
-}
-
 
 class Keys:
     def __init__(
@@ -246,19 +242,19 @@ class Keys:
 
     # ---- query and claim
 
-    def query(self, viewer: str, wanted: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    def query(self, viewer: str | None, wanted: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         """The `/keys/query` answer for `viewer`: `wanted` maps users to device ids (none: all).
 
         Each key shows only the signatures `viewer` may see; the user-signing
-        key only to its owner.
+        key only to its owner. `viewer=None` is another server: its users
+        see what their owners signed, and device names stay here. Users of
+        other servers are left out (`remote_keys` asks their servers).
         """
         response: dict[str, Any] = {"device_keys": {}, "failures": {}}
         for _, field in CROSS_SIGNING_FIELDS:
             response[field] = {}
         for user_id, device_ids in wanted.items():
-            server_name = server_name_of(user_id)
-            if not self._globals.is_ours(server_name):
-                response["failures"][server_name] = FEDERATION_UNAVAILABLE
+            if not self._globals.is_ours(server_name_of(user_id)):
                 continue
             response["device_keys"][user_id] = self._queried_devices(viewer, user_id, device_ids)
             for usage, field in CROSS_SIGNING_FIELDS:
@@ -270,7 +266,7 @@ class Keys:
         return response
 
     def _queried_devices(
-        self, viewer: str, user_id: str, device_ids: Sequence[str]
+        self, viewer: str | None, user_id: str, device_ids: Sequence[str]
     ) -> dict[str, KeyObject]:
         if device_ids:
             found = {d: self.device_keys(user_id, d) for d in dict.fromkeys(device_ids)}
@@ -280,7 +276,7 @@ class Keys:
         shown = {}
         for device_id, device_keys in keys.items():
             device_keys = visible_signatures(device_keys, user_id, viewer)
-            device = self._devices.get(user_id, device_id)
+            device = self._devices.get(user_id, device_id) if viewer is not None else None
             if device is not None and device.display_name is not None:
                 device_keys["unsigned"] = {"device_display_name": device.display_name}
             shown[device_id] = device_keys
@@ -291,15 +287,14 @@ class Keys:
 
         The oldest one-time key is taken and deleted; with none left, the
         fallback key is handed out (again) and marked used. Devices with
-        neither are left out.
+        neither are left out, and so are users of other servers
+        (`remote_keys` claims theirs).
         """
         claimed: dict[str, dict[str, dict[str, object]]] = {}
         failures: dict[str, object] = {}
         with self._db.batch() as batch:
             for user_id, algorithms in wanted.items():
-                server_name = server_name_of(user_id)
-                if not self._globals.is_ours(server_name):
-                    failures[server_name] = FEDERATION_UNAVAILABLE
+                if not self._globals.is_ours(server_name_of(user_id)):
                     continue
                 for device_id, algorithm in algorithms.items():
                     key = self._take_one_time_key(

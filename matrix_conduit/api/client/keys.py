@@ -3,8 +3,11 @@
 Spec: `content/client-server-api/modules/end_to_end_encryption.md` ("Key
 management API", "Cross-signing"); `data/api/client-server/keys.yaml` and
 `cross_signing.yaml`. Guests may upload, query and claim keys (Guest Access
-module). Uploading cross-signing keys asks for the password when it would
-replace keys the user already has (user-interactive auth).
+module). Query and claim reach users of other servers too
+(`service/federation/remote_keys.py`), waiting at most the body's `timeout`
+(milliseconds, 10 s by default) for their servers. Uploading cross-signing
+keys asks for the password when it would replace keys the user already has
+(user-interactive auth).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 from quart import Blueprint, request
 
 from ...core.e2e_keys import MASTER, SELF_SIGNING, USER_SIGNING
-from ...errors import MatrixError, bad_json, missing_param
+from ...errors import MatrixError, bad_json, invalid_param, missing_param
+from ...service.federation.remote_keys import DEFAULT_TIMEOUT_SECONDS
 from ...service.rooms.room_events import parse_token
 from ...service.uiaa import PASSWORD_FLOWS
 from ..auth import Requester, authenticate, user_interactive_auth
-from ..fields import optional_object, required_user_map
+from ..fields import optional_int, optional_object, required_user_map
 from ..request import json_object, services
 from .routes import client_route
 
@@ -43,6 +47,16 @@ def _is_str_map(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
 
 
+def _timeout_seconds(body: dict) -> float:
+    """How long other servers may take to answer: the body's `timeout` (ms), 10 s if absent."""
+    timeout_ms = optional_int(body, "timeout")
+    if timeout_ms is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    if timeout_ms < 0:
+        raise invalid_param("`timeout` must not be negative.")
+    return timeout_ms / 1000
+
+
 @client_route(blueprint, "/keys/upload", methods=["POST"])
 async def upload_keys() -> dict:
     requester = authenticate(allow_guest=True)
@@ -62,7 +76,7 @@ async def query_keys() -> dict:
     requester = authenticate(allow_guest=True)
     body = await json_object()
     wanted = required_user_map(body, "device_keys", _is_str_list, "lists of device ids")
-    return services().keys.query(requester.user_id, wanted)
+    return await services().remote_keys.query(requester.user_id, wanted, _timeout_seconds(body))
 
 
 @client_route(blueprint, "/keys/claim", methods=["POST"])
@@ -72,7 +86,7 @@ async def claim_keys() -> dict:
     wanted = required_user_map(
         body, "one_time_keys", _is_str_map, "maps of device ids to algorithms"
     )
-    return services().keys.claim(wanted)
+    return await services().remote_keys.claim(wanted, _timeout_seconds(body))
 
 
 @client_route(blueprint, "/keys/changes", methods=["GET"])

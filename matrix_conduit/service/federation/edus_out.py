@@ -18,6 +18,8 @@ receipt or presence update replaces a queued one (`queue_ephemeral`).
   stream id); a server that missed one sees an unknown `prev_id` and fetches
   the whole list (`EduContents.user_devices`).
   Display names of devices stay on this server (as in Synapse's default).
+  When a join brings a server into an encrypted room for the first time,
+  that server gets our members' devices (`DeviceListsForNewServers`).
 - `m.direct_to_device`: durable, one EDU per destination server, queued in
   the batch of the `sendToDevice` request, with a `message_id` the receiver
   deduplicates on.
@@ -37,6 +39,10 @@ from ..devices import Devices
 from ..globals import Globals
 from ..keys import Keys
 from ..presence import Presence
+from ..rooms.event_context import EventContext
+from ..rooms.state import RoomState
+from ..rooms.state_cache import StateCache
+from ..rooms.timeline import Event
 from .outbox import Item, Outbox, server_of
 from .sender import FederationSender
 
@@ -174,6 +180,84 @@ class OutgoingEdus:
             }
             edu = {"edu_type": "m.direct_to_device", "content": content}
             self._outbox.queue(batch, [server], {"edu": edu})
+
+
+class DeviceListsForNewServers:
+    """Our users' device lists for a server that starts sharing an encrypted room with them.
+
+    Spec: "Device Management": updates are sent "when that user joins a room
+    which contains servers which are not already receiving updates for that
+    user's device list"; and the other way round, when another server's
+    user joins a room of ours (`../shared/notes/federation-lessons.md`: lists
+    go stale unless they are sent when a server joins a shared encrypted
+    room). Each of our users in the room whom the new server was not already
+    hearing about gets one `m.device_list_update` per device to that server
+    only, at the user's current stream id and without `prev_id`: the
+    receiver learns the devices at once, and one that keeps the whole list
+    fetches it (`/user/devices`), since nothing before is chained. Other
+    servers' chains are left alone.
+    """
+
+    def __init__(
+        self,
+        globals_: Globals,
+        outbox: Outbox,
+        devices: Devices,
+        streams: DeviceListStreams,
+        state_cache: StateCache,
+        state: RoomState,
+    ) -> None:
+        self._globals = globals_
+        self._outbox = outbox
+        self._devices = devices
+        self._streams = streams
+        self._state_cache = state_cache
+        self._state = state
+
+    def _is_ours(self, user_id: str) -> bool:
+        return server_of(user_id) == self._globals.server_name
+
+    def member_joined(
+        self, event: Event, context: EventContext, position: int | None, batch: WriteBatch
+    ) -> None:
+        """`Timeline.appending` hook. Runs before the join is written: the state cache still
+        holds the membership before it."""
+        if event.get("type") != "m.room.member" or position is None:
+            return
+        if (
+            context.current_state is None
+            or (event.get("content") or {}).get("membership") != "join"
+        ):
+            return
+        user_id, room_id = event.get("state_key"), event["room_id"]
+        if not isinstance(user_id, str) or self._state_cache.is_joined(user_id, room_id):
+            return  # a profile change, not a join
+        if ("m.room.encryption", "") not in self._state.current_state_ids(room_id):
+            return
+        if self._is_ours(user_id):
+            new_servers = self._outbox.servers_in_room(room_id)
+            new_servers -= self._outbox.servers_sharing_a_room(user_id)
+            self._queue_devices(batch, user_id, new_servers)
+            return
+        server = server_of(user_id)
+        if server in self._outbox.servers_in_room(room_id):
+            return  # already in the room: it hears of our members there
+        for member in self._state_cache.joined_members(room_id):
+            if self._is_ours(member) and server not in self._outbox.servers_sharing_a_room(member):
+                self._queue_devices(batch, member, {server})
+
+    def _queue_devices(self, batch: WriteBatch, user_id: str, servers: set[str]) -> None:
+        if not servers:
+            return
+        stream_id = self._streams.current(user_id) or 0
+        for device_id in self._devices.device_ids(user_id):
+            update = {
+                "user_id": user_id,
+                "device_id": device_id,
+                "stream_id": stream_id,
+                "prev_id": [],
+            }
+            self._outbox.queue(batch, servers, {"device_list": update})
 
 
 class EduContents:
