@@ -20,7 +20,9 @@ from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
 from .federation import Federation
+from .federation.backfill import Backfill
 from .federation.edus import EduHandlers
+from .federation.event_fetcher import EventFetcher
 from .federation.edus_in import IncomingEdus
 from .federation.edus_out import DeviceListStreams, EduContents, OutgoingEdus
 from .federation.inbound import Inbound
@@ -122,6 +124,7 @@ class Services:
         self.background_tasks.append(self.inbound.transactions.run)
         self._set_up_federation_traffic()
         self._set_up_federation_membership()
+        self._set_up_federation_history()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -228,6 +231,19 @@ class Services:
             self.rooms.membership.remote = self.remote_membership
         self.inbound.transactions.out_of_band = self.remote_membership.receive_out_of_band
         self.remote_profiles = RemoteProfiles(federation.client)
+
+    def _set_up_federation_history(self) -> None:
+        """History from before our join, fetched from the room's other servers when
+        `/messages` pages back to it (`service/federation/backfill.py`)."""
+        federation = self.federation
+        self.backfill = Backfill(
+            self.globals.server_name,
+            self.rooms,
+            federation.client,
+            EventFetcher(federation.client, federation.key_ring),
+            self.inbound.events,
+            enabled=self.config.allow_federation,
+        )
 
     def _unread_total(self, user_id: str) -> int:
         """Notifying events unread across the user's rooms (push `counts.unread`)."""

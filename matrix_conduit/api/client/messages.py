@@ -16,6 +16,7 @@ from quart import Blueprint, request
 
 from ...core.filters import EventFilter, InvalidFilter
 from ...errors import MatrixError, bad_json
+from ...service.rooms.room_events import parse_token
 from ..auth import Requester, authenticate
 from ..fields import optional_str
 from ..query import query_int
@@ -82,15 +83,26 @@ async def messages(room_id: str) -> dict:
     if direction not in ("b", "f"):
         raise MatrixError(400, "M_INVALID_PARAM", '`dir` must be "b" or "f".')
     event_filter = query_filter()
-    events, start, end = services().rooms.events.messages(
-        requester.user_id,
-        room_id,
-        from_token=request.args.get("from"),
-        to_token=request.args.get("to"),
-        direction=direction,
-        limit=query_int("limit", event_filter.limit or DEFAULT_PAGE),
-        event_filter=event_filter,
-    )
+    limit = query_int("limit", event_filter.limit or DEFAULT_PAGE)
+
+    def page() -> tuple[list, str, str | None]:
+        return services().rooms.events.messages(
+            requester.user_id,
+            room_id,
+            from_token=request.args.get("from"),
+            to_token=request.args.get("to"),
+            direction=direction,
+            limit=limit,
+            event_filter=event_filter,
+        )
+
+    events, start, end = page()
+    # Going back past history this server never had (before our join, or a gap
+    # in the middle): fetch it from the room's other servers, then page again.
+    if direction == "b" and await services().backfill.fill_before(
+        room_id, parse_token(start, "from"), limit
+    ):
+        events, start, end = page()
     answer: dict = {"chunk": client_events(requester, events), "start": start}
     if end is not None:
         answer["end"] = end

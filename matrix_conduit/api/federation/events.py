@@ -1,5 +1,5 @@
 """Events and room state for other servers: `/event`, `/state`, `/state_ids`,
-`/get_missing_events`.
+`/get_missing_events`, `/backfill`, `/event_auth`.
 
 Spec: `content/server-server-api.md` § Retrieving events, § Backfilling and
 retrieving missing events; `data/api/server-server/events.yaml`,
@@ -13,13 +13,17 @@ from typing import Any
 
 from quart import request
 
-from ...errors import bad_json, missing_param
+from ...errors import bad_json, invalid_param, missing_param
+from ..query import query_int
 from ..request import json_object, services
 from .auth import origin, signed_blueprint
 
 blueprint = signed_blueprint("federation_events", __name__)
 
 DEFAULT_MISSING_EVENTS_LIMIT = 10
+MAX_BACKFILL_FROM = 100
+"""Event ids one `/backfill` may start from (`v`): a server asks from its backward
+extremities, a handful; more is a request to refuse."""
 
 
 def _event_id_param() -> str:
@@ -69,3 +73,19 @@ async def get_missing_events(room_id: str) -> dict:
         limit=_non_negative_int(body, "limit", DEFAULT_MISSING_EVENTS_LIMIT),
         min_depth=_non_negative_int(body, "min_depth", 0),
     )
+
+
+@blueprint.get("/_matrix/federation/v1/backfill/<room_id>")
+async def backfill(room_id: str) -> dict:
+    from_ids = request.args.getlist("v")
+    if not from_ids:
+        raise missing_param("v")
+    if len(from_ids) > MAX_BACKFILL_FROM:
+        raise invalid_param(f"`v` names more than {MAX_BACKFILL_FROM} events.")
+    limit = query_int("limit", minimum=0)
+    return services().inbound.served.backfill(origin(), room_id, from_ids, limit)
+
+
+@blueprint.get("/_matrix/federation/v1/event_auth/<room_id>/<event_id>")
+async def get_event_auth(room_id: str, event_id: str) -> dict:
+    return services().inbound.served.event_auth(origin(), room_id, event_id)

@@ -1,5 +1,6 @@
 """Events and state we hand to other servers: `/event`, `/state`, `/state_ids`,
-`/get_missing_events`, with history visibility applied to the asking server.
+`/get_missing_events`, `/backfill`, `/event_auth`, with history visibility applied
+to the asking server.
 
 Spec: `content/server-server-api.md` § Retrieving events, § Backfilling and
 retrieving missing events, § Server Access Control Lists (state, state_ids
@@ -14,6 +15,7 @@ room is only for servers with a member joined in it now.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,6 +32,8 @@ from .received import auth_event_ids, reference_ids, wire_pdu
 
 MAX_MISSING_EVENTS = 100
 """The most `/get_missing_events` returns, whatever the `limit` asked for."""
+MAX_BACKFILL_EVENTS = 100
+"""The most `/backfill` returns, whatever the `limit` asked for (Synapse caps at 100)."""
 
 Event = Mapping[str, Any]
 
@@ -119,6 +123,64 @@ class ServedEvents:
             to_visit.extend(reference_ids(event.get("prev_events")))
         found.sort(key=lambda event: int(event.get("depth", 0)))
         return {"events": [self._visible_pdu(origin, event, room_version) for event in found]}
+
+    def backfill(
+        self, origin: str, room_id: str, from_ids: Iterable[str], limit: int
+    ) -> dict[str, Any]:
+        """`GET /backfill/{roomId}`: the events of `from_ids` and those before them,
+        newest (greatest depth) first, at most `limit` (≤ `MAX_BACKFILL_EVENTS`).
+
+        A walk of prev_events from the given events, taking the deepest
+        event seen next (as Synapse does), so a linear history comes back in
+        order and a forked one interleaves its branches by depth. Unknown and
+        rejected events, and events of other rooms, are left out; events
+        `origin` may not see are served redacted, so its copy of the graph
+        stays whole without their content.
+        """
+        self._require_member_server(origin, room_id)
+        room_version = self._timeline.room_version(room_id)
+        limit = max(0, min(limit, MAX_BACKFILL_EVENTS))
+        queue: list[tuple[int, str]] = []
+        queued: set[str] = set()
+
+        def enqueue(event_id: str) -> None:
+            if event_id in queued:
+                return
+            queued.add(event_id)
+            event = self._timeline.get_event(event_id)
+            if event is None or event["room_id"] != room_id or self._timeline.is_rejected(event_id):
+                return
+            heapq.heappush(queue, (-int(event.get("depth", 0)), event_id))
+
+        for event_id in from_ids:
+            enqueue(event_id)
+        found: list[Event] = []
+        while queue and len(found) < limit:
+            _, event_id = heapq.heappop(queue)
+            event = self._timeline.get_event(event_id)
+            assert event is not None
+            found.append(event)
+            for prev_id in reference_ids(event.get("prev_events")):
+                enqueue(prev_id)
+        return {
+            "origin": self._globals.server_name,
+            "origin_server_ts": now_ms(),
+            "pdus": [self._visible_pdu(origin, event, room_version) for event in found],
+        }
+
+    def event_auth(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
+        """`GET /event_auth/{roomId}/{eventId}`: the event's whole auth chain."""
+        self._require_member_server(origin, room_id)
+        event = self._timeline.get_event(event_id)
+        if event is None or event["room_id"] != room_id or self._timeline.is_rejected(event_id):
+            raise not_found(f"Event {event_id} is not an event of {room_id} known here.")
+        room_version = self._timeline.room_version(room_id)
+        return {
+            "auth_chain": [
+                self._visible_pdu(origin, auth_event, room_version)
+                for auth_event in self._auth_chain(room_id, [event_id])
+            ]
+        }
 
     # ---- who may see what
 

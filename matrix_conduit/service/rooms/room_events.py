@@ -10,7 +10,8 @@ Every read goes through `Visibility`; a user who may not read a room gets
 Pagination tokens are stream positions (the global counter), written as
 decimal strings: "from position N going backwards" covers events up to and
 including N, "forwards" those after N. `/sync`'s `next_batch` and
-`prev_batch` are the same kind of token.
+`prev_batch` are the same kind of token. History backfilled from other
+servers has negative positions (`Timeline`), so tokens may be negative.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MAX_LIMIT = 1000
 
 def parse_token(token: str, name: str) -> int:
     """A pagination token from a client (`M_INVALID_PARAM` if it is not one of ours)."""
-    position = parse_decimal(token[1:] if token[:1] in ("s", "t") else token)
+    position = parse_decimal(token[1:] if token[:1] in ("s", "t") else token, signed=True)
     if position is None:
         raise MatrixError(400, "M_INVALID_PARAM", f"{name} is not a valid pagination token.")
     return position

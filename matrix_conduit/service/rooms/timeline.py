@@ -16,6 +16,19 @@ queue, federation outbox) land in one atomic batch; then the members'
 `/sync` wake up. The caller holds the room's lock (`RoomGuard`). Events that
 are not in the timeline (outliers, soft-failed, rejected) are kept by id in
 `eventid_outlierpdu` with their status in `eventid_status`.
+
+History fetched from other servers later (`/backfill`, `service/federation/
+backfill.py`) goes *before* events already here, so it cannot take a place
+on the counter: a backfilled event is stored under a longer PDU id, short
+room id + anchor + (2**64 - 1 - step), which sorts after the event at
+counter `anchor` and before the one at `anchor + 1`; each further step goes
+further back. Its stream position is negative, -(anchor << 32 | step), and
+a token `N >= 0` means "the event at N and the history filled in after it":
+so `/messages` pages through backfilled history with the same tokens, and
+`/sync` (which only moves forwards from positions it gave out) never sees
+it as new. Backfilled events are stored by `persist_backfilled`, never
+through `persist`: no hooks (push, outbox), no forward extremities, no
+current state, no wake-ups.
 """
 
 from __future__ import annotations
@@ -44,6 +57,37 @@ TREES = ("pduid_pdu", "eventid_pduid", "eventid_outlierpdu", "eventid_status", "
 
 Event = Mapping[str, Any]
 """A stored event: the PDU plus `event_id` and `unsigned`. Never mutate one."""
+
+FILL_STEP_BITS = 32
+"""A backfilled event's position is -(anchor << FILL_STEP_BITS | step)."""
+MAX_FILL_STEP = (1 << FILL_STEP_BITS) - 1
+_TOP = (1 << 64) - 1
+_PAST_FILLS = b"\xff" * 9
+"""Sorts after every backfilled PDU id of an anchor, before the next counter value."""
+
+
+def _position_of(pdu_id: bytes) -> int:
+    """The stream position a PDU id (short room id + ...) stands for."""
+    if len(pdu_id) == 16:
+        return from_u64(pdu_id[8:])
+    anchor, step = from_u64(pdu_id[8:16]), _TOP - from_u64(pdu_id[16:24])
+    return -((anchor << FILL_STEP_BITS) | step)
+
+
+def _pdu_id_at(prefix: bytes, position: int) -> bytes:
+    """The PDU id an event at exactly `position` has in the room of `prefix`."""
+    if position >= 0:
+        return prefix + u64(position)
+    anchor, step = divmod(-position, 1 << FILL_STEP_BITS)
+    return prefix + u64(anchor) + u64(_TOP - step)
+
+
+def _last_key_at(prefix: bytes, position: int) -> bytes:
+    """The greatest PDU id a token `position` covers: for N >= 0 the event at N and
+    the history filled in after it; for a backfilled position the event there."""
+    if position >= 0:
+        return prefix + u64(position) + _PAST_FILLS
+    return _pdu_id_at(prefix, position)
 
 
 def encode_event(event: Event) -> bytes:
@@ -151,7 +195,7 @@ class Timeline:
     def position(self, event_id: str) -> int | None:
         """The event's stream position (None for outliers and unknown events)."""
         pdu_id = self._eventid_pduid.get(event_id.encode())
-        return from_u64(pdu_id[8:]) if pdu_id is not None else None
+        return _position_of(pdu_id) if pdu_id is not None else None
 
     def room_version(self, room_id: str) -> RoomVersion:
         cached = self._versions.get(room_id)
@@ -209,24 +253,25 @@ class Timeline:
         prefix = self._room_prefix(room_id)
         if prefix is None:
             return
-        for key, raw in self._pdus.iter_prefix(prefix, start=prefix + u64(position + 1)):
-            yield from_u64(key[8:]), self._decode(key, raw)
+        start = _last_key_at(prefix, position) + b"\x00"
+        for key, raw in self._pdus.iter_prefix(prefix, start=start):
+            yield _position_of(key), self._decode(key, raw)
 
     def events_before(self, room_id: str, position: int) -> Iterator[tuple[int, Event]]:
         """Events with a stream position up to and including `position`, newest first."""
         prefix = self._room_prefix(room_id)
         if prefix is None:
             return
-        start = prefix + u64(max(position, 0))
+        start = _last_key_at(prefix, position)
         for key, raw in self._pdus.iter_prefix(prefix, reverse=True, start=start):
-            yield from_u64(key[8:]), self._decode(key, raw)
+            yield _position_of(key), self._decode(key, raw)
 
     def event_at(self, room_id: str, position: int) -> Event | None:
         """The room's event at exactly this stream position."""
         prefix = self._room_prefix(room_id)
         if prefix is None:
             return None
-        pdu_id = prefix + u64(position)
+        pdu_id = _pdu_id_at(prefix, position)
         raw = self._pdus.get(pdu_id)
         return self._decode(pdu_id, raw) if raw is not None else None
 
@@ -234,7 +279,7 @@ class Timeline:
         """The position of the room's newest event (0 if none)."""
         prefix = self._room_prefix(room_id)
         last = self._pdus.last(prefix) if prefix is not None else None
-        return from_u64(last[0][8:]) if last is not None else 0
+        return _position_of(last[0]) if last is not None else 0
 
     def _decode(self, pdu_id: bytes, raw: bytes) -> Event:
         """The stored event, parsed at most once while it stays in the cache."""
@@ -318,6 +363,75 @@ class Timeline:
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
         return count
+
+    # ---- history from other servers (backfill)
+
+    def backfill_positions(self, room_id: str, below_event_id: str, count: int) -> list[int]:
+        """`count` free positions just before `below_event_id` and the history already
+        filled in before it, oldest first: where its missing ancestors go.
+
+        Below the room's first event the anchor is 0; below any other event
+        at counter N it is N - 1; below a backfilled event, that event's own
+        anchor, one step further back each time. Call it and
+        `persist_backfilled` under the room's lock, without awaiting between.
+        """
+        prefix = self._room_prefix(room_id)
+        pdu_id = self.pdu_id(below_event_id)
+        if prefix is None or pdu_id is None or not pdu_id.startswith(prefix):
+            raise ValueError(f"{below_event_id} is not in the timeline of {room_id}")
+        if len(pdu_id) == 24:
+            anchor = from_u64(pdu_id[8:16])
+        else:
+            first = next(self._pdus.keys_with_prefix(prefix), None)
+            anchor = 0 if first == pdu_id else from_u64(pdu_id[8:]) - 1
+        anchor_prefix = prefix + u64(anchor)
+        deepest = next(self._pdus.iter_prefix(anchor_prefix, start=anchor_prefix + b"\x00"), None)
+        taken = _TOP - from_u64(deepest[0][16:24]) if deepest is not None else 0
+        if taken + count > MAX_FILL_STEP:
+            raise ValueError(f"no room left for history before {below_event_id}")
+        return [-((anchor << FILL_STEP_BITS) | step) for step in range(taken + count, taken, -1)]
+
+    def persist_backfilled(
+        self,
+        guard: RoomGuard,
+        event: Event,
+        room_version: RoomVersion,
+        position: int,
+        state_before: int | None,
+        state_after: int | None,
+        batch: WriteBatch | None = None,
+    ) -> None:
+        """Store an accepted event of the room's past at `position` (from `backfill_positions`).
+
+        What `persist` writes for a timeline event, less what only new events
+        do: no `appending` hooks (no push, no federation outbox), no forward
+        extremities, no current state or membership change, no wake-up of
+        `/sync`, and no indexers (search and relations decode counter
+        positions). An outlier copy stays where it was; the timeline entry
+        wins (`status`, `get_event`).
+        """
+        room_id = event["room_id"]
+        guard.require(room_id)
+        event_id = event["event_id"]
+        prefix = self._room_prefix(room_id)
+        if position >= 0 or prefix is None:
+            raise ValueError("backfilled events take the negative positions of a known room")
+        pdu_id = _pdu_id_at(prefix, position)
+        if self.pdu_id(event_id) is not None or self._pdus.get(pdu_id) is not None:
+            raise ValueError(f"{event_id} or position {position} is already in the timeline")
+        batch = batch if batch is not None else self._db.batch()
+        short_event = self._short.short_event_id(event_id, batch)
+        self._state.record_event_state(short_event, state_before, state_after, batch)
+        stored = dict(event)
+        if "state_key" in event:
+            self._add_replaced_state(stored, state_before)
+        if event["type"] == "m.room.redaction":
+            self._apply_redaction(stored, room_version, state_before, batch)
+        batch.put(self._pdus, pdu_id, encode_event(stored))
+        batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
+        batch.commit()
+        self._events.put(event_id, stored)
+        self._by_pdu_id.put(pdu_id, stored)
 
     def _set_forward_extremities(
         self, room_id: str, extremities: tuple[str, ...], batch: WriteBatch
