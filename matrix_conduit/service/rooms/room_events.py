@@ -383,7 +383,9 @@ class RoomEvents:
                 events = ((p, e) for p, e in events if p <= to)
         page, more = self._visible(user_id, room_id, events, event_filter, limit)
         end = None
-        if page and (more or len(page) == limit):
+        # Going forward, later events may still come: a page with events always
+        # says where to go on from (Synapse does; clients poll with it).
+        if page and (more or len(page) == limit or direction == "f"):
             last_position = page[-1][0]
             end = str(last_position - 1) if direction == "b" else str(last_position)
         return [event for _, event in page], str(start), end
@@ -413,6 +415,13 @@ class RoomEvents:
         )
         last = after[-1][1] if after else event
         state_ids = self._state.state_ids_before(self._short.short_event_id(last["event_id"]))
+        if event_filter.lazy_load_members:  # only the members of the events' senders
+            senders = {e["sender"] for _, e in (*before, *after)} | {event["sender"]}
+            state_ids = {
+                key: eid
+                for key, eid in (state_ids or {}).items()
+                if key[0] != "m.room.member" or key[1] in senders
+            }
         state = [
             found
             for state_id in (state_ids or {}).values()
