@@ -213,8 +213,8 @@ def _raise_for_status(server_name: str, media_id: str, answer: HttpAnswer) -> No
 def _legacy_file(answer: HttpAnswer) -> RemoteFile:
     return RemoteFile(
         answer.body,
-        _content_type(answer.headers.get("content-type")),
-        _filename(answer.headers.get("content-disposition")),
+        content_type_of(answer.headers.get("content-type")),
+        filename_of(answer.headers.get("content-disposition")),
     )
 
 
@@ -233,8 +233,8 @@ def _multipart_file(answer: HttpAnswer) -> RemoteFile:
         raise BadAnswer("the file part is a redirect (Location), which this server does not follow")
     return RemoteFile(
         bytes(media.data),
-        _content_type(media.headers.get("content-type")),
-        _filename(media.headers.get("content-disposition")),
+        content_type_of(media.headers.get("content-type")),
+        filename_of(media.headers.get("content-disposition")),
     )
 
 
@@ -320,7 +320,7 @@ def _base_type(content_type: str) -> str:
     return content_type.partition(";")[0].strip().lower()
 
 
-def _content_type(value: str | None) -> str:
+def content_type_of(value: str | None) -> str:
     """The remote's content type if it is one (`type/subtype; params`), else the default."""
     value = (value or "").strip()
     if len(value) <= MAX_CONTENT_TYPE_LENGTH and _CONTENT_TYPE.fullmatch(value):
@@ -328,7 +328,7 @@ def _content_type(value: str | None) -> str:
     return DEFAULT_CONTENT_TYPE
 
 
-def _filename(disposition: str | None) -> str | None:
+def filename_of(disposition: str | None) -> str | None:
     """The file name of a `Content-Disposition` (`filename*` of RFC 6266 included)."""
     if not disposition:
         return None
