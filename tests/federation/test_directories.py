@@ -348,13 +348,13 @@ async def test_a_child_on_another_server_comes_from_its_via(pair):
     remote_child = await alice.create_room(preset="public_chat", name="Over there")
     local_child = await bob.create_room(preset="public_chat", name="Here")
     space = await new_space(bob, "Bob's")
-    await add_child(bob, space, remote_child, a.name, order="1")
-    await add_child(bob, space, local_child, b.name, order="2")
+    await add_child(bob, space, remote_child, a.name, order="2")
+    await add_child(bob, space, local_child, b.name, order="1")  # `order` before age
 
     answer = ok(await hierarchy(bob, space))
 
-    assert ids(answer, "rooms") == [space, remote_child, local_child]
-    assert answer["rooms"][1]["name"] == "Over there"
+    assert ids(answer, "rooms") == [space, local_child, remote_child]
+    assert answer["rooms"][2]["name"] == "Over there"
 
 
 async def test_a_v12_space_of_another_server_is_found_through_via(pair):
@@ -423,3 +423,59 @@ async def test_a_space_whose_server_is_down_is_a_clear_502_and_its_children_are_
     error = assert_error(await hierarchy(bob, remote_space), 502, "M_UNKNOWN")
     assert a.name in error["error"]
     assert ids(ok(await hierarchy(bob, local_space)), "rooms") == [local_space]
+
+
+async def test_a_peers_hierarchy_answer_is_checked_before_a_client_sees_it(nursery, ca, tmp_path):
+    """Children without a `via`, of another type or not naming a room are dropped, summary
+    fields keep their spec types, and an answer about another room is no answer."""
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    bob = await register(b.server)
+    peer_name: list[str] = []
+
+    def room(name: str) -> str:
+        return f"!{name}:{peer_name[0]}"
+
+    async def sloppy_peer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        asked = path.split("?")[0].rsplit("/", 1)[1]
+        child = {"type": "m.space.child", "sender": "@x:y", "origin_server_ts": 5}
+        answer = {
+            "room": {
+                "room_id": room("space") if "space" in asked else room("other"),
+                "name": "Sloppy",
+                "num_joined_members": -3,
+                "join_rule": "public",
+                "room_type": "m.space",
+                "children_state": [
+                    {**child, "state_key": room("kept"), "content": {"via": [peer_name[0]]}},
+                    {**child, "state_key": room("novia"), "content": {"via": []}},
+                    {**child, "type": "m.space.parent", "state_key": room("parent")},
+                    {**child, "state_key": "not a room", "content": {"via": ["x"]}},
+                    "not an event",
+                ],
+            },
+            "children": [
+                {"room_id": room("kept"), "name": "Kept", "join_rule": "public", "extra": "x"}
+            ],
+            "inaccessible_children": [],
+        }
+        return 200, answer
+
+    peer_name.append(await serve_https(nursery, ca, "127.0.0.15", sloppy_peer))
+
+    answer = ok(await hierarchy(bob, room("space")))
+
+    assert ids(answer, "rooms") == [room("space"), room("kept")]
+    space, kept = answer["rooms"]
+    assert space["num_joined_members"] == 0
+    assert [c["state_key"] for c in space["children_state"]] == [room("kept")]
+    assert kept == {
+        "room_id": room("kept"),
+        "name": "Kept",
+        "join_rule": "public",
+        "num_joined_members": 0,
+        "world_readable": False,
+        "guest_can_join": False,
+        "children_state": [],
+    }
+    error = assert_error(await hierarchy(bob, room("wrong")), 502, "M_UNKNOWN")
+    assert "no hierarchy" in error["error"]
