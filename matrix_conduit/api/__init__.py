@@ -48,8 +48,12 @@ def blueprints() -> list[Blueprint]:
         voip,
     )
     from .federation import devices as federation_devices
+    from .federation import directory as federation_directory
+    from .federation import e2e_keys as federation_e2e_keys
     from .federation import events as federation_events
+    from .federation import hierarchy as federation_hierarchy
     from .federation import keys as federation_keys
+    from .federation import media as federation_media
     from .federation import membership as federation_membership
     from .federation import openid as federation_openid
     from .federation import query as federation_query
@@ -92,8 +96,12 @@ def blueprints() -> list[Blueprint]:
         federation_transactions.blueprint,
         federation_events.blueprint,
         federation_devices.blueprint,
+        federation_e2e_keys.blueprint,
         federation_membership.blueprint,
         federation_query.blueprint,
+        federation_media.blueprint,
+        federation_directory.blueprint,
+        federation_hierarchy.blueprint,
         relations.blueprint,
         search.blueprint,
         spaces.blueprint,

@@ -24,13 +24,22 @@ from .federation.backfill import Backfill
 from .federation.edus import EduHandlers
 from .federation.event_fetcher import EventFetcher
 from .federation.edus_in import IncomingEdus
-from .federation.edus_out import DeviceListStreams, EduContents, OutgoingEdus
+from .federation.edus_out import (
+    DeviceListsForNewServers,
+    DeviceListStreams,
+    EduContents,
+    OutgoingEdus,
+)
 from .federation.inbound import Inbound
 from .federation.membership import ResidentMembership
 from .federation.outbox import Outbox
 from .federation.profiles import RemoteProfiles
+from .federation.public_rooms import RemotePublicRooms
 from .federation.remote_devices import RemoteDeviceLists
+from .federation.remote_hierarchy import RemoteHierarchy
 from .federation.remote_join import RemoteMembership
+from .federation.remote_keys import RemoteKeys
+from .federation.remote_media import RemoteMediaFetcher
 from .federation.sender import FederationSender
 from .federation.server_acl import ServerAcl
 from .filters import Filters
@@ -56,6 +65,7 @@ from .receipts import Receipts
 from .registration import Registration
 from .reports import Reports
 from .rooms import Rooms
+from .rooms.guest_access import GuestAccess
 from .sync import Sync
 from .to_device import ToDevice
 from .transaction_ids import TransactionIds
@@ -124,7 +134,9 @@ class Services:
         self.background_tasks.append(self.inbound.transactions.run)
         self._set_up_federation_traffic()
         self._set_up_federation_membership()
+        self._set_up_federation_directories()
         self._set_up_federation_history()
+        self._set_up_guests()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -198,7 +210,23 @@ class Services:
         self.keys.device_keys_changed.append(edus_out.device_list_changed)
         self.to_device.remote_messages.append(edus_out.send_to_device)
         self.cross_signing.uploaded.append(edus_out.signing_keys_uploaded)
-        self.remote_device_lists = RemoteDeviceLists(self.db, federation.client, self.key_changes)
+        self.rooms.timeline.appending.append(
+            DeviceListsForNewServers(
+                self.globals,
+                self.outbox,
+                self.devices,
+                streams,
+                self.rooms.state_cache,
+                self.rooms.state,
+            ).member_joined
+        )
+        self.remote_device_lists = RemoteDeviceLists(
+            self.db, self.globals, federation.client, self.key_changes, self.rooms.state_cache
+        )
+        self.rooms.timeline.appending.append(self.remote_device_lists.membership_changed)
+        self.remote_keys = RemoteKeys(
+            self.globals, self.keys, federation.client, self.remote_device_lists
+        )
         self.edus = EduHandlers()
         IncomingEdus(
             self.config.server_name,
@@ -231,6 +259,22 @@ class Services:
             self.rooms.membership.remote = self.remote_membership
         self.inbound.transactions.out_of_band = self.remote_membership.receive_out_of_band
         self.remote_profiles = RemoteProfiles(federation.client)
+        if self.config.allow_federation:
+            self.media.remote = RemoteMediaFetcher(federation.client, self.config.max_request_size)
+
+    def _set_up_guests(self) -> None:
+        """Guests join rooms that allow them, and leave those that stop (`rooms/guest_access`)."""
+        rooms = self.rooms
+        self.guest_access = GuestAccess(
+            self.db,
+            self.config.server_name,
+            rooms.timeline,
+            rooms.state_cache,
+            rooms.membership,
+            self.users.is_guest,
+        )
+        rooms.timeline.appending.append(self.guest_access.note_event)
+        self.background_tasks.append(self.guest_access.run)
 
     def _set_up_federation_history(self) -> None:
         """History from before our join, fetched from the room's other servers when
@@ -244,6 +288,14 @@ class Services:
             self.inbound.events,
             enabled=self.config.allow_federation,
         )
+
+    def _set_up_federation_directories(self) -> None:
+        """Other servers' public room lists and space hierarchies, for our clients."""
+        client = self.federation.client
+        self.remote_public_rooms = RemotePublicRooms(client)
+        remote = RemoteHierarchy(client, self.config.server_name)
+        enabled = self.config.allow_federation
+        self.rooms.hierarchy.attach(self.config.server_name, remote if enabled else None)
 
     def _unread_total(self, user_id: str) -> int:
         """Notifying events unread across the user's rooms (push `counts.unread`)."""
