@@ -160,6 +160,10 @@ class Config:
     max_fetch_prev_events: int = field(
         default=100, metadata=_doc("Missing prev events fetched per incoming event.")
     )
+    max_inbound_requests_per_server: int = field(
+        default=50,
+        metadata=_doc("Federation requests one server may have in progress here at once."),
+    )
     allow_registration: bool = field(
         default=False, metadata=_doc("Let anyone register an account.")
     )
@@ -503,6 +507,7 @@ def _validate(config: Config, problems: _Problems) -> None:
         "max_concurrent_requests",
         "cleanup_second_interval",
         "max_fetch_prev_events",
+        "max_inbound_requests_per_server",
         "turn_ttl",
     ):
         if getattr(config, key) < 1:

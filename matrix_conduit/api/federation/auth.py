@@ -8,7 +8,10 @@ signature 401 `M_UNAUTHORIZED` with the reason. A route then reads the
 authenticated server with `origin()`; a room-scoped route (make_join,
 send_join, invite, state, backfill...: § Server Access Control Lists) first
 calls `require_server_allowed(room_id)`, the room's server ACL, 403
-`M_FORBIDDEN` when it denies that origin. The key endpoints
+`M_FORBIDDEN` when it denies that origin. One origin's requests in progress
+at once are bounded (`max_inbound_requests_per_server`; beyond it 429
+`M_LIMIT_EXCEEDED` with `retry_after_ms`): counted once the signature
+holds, released when the request ends however it ends. The key endpoints
 (`/_matrix/key/v2`), which the spec leaves unauthenticated, use
 `open_blueprint`: the same 403, no signature.
 """
@@ -42,15 +45,25 @@ async def _authenticate() -> None:
     _require_federation()
     data = await request.get_data(cache=True)
     content = parse_json(data) if data.strip() else None
-    g.federation_origin = await services().federation.request_auth.origin_of(
+    request_auth = services().federation.request_auth
+    server_name = await request_auth.origin_of(
         request.headers.getlist("Authorization"), request.method, _request_uri(), content
     )
+    request_auth.admit(server_name)
+    g.federation_origin = server_name
+
+
+async def _release(_error: BaseException | None) -> None:
+    server_name = g.get("federation_origin")
+    if server_name is not None:
+        services().federation.request_auth.release(server_name)
 
 
 def signed_blueprint(name: str, import_name: str) -> Blueprint:
     """A blueprint whose every route needs federation enabled and an X-Matrix signature."""
     blueprint = Blueprint(name, import_name)
     blueprint.before_request(_authenticate)
+    blueprint.teardown_request(_release)
     return blueprint
 
 

@@ -52,4 +52,10 @@ class Federation:
         )
         self.key_ring = KeyRing(db, globals_, self.client, config.trusted_servers, clock)
         self.notary = Notary(globals_, self.key_ring, clock)
-        self.request_auth = RequestAuth(globals_, self.key_ring, self.destinations, clock)
+        self.request_auth = RequestAuth(
+            globals_,
+            self.key_ring,
+            self.destinations,
+            clock,
+            max_in_progress_per_origin=config.max_inbound_requests_per_server,
+        )

@@ -41,8 +41,19 @@ from .errors import (
 )
 
 DEFAULT_TIMEOUT_SECONDS = 60.0
-DEFAULT_MAX_RESPONSE_BYTES = 100 * 1024 * 1024
-"""`send_join` answers of 49 MB and 106 MB are on record for big rooms."""
+MAX_TIMEOUT_SECONDS = 600.0
+"""No request waits longer, whatever its caller asks: a peer that never answers costs
+at most this much of one task."""
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""What any answer may hold unless it carries a room's whole state (`/state_ids` of the
+biggest public rooms, ~200k ids, fits in it)."""
+ROOM_STATE_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+"""`send_join` (and `/state`) answers: 49 MB and 106 MB are on record for big rooms."""
+ROOM_STATE_PATHS = (
+    "/_matrix/federation/v1/send_join/",
+    "/_matrix/federation/v2/send_join/",
+    "/_matrix/federation/v1/state/",
+)
 USER_AGENT = f"matrix-conduit/{__version__}"
 
 Query = Mapping[str, str | int | Sequence[str]]
@@ -72,7 +83,7 @@ class FederationClient:
         query: Query | None = None,
         body: Any = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_bytes: int | None = None,
         ignore_backoff: bool = False,
     ) -> Any:
         """Send a signed request to `destination` and return its JSON answer.
@@ -80,9 +91,19 @@ class FederationClient:
         `path` is already percent-encoded (`/_matrix/federation/v1/...`);
         `query` values are encoded here (sequences repeat the name). Raises a
         `FederationError`: `FederationDisabled`, `DestinationForbidden`,
-        `NotReadyForRetry` (unless `ignore_backoff`), `Unreachable`, or
-        `RemoteError` for a non-2xx answer.
+        `NotReadyForRetry` (unless `ignore_backoff`), `Unreachable` (also for an
+        answer larger than `max_bytes`, by default `DEFAULT_MAX_RESPONSE_BYTES`, or
+        `ROOM_STATE_MAX_RESPONSE_BYTES` for the answers that carry a room's state:
+        it is not read further), or `RemoteError` for a non-2xx answer. The whole
+        exchange takes at most `timeout` seconds (capped at `MAX_TIMEOUT_SECONDS`).
         """
+        if max_bytes is None:
+            max_bytes = (
+                ROOM_STATE_MAX_RESPONSE_BYTES
+                if path.startswith(ROOM_STATE_PATHS)
+                else DEFAULT_MAX_RESPONSE_BYTES
+            )
+        timeout = min(timeout, MAX_TIMEOUT_SECONDS)
         answer = await self.request_raw(
             destination,
             method,

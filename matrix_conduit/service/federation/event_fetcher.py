@@ -37,6 +37,12 @@ FETCH_TIMEOUT_SECONDS = 30.0
 MISSING_EVENTS_TIMEOUT_SECONDS = 60.0
 """Synapse gives `/get_missing_events` 60 s."""
 
+EVENT_MAX_BYTES = 1024 * 1024
+"""An `/event` answer holds one PDU, at most 64 KiB; more is not an honest answer."""
+PDU_MAX_BYTES = 65_536
+STATE_IDS_MAX_BYTES = 64 * 1024 * 1024
+"""`/state_ids` of `#matrix:matrix.org` is ~200k ids, ~10 MB."""
+
 PULL_BACKOFF_MIN_MS = 60_000
 PULL_BACKOFF_MAX_MS = 3600_000
 REMEMBERED_FAILURES = 10_000
@@ -100,6 +106,7 @@ class EventFetcher:
                 "GET",
                 f"/_matrix/federation/v1/event/{_segment(event_id)}",
                 timeout=FETCH_TIMEOUT_SECONDS,
+                max_bytes=EVENT_MAX_BYTES,
             )
         except FederationError as error:
             log.info("could not fetch %s from %s: %s", event_id, destination, error)
@@ -125,7 +132,12 @@ class EventFetcher:
         room_version: RoomVersion,
     ) -> list[Event]:
         """The events between `earliest` and `latest` that `destination` gives, checked,
-        oldest (lowest depth) first, at most `limit` of them."""
+        oldest (lowest depth) first, at most `limit` of them.
+
+        An answer that is not what was asked is a lie, and none of it is used:
+        more than `limit` events, or an event of another room (logged once,
+        with the reason). Events that fail steps 1–3 are left out one by one.
+        """
         try:
             answer = await self._client.request(
                 destination,
@@ -133,6 +145,7 @@ class EventFetcher:
                 f"/_matrix/federation/v1/get_missing_events/{_segment(room_id)}",
                 body={"earliest_events": earliest, "latest_events": latest, "limit": limit},
                 timeout=MISSING_EVENTS_TIMEOUT_SECONDS,
+                max_bytes=(limit + 1) * PDU_MAX_BYTES,
             )
         except FederationError as error:
             log.info("get_missing_events from %s failed: %s", destination, error)
@@ -141,11 +154,30 @@ class EventFetcher:
         if not isinstance(pdus, list):
             log.info("%s answered get_missing_events without a list of events", destination)
             return []
+        if len(pdus) > limit:
+            log.warning(
+                "ignoring get_missing_events of %s from %s: %d events, %d asked for",
+                room_id,
+                destination,
+                len(pdus),
+                limit,
+            )
+            return []
         events = []
-        for pdu in pdus[:limit]:
+        for pdu in pdus:
             event = await self._checked(destination, pdu, room_version)
-            if event is not None and event["room_id"] == room_id:
-                events.append(event)
+            if event is None:
+                continue
+            if event["room_id"] != room_id:
+                log.warning(
+                    "ignoring get_missing_events of %s from %s: it holds %s of %s",
+                    room_id,
+                    destination,
+                    event["event_id"],
+                    event["room_id"],
+                )
+                return []
+            events.append(event)
         events.sort(key=lambda event: (event["depth"], event["origin_server_ts"]))
         return events
 
@@ -158,6 +190,7 @@ class EventFetcher:
                 f"/_matrix/federation/v1/state_ids/{_segment(room_id)}",
                 query={"event_id": event_id},
                 timeout=MISSING_EVENTS_TIMEOUT_SECONDS,
+                max_bytes=STATE_IDS_MAX_BYTES,
             )
         except FederationError as error:
             log.info("state_ids at %s from %s failed: %s", event_id, destination, error)

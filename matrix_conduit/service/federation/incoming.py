@@ -38,7 +38,7 @@ import trio
 
 from ...core.auth import Rejection, check_auth
 from ...core.errors import CanonicalJsonError, InvalidEvent
-from ...core.events import compute_event_id
+from ...core.events import compute_event_id, room_id_for_create_event
 from ...core.room_versions import RoomVersion
 from ...storage import WriteBatch
 from ..rooms import Rooms
@@ -65,8 +65,26 @@ Finish = Callable[[WriteBatch], None]
 persists the event, or that records it was dropped."""
 
 
+class UnusableState(DroppedPdu):
+    """A state another server gave (a `send_join` answer) that does not match the room's
+    auth: events of another room, a state event the auth rules reject, or a state that
+    is not the one the event's auth events come from. None of it is used as state."""
+
+
 def _no_records(_batch: WriteBatch) -> None:
     return None
+
+
+def _room_of(pdu: object, room_version: RoomVersion) -> object:
+    """The room a received PDU is of (a v12 create names it by its own id)."""
+    if not isinstance(pdu, Mapping):
+        return None
+    if room_version.room_id_is_create_event_id and pdu.get("type") == "m.room.create":
+        try:
+            return room_id_for_create_event(pdu, room_version)
+        except (InvalidEvent, CanonicalJsonError, KeyError, TypeError, ValueError):
+            return None
+    return pdu.get("room_id")
 
 
 def _event_id_or_none(pdu: Mapping[str, Any], room_version: RoomVersion) -> str | None:
@@ -156,23 +174,36 @@ class IncomingEvents:
         and, if accepted, becomes the room's current tip: state after it is
         the room's current state, it alone is the forward extremity. Returns
         its event id and status (the stored status if it was stored before).
-        Raises `DroppedPdu` if the event itself fails steps 1–3.
+        Raises `DroppedPdu` if the event itself fails steps 1–3, and
+        `UnusableState` (before any state is saved) for a state that does not
+        match the room's auth (server-server API § Joining rooms: the state and
+        auth chain are checked like any other events): an event of another
+        room, a state event the auth rules reject, or the event citing an auth
+        event that is not the state's at its key. A state event whose
+        signatures do not hold is left out, as from any other answer.
         """
         event = await checked_pdu(self._key_ring, pdu, room_version)
         known = self._timeline.status(event["event_id"])
         if known is not None and known is not EventStatus.OUTLIER:
             return event["event_id"], known  # a retried join: stored once is enough
         room_id = event["room_id"]
+        for given in [*state, *auth_chain]:
+            other_room = _room_of(given, room_version)
+            if other_room != room_id:
+                raise UnusableState(f"it holds an event of another room ({str(other_room)[:100]})")
         received = await self.persist_outliers(origin, room_version, [*auth_chain, *state])
         state_event_ids = {_event_id_or_none(pdu, room_version) for pdu in state}
-        state_ids = {
-            (found["type"], found["state_key"]): found["event_id"]
-            for found in received
-            if found["event_id"] in state_event_ids
-            and "state_key" in found
-            and found["room_id"] == room_id
-            and not self._timeline.is_rejected(found["event_id"])
-        }
+        state_ids: StateIds = {}
+        for found in received:
+            if found["event_id"] not in state_event_ids or "state_key" not in found:
+                continue
+            if self._timeline.is_rejected(found["event_id"]):
+                raise UnusableState(
+                    f"its state event {found['event_id']} ({found['type']}) does not pass "
+                    "the auth rules"
+                )
+            state_ids[(found["type"], found["state_key"])] = found["event_id"]
+        self._check_cited_in_state(event, room_version, state_ids)
         await self._fetch_auth_events(origin, room_id, room_version, [event])
         async with self._rooms.locks.hold(room_id) as guard:
             batch = self._timeline.batch()
@@ -185,6 +216,21 @@ class IncomingEvents:
                 context = EventContext(status, before, after)
             self._timeline.persist(guard, event, room_version, context, batch)
         return event["event_id"], status
+
+    def _check_cited_in_state(
+        self, event: Event, room_version: RoomVersion, state_ids: StateIds
+    ) -> None:
+        """The event's auth events come from the state before it (spec § Auth events
+        selection): each one it cites must be the state's event at its key."""
+        for auth_id in reference_ids(event.get("auth_events")):
+            auth_event = self._timeline.get_event(auth_id)
+            if auth_event is None or "state_key" not in auth_event:
+                raise UnusableState(f"the event's auth event {auth_id} is not in it")
+            key = (auth_event["type"], auth_event["state_key"])
+            if state_ids.get(key) != auth_id:
+                raise UnusableState(
+                    f"the event's auth event {auth_id} ({key[0]}) is not its state at {key}"
+                )
 
     async def persist_outliers(
         self, origin: str, room_version: RoomVersion, pdus: Iterable[Mapping[str, Any]]
@@ -378,8 +424,8 @@ class IncomingEvents:
         else:
             context = EventContext(status, before, after)
         self._timeline.persist(guard, event, room_version, context, batch)
-        if status is not EventStatus.TIMELINE:
-            log.info("%s is %s", event["event_id"], status.value)
+        if status is EventStatus.SOFT_FAILED:  # a rejection was logged with its reason
+            log.info("%s is soft-failed", event["event_id"])
         return status
 
     def _status(

@@ -5,6 +5,12 @@ must be addressed to us (`destination`), and the origin's key named in the
 header must verify the signature over method, URI, origin, destination and
 body; otherwise 401 `M_UNAUTHORIZED` with the reason. A request that passes
 is also proof that its origin is up: its backoff is cleared here.
+
+One origin may have at most `max_in_progress_per_origin` requests in
+progress here at once (`admit` when its signature holds, `release` when it is
+answered); beyond that 429 `M_LIMIT_EXCEEDED` with `retry_after_ms` (spec §
+Rate limiting, the client-server API's shape, which servers honour too), so a
+flooding peer cannot hold every worker of the server.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from .key_ring import KeyRing
 
 MAX_SIGNATURES = 4
 """X-Matrix headers one request may carry (one per key; each may cost a key fetch)."""
+DEFAULT_MAX_IN_PROGRESS_PER_ORIGIN = 50
+RETRY_AFTER_MS = 1000
 
 
 def _unauthorized(message: str) -> MatrixError:
@@ -34,11 +42,41 @@ class RequestAuth:
         key_ring: KeyRing,
         destinations: Destinations,
         clock: Clock = now_ms,
+        *,
+        max_in_progress_per_origin: int = DEFAULT_MAX_IN_PROGRESS_PER_ORIGIN,
     ) -> None:
         self._globals = globals_
         self._key_ring = key_ring
         self._destinations = destinations
         self._clock = clock
+        self._max_in_progress = max_in_progress_per_origin
+        self._in_progress: dict[str, int] = {}
+        """Origin → its requests being handled now (no entry: none)."""
+
+    def admit(self, origin: str) -> None:
+        """Count one more request of `origin` in progress, or 429 if it has too many."""
+        count = self._in_progress.get(origin, 0)
+        if count >= self._max_in_progress:
+            raise MatrixError(
+                429,
+                "M_LIMIT_EXCEEDED",
+                f"{origin} has {count} requests in progress here; at most "
+                f"{self._max_in_progress} at once.",
+                retry_after_ms=RETRY_AFTER_MS,
+            )
+        self._in_progress[origin] = count + 1
+
+    def release(self, origin: str) -> None:
+        """One request `admit` counted is answered."""
+        count = self._in_progress.get(origin, 0) - 1
+        if count > 0:
+            self._in_progress[origin] = count
+        else:
+            self._in_progress.pop(origin, None)
+
+    def in_progress(self, origin: str) -> int:
+        """How many of `origin`'s requests are being handled now."""
+        return self._in_progress.get(origin, 0)
 
     async def origin_of(
         self, authorizations: Sequence[str], method: str, uri: str, content: object | None
