@@ -103,7 +103,6 @@ class FederationClient:
                 if path.startswith(ROOM_STATE_PATHS)
                 else DEFAULT_MAX_RESPONSE_BYTES
             )
-        timeout = min(timeout, MAX_TIMEOUT_SECONDS)
         answer = await self.request_raw(
             destination,
             method,
@@ -147,6 +146,7 @@ class FederationClient:
         if not self._enabled:
             raise FederationDisabled(destination)
         self._check_destination(destination)
+        timeout = min(timeout, MAX_TIMEOUT_SECONDS)
         retry_at = self._destinations.retry_at_ms(destination)
         if retry_at is not None and not ignore_backoff:
             raise NotReadyForRetry(destination, retry_at)
