@@ -19,6 +19,7 @@ import pytest
 
 from matrix_conduit.core.auth import AUTHORISING_USER
 from matrix_conduit.core.events import compute_event_id
+from matrix_conduit.service.federation import membership as resident_membership
 from matrix_conduit.service.federation.received import wire_pdu
 from tests.support.federation import FederatingServer, start_federating
 from tests.support.knocks import (
@@ -272,7 +273,16 @@ async def test_a_join_whose_authorising_server_did_not_sign_is_refused(pair):
 # ---- send_join with omit_members
 
 
-async def test_send_join_with_omit_members_leaves_out_the_members_of_a_named_room(pair):
+@pytest.fixture
+def omit_from_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`omit_members` honoured from three members on (it is from 50 on: the rooms here
+    would otherwise need 50 accounts)."""
+    monkeypatch.setattr(resident_membership, "OMIT_MEMBERS_FROM", 3)
+
+
+async def test_send_join_with_omit_members_leaves_out_the_members_of_a_named_room(
+    pair, omit_from_three
+):
     a, b = pair
     alice = await register(a.server)
     bob = await register(b.server)
@@ -296,7 +306,9 @@ async def test_send_join_with_omit_members_leaves_out_the_members_of_a_named_roo
     assert membership_on(a, room_id, bob) == "join"
 
 
-async def test_send_join_with_omit_members_keeps_the_heroes_of_a_nameless_room(pair):
+async def test_send_join_with_omit_members_keeps_the_heroes_of_a_nameless_room(
+    pair, omit_from_three
+):
     a, b = pair
     alice = await register(a.server)
     bob = await register(b.server)
@@ -312,7 +324,10 @@ async def test_send_join_with_omit_members_keeps_the_heroes_of_a_nameless_room(p
     assert members == sorted([alice.user_id, *(u.user_id for u in others)])[:5]
 
 
-async def test_send_join_without_omit_members_answers_the_whole_state(pair):
+@pytest.mark.parametrize("omit_members", [None, False, True])
+async def test_send_join_answers_the_whole_state_unless_asked_for_a_big_room(pair, omit_members):
+    """Below `OMIT_MEMBERS_FROM` members the whole state is answered even when asked to
+    omit members (the spec lets a resident choose per room)."""
     a, b = pair
     alice = await register(a.server)
     bob = await register(b.server)
@@ -321,11 +336,12 @@ async def test_send_join_without_omit_members_answers_the_whole_state(pair):
     await other.join(room_id)
     template = await _make_join(b, a.name, room_id, bob.user_id)
 
-    _, _, answer = await send_join_by_hand(b, a.name, template)
+    _, _, answer = await send_join_by_hand(b, a.name, template, omit_members=omit_members)
 
     assert answer["members_omitted"] is False
     members = {e["state_key"] for e in answer["state"] if e["type"] == "m.room.member"}
     assert members == {alice.user_id, other.user_id}
+    assert answer["servers_in_room"] == [a.name]
 
 
 async def test_omit_members_must_be_true_or_false(pair):

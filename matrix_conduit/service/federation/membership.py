@@ -78,6 +78,11 @@ class UserDirectory(Protocol):
     def exists(self, user_id: str) -> bool: ...
 
 
+OMIT_MEMBERS_FROM = 50
+"""`omit_members` is honoured from this many member events in the state on (joins-v2.yaml:
+"Receiving servers are not obliged to implement partial state ... free to support it for
+some rooms and not others"): below, the whole state costs little to send and check, and
+spares the joiner a second round (Synapse then fetches the full state in the background)."""
 MAX_HEROES = 5
 """Members named in `m.heroes` (client-server `/sync` room summary), kept by `omit_members`."""
 
@@ -250,8 +255,8 @@ class ResidentMembership:
 
         A join naming one of our users in `join_authorised_via_users_server`
         is signed by us only after the allow rules are checked again (the
-        template may be old, or not ours). With `omit_members`, see
-        `_omitting_members`.
+        template may be old, or not ours). With `omit_members`, for a room of
+        `OMIT_MEMBERS_FROM` members or more: see `_state_without_members`.
         """
         room_version = self._resident_room_version(room_id)
         event = self._membership_pdu(origin, room_id, event_id, pdu, "join", room_version)
@@ -272,6 +277,8 @@ class ResidentMembership:
                 if member != joiner
             }
         )
+        members = sum(1 for event_type, _ in state_before if event_type == "m.room.member")
+        omit_members = omit_members and members >= OMIT_MEMBERS_FROM
         state_ids = (
             self._state_without_members(room_id, joiner, state_before)
             if omit_members
