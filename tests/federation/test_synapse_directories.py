@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 import pytest
+import trio
 
 from tests.support.directories import (
     add_child,
@@ -31,7 +32,11 @@ from tests.support.directories import (
 from tests.support.federation import start_federating
 from tests.support.matrix import assert_error, ok, register
 from tests.support.remote_membership import eventually
-from tests.support.synapse_rooms import DIRECTIONS, Account, Peers, sides
+from tests.support.synapse import running_synapse
+from tests.support.synapse_rooms import DIRECTIONS, Account, Peers, our_errors, peers, sides
+
+OWN_SYNAPSE_ADDRESS = "127.0.0.51"
+"""For the test that stops its Synapse: a Synapse of its own, beside the module's."""
 
 
 async def _accounts(both: Peers, direction: str) -> tuple[Account, Account]:
@@ -155,3 +160,28 @@ async def test_our_user_walks_a_synapse_space_our_server_is_not_in(both):
     walked = [rooms["space"], rooms["public"], rooms["subspace"], rooms["readable"]]
     assert ids(answer, "rooms") == walked
     assert answer["rooms"][0]["name"] == "Interop space"
+
+
+async def test_a_synapse_that_is_down_is_a_clear_502_and_a_walked_space_stays_cached(
+    nursery, ca, tmp_path, caplog
+):
+    """Bounded and clear when the other server is down: its directory is 502 naming it,
+    a space never walked is 502, and a space walked a moment ago is still answered
+    from what Synapse said then (the spec: "cached for a period of time")."""
+    with running_synapse(ca, tmp_path / "synapse", OWN_SYNAPSE_ADDRESS) as synapse:
+        ours = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
+        async with peers(ours, synapse) as both:
+            home, visitor = await both.synapse_account(), await both.our_account()
+            rooms = await _space(home)
+            other_space = await new_space(home, "Never walked")
+            walked = ok(await hierarchy(visitor, rooms["space"], via=synapse.server_name))
+
+            await trio.to_thread.run_sync(synapse.stop)
+
+            listed = await list_public_rooms(visitor, server=synapse.server_name)
+            assert synapse.server_name in assert_error(listed, 502, "M_UNKNOWN")["error"]
+            never = await hierarchy(visitor, other_space, via=synapse.server_name)
+            assert synapse.server_name in assert_error(never, 502, "M_UNKNOWN")["error"]
+            cached = ok(await hierarchy(visitor, rooms["space"], via=synapse.server_name))
+            assert ids(cached, "rooms") == ids(walked, "rooms")
+        assert not our_errors(caplog.records), our_errors(caplog.records)
