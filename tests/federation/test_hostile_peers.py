@@ -28,6 +28,7 @@ import pytest
 import trio
 
 from matrix_conduit.core.room_versions import RoomVersion
+from matrix_conduit.service.federation import incoming
 from matrix_conduit.service.federation.errors import Unreachable
 from matrix_conduit.service.rooms.event_context import EventStatus
 from tests.support.federation import FederatingServer, start_federating
@@ -459,3 +460,31 @@ async def test_a_peer_that_never_answers_for_one_room_holds_up_no_other_room(wor
     await eventually(lambda: _is(status(world, message_id), EventStatus.TIMELINE))
     assert status(world, waiting_id) is None  # still waiting for the peer
     assert message_id in [e["event_id"] for e in await world.alice.timeline(other_room, limit=5)]
+
+
+async def test_a_peer_that_never_answers_holds_its_room_only_for_the_fetch_budget(
+    world, monkeypatch
+):
+    """All the fetching one pushed event causes is bounded (`FETCH_BUDGET_SECONDS`, made
+    short here): an auth event the peer never gives leaves the event rejected, and the
+    room's next events are handled."""
+    monkeypatch.setattr(incoming, "FETCH_BUDGET_SECONDS", 1.0)
+
+    async def never(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    world.peer.on("GET", "/_matrix/federation/v1/event/", never)
+    _, forged_id = _forged_power_levels(world)
+    topic = _citing(world, mallory_event(world, "m.room.topic", {"topic": "slow"}, ""), forged_id)
+    pdu, event_id = world.peer.sign(topic, world.room_version)
+    ok(await world.peer.push(world.a, [pdu]))
+
+    await eventually(lambda: _is(status(world, event_id), EventStatus.REJECTED))
+    message, message_id = world.peer.sign(
+        mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": "next"}),
+        world.room_version,
+    )
+    ok(await world.peer.push(world.a, [message]))
+    await eventually(lambda: _is(status(world, message_id), EventStatus.TIMELINE))
+    await assert_never_shown(world, event_id)

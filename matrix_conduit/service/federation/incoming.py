@@ -7,7 +7,8 @@ flow: an event from another server". For each event, in the spec's order:
 
 1. its auth events must be stored: missing ones are fetched (`/event`),
    checked the same way and stored as outliers, recursively, at most
-   `MAX_AUTH_FETCH` per event;
+   `MAX_AUTH_FETCH` per event, all fetching for one pushed event within
+   `FETCH_BUDGET_SECONDS` (a peer that never answers holds its room no longer);
 2. its prev_events must have a known state: missing ones are asked for
    (`/get_missing_events`, at most `max_fetch_prev_events`) and handled
    oldest first through this same pipeline; where a gap remains below them,
@@ -56,6 +57,10 @@ MAX_AUTH_FETCH = 100
 MAX_GAP_EVENTS = 10_000
 """Events fetched to fill the state at one gap."""
 GAP_FETCH_CONCURRENCY = 8
+FETCH_BUDGET_SECONDS = 180.0
+"""All the fetching one pushed event may cause (its auth events, missing prev_events, the
+state at a gap): a peer that answers slowly, or never, holds the room's worker no longer
+than this; whatever is still unknown then makes the event rejected or dropped."""
 MAX_HIDDEN_ANCESTORS = 1000
 """Prev events walked behind soft-failed and rejected ones when extremities are replaced."""
 
@@ -141,9 +146,17 @@ class IncomingEvents:
             self._commit(finish)
             return None
         room_id = event["room_id"]
-        await self._fetch_auth_events(origin, room_id, room_version, [event])
-        if self._missing_prevs(event):
-            await self._fetch_missing_prevs(origin, event, room_version)
+        with trio.move_on_after(FETCH_BUDGET_SECONDS) as budget:
+            await self._fetch_auth_events(origin, room_id, room_version, [event])
+            if self._missing_prevs(event):
+                await self._fetch_missing_prevs(origin, event, room_version)
+        if budget.cancelled_caught:
+            log.warning(
+                "fetching what %s from %s needs took over %s s: judged with what arrived",
+                event["event_id"],
+                origin,
+                FETCH_BUDGET_SECONDS,
+            )
         missing = self._missing_prevs(event)
         if missing:
             log.warning(
