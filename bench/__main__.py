@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from . import federation, rooms, sync, versions
+from . import federation, federation_history, rooms, sync, versions
 
-BENCHMARKS = {"versions": versions, "rooms": rooms, "sync": sync, "federation": federation}
+BENCHMARKS = {
+    "versions": versions,
+    "rooms": rooms,
+    "sync": sync,
+    "federation": federation,
+    "federation_history": federation_history,
+}
 
 
 def main() -> None:
