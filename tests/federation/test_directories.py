@@ -479,3 +479,27 @@ async def test_a_peers_hierarchy_answer_is_checked_before_a_client_sees_it(nurse
     }
     error = assert_error(await hierarchy(bob, room("wrong")), 502, "M_UNKNOWN")
     assert "no hierarchy" in error["error"]
+
+
+async def test_a_child_whose_server_acl_denies_the_asking_server_is_inaccessible_to_it(pair):
+    """Spec "Server Access Control Lists": a denied server takes no part in the room, so
+    `/hierarchy` does not describe it to that server (and refuses it as the root)."""
+    a, b = pair
+    alice = await register(a.server)
+    rooms = await space_on_a(alice, a)
+    acl = {"allow": ["*"], "deny": ["127.0.0.3"], "allow_ip_literals": True}
+    await alice.set_state(rooms["public"], "m.room.server_acl", acl)
+    await alice.set_state(rooms["subspace"], "m.room.server_acl", acl)
+    client = b.federation.client
+
+    answer = await client.request(
+        a.name, "GET", f"/_matrix/federation/v1/hierarchy/{path_part(rooms['space'])}"
+    )
+
+    assert rooms["public"] in answer["inaccessible_children"]
+    assert rooms["public"] not in ids(answer, "children")
+    with pytest.raises(RemoteError) as raised:
+        await client.request(
+            a.name, "GET", f"/_matrix/federation/v1/hierarchy/{path_part(rooms['subspace'])}"
+        )
+    assert (raised.value.status, raised.value.errcode) == (403, "M_FORBIDDEN")

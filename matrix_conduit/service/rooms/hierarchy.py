@@ -22,7 +22,8 @@ walk has a time budget, so a page never waits long on servers that are down.
 `for_server` is the federation's: one room and its direct children, as far as
 the asking server could peek at or join them (a user of it is in or invited,
 the join rules let it in, or a room its users are in satisfies a restricted
-rule), without recursion (the asking server walks on).
+rule; and never a room whose server ACL denies it), without recursion (the
+asking server walks on).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import trio
 
 from ...core.client_events import stripped_state_event
 from ...core.ids import InvalidIdentifier, is_on_server, server_name_of
+from ...core.server_acl import server_allowed
 from ...errors import MatrixError, forbidden, not_found
 from .directory import Directory
 from .state import RoomState
@@ -195,7 +197,11 @@ class Hierarchy:
         return any(self._state_cache.is_joined(user_id, allowed_id) for allowed_id in allowed)
 
     def _server_may_peek(self, server_name: str, room_id: str) -> bool:
-        """May `server_name` peek at or join the room, for some user of it?"""
+        """May `server_name` peek at or join the room, for some user of it? Never when the
+        room's server ACL denies it (it could take no part in the room)."""
+        acl = self._timeline.state_content(room_id, "m.room.server_acl")
+        if acl and not server_allowed(acl, server_name):
+            return False
         if self._peekable_by_anyone(room_id):
             return True
         if self._server_has_member(server_name, room_id, invited_too=True):
