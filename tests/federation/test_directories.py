@@ -503,3 +503,34 @@ async def test_a_child_whose_server_acl_denies_the_asking_server_is_inaccessible
             a.name, "GET", f"/_matrix/federation/v1/hierarchy/{path_part(rooms['subspace'])}"
         )
     assert (raised.value.status, raised.value.errcode) == (403, "M_FORBIDDEN")
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ({"filter": {"room_types": "m.space"}}, "M_BAD_JSON"),
+        ({"filter": {"room_types": [5]}}, "M_BAD_JSON"),
+        ({"limit": -1}, "M_INVALID_PARAM"),
+        ({"include_all_networks": "yes"}, "M_BAD_JSON"),
+        ({"include_all_networks": True, "third_party_instance_id": "irc"}, "M_INVALID_PARAM"),
+    ],
+)
+async def test_a_malformed_search_of_another_server_is_400_before_anything_is_sent(
+    pair, body, errcode, monkeypatch
+):
+    a, b = pair
+    bob = await register(b.server)
+    sent: list[str] = []
+    real_request = b.federation.client.request
+
+    async def recording(destination: str, method: str, path: str, **kwargs: Any) -> Any:
+        sent.append(path)
+        return await real_request(destination, method, path, **kwargs)
+
+    monkeypatch.setattr(b.federation.client, "request", recording)
+
+    assert_error(await search_public_rooms(bob, body, a.name), 400, errcode)
+    assert_error(
+        await hierarchy(bob, "!space:" + a.name, via="not a server!"), 400, "M_INVALID_PARAM"
+    )
+    assert sent == []
