@@ -15,7 +15,7 @@ stopped while B (restarted) changes it; each change waits in its server's
 outbox. When both are up again and in contact, the outboxes deliver, and
 each server resolves the fork over the same two branches.
 
-Both admins (alice on A, bob on B) are at power 100 throughout, so neither
+The first test: both admins (alice on A, bob on B) are at power 100 throughout, so neither
 branch's events fail against the other's state (nothing is soft-failed):
 - A's branch: alice sets power levels (carol 50) and kicks dave (of B);
 - B's branch: bob sets a topic, sets power levels (erin 50) and invites
@@ -23,6 +23,10 @@ branch's events fail against the other's state (nothing is soft-failed):
 Both power-levels events cite the same power levels and their senders
 have the same power, so state resolution orders them by
 `origin_server_ts`: B's, sent later, is applied last and stays.
+
+The second: what one side did with a power the other side took away
+meanwhile (a topic by a demoted user, a join after the room became
+invite-only) is undone on both.
 """
 
 from __future__ import annotations
@@ -144,3 +148,62 @@ async def _async(value: Any) -> Any:
 
 async def _in_timeline(user: User, room_id: str, event_id: str) -> bool:
     return event_id in [event["event_id"] for event in await user.timeline(room_id, limit=20)]
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_what_one_side_did_with_power_the_other_side_took_away_is_undone_on_both(
+    nursery, ca, tmp_path, room_version
+):
+    """§ Room State Resolution, power events first: while partitioned, alice (A, 100)
+    demotes bob (B, 50) to 0 and makes the room invite-only, and on B bob sets the topic
+    (state_default 50) and dave (B) joins the public room. Resolved, the demotion and the
+    join rule come first, so bob's topic and dave's join fail against them: on both
+    servers the topic is the one from before and dave is not in the room (A soft-fails
+    them on arrival; B drops them from its state when it resolves)."""
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    alice = await register(a.server, "alice")
+    bob, dave = await register(b.server, "bob"), await register(b.server, "dave")
+    room_id = await alice.create_room(
+        preset="public_chat", room_version=room_version, topic="from before"
+    )
+    ok(await join(bob, room_id, via=a.name))
+    await _set_power(alice, room_id, **{bob.user_id: 50})
+    await eventually(
+        lambda: _async(
+            _content(b, room_id, "m.room.power_levels")["users"].get(bob.user_id) == 50
+            and _state(a, room_id) == _state(b, room_id)
+        )
+    )
+
+    await b.stop()  # A's branch
+    await _set_power(alice, room_id, **{bob.user_id: 0})
+    await alice.set_state(room_id, "m.room.join_rules", {"join_rule": "invite"})
+    await a.stop()
+    b = await restart(nursery, b)  # B's branch
+    bob, dave = _on(b, bob), _on(b, dave)
+    await bob.set_state(room_id, "m.room.topic", {"topic": "bob's, while partitioned"})
+    await dave.join(room_id)
+    assert _content(b, room_id, "m.room.member", dave.user_id)["membership"] == "join"
+    a = await restart(nursery, a)
+    alice = _on(a, alice)
+
+    await _reconnect(a, b)
+    await eventually(
+        lambda: _async(
+            _content(b, room_id, "m.room.join_rules") == {"join_rule": "invite"}
+            and _state(a, room_id) == _state(b, room_id)
+        ),
+        timeout=60,
+    )
+
+    for server in (a, b):
+        assert _content(server, room_id, "m.room.topic")["topic"] == "from before"
+        assert _content(server, room_id, "m.room.member", dave.user_id) is None
+        assert not server.server.services.rooms.state_cache.is_joined(dave.user_id, room_id)
+        levels = _content(server, room_id, "m.room.power_levels")["users"]
+        assert levels[bob.user_id] == 0
+    assert _content(a, room_id, "m.room.member", bob.user_id)["membership"] == "join"
+    from_a = await alice.send(room_id, "after the partition, from A")
+    await eventually(lambda: _in_timeline(bob, room_id, from_a))
+    assert _state(a, room_id) == _state(b, room_id)
