@@ -15,8 +15,9 @@ stopped while B (restarted) changes it; each change waits in its server's
 outbox. When both are up again and in contact, the outboxes deliver, and
 each server resolves the fork over the same two branches.
 
-The first test: both admins (alice on A, bob on B) are at power 100 throughout, so neither
-branch's events fail against the other's state (nothing is soft-failed):
+The first test: both admins (alice on A, bob on B) are at power 100
+throughout, so neither branch's events fail against the other's state
+(nothing is soft-failed):
 - A's branch: alice sets power levels (carol 50) and kicks dave (of B);
 - B's branch: bob sets a topic, sets power levels (erin 50) and invites
   erin (of B).
