@@ -15,7 +15,8 @@ fork. Both must hold the same current state, event for event.
   levels (erin at 50) and invites erin (Synapse's).
 The two power-levels events cite the same power levels and their senders
 have the same power: resolution orders them by `origin_server_ts`, so
-Synapse's, sent later, stays on both sides.
+Synapse's, sent later, stays on both sides. The second test: what Synapse's
+side did with a power ours took away meanwhile is undone on both.
 
 This module's Synapse is the test's own (it is stopped), with its backoff
 cut short (`FAST_SYNAPSE_RETRIES`).
@@ -137,4 +138,54 @@ async def test_our_server_and_synapse_resolve_a_partitioned_fork_to_the_same_sta
             carol_sync.account = carol
             await carol_sync.until(has_bodies(room_id, "after the partition, from ours"))
             await eventually(agreed, timeout=60)
+        assert not our_errors(caplog.records), our_errors(caplog.records)
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_what_synapse_did_with_a_power_our_side_took_away_is_undone_on_both(
+    nursery, ca, tmp_path, caplog, room_version
+):
+    """Power events first: while partitioned, alice (ours, 100) demotes carol (Synapse's,
+    50) to 0 and makes the room invite-only; on Synapse carol sets the topic and dave
+    joins the public room. Resolved, carol's topic and dave's join fail against the
+    demotion and the join rule, on both sides."""
+    with running_synapse(ca, tmp_path / "synapse", **FAST_SYNAPSE_RETRIES) as synapse:
+        ours = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
+        async with peers(ours, synapse) as both:
+            alice = await both.our_account()
+            carol, dave = await both.synapse_account(), await both.synapse_account()
+            room_id, _, _ = await shared_room(
+                alice, carol, room_version=room_version, topic="from before"
+            )
+            await _set_power(alice, room_id, **{carol.user_id: 50})
+
+            async def agreed() -> bool:
+                return _our_state(ours, room_id) == await _synapse_state(carol, room_id)
+
+            await eventually(agreed, timeout=60)
+
+            await trio.to_thread.run_sync(synapse.stop)  # our branch
+            await _set_power(alice, room_id, **{carol.user_id: 0})
+            ok(await alice.put_state(room_id, "m.room.join_rules", {"join_rule": "invite"}))
+            await ours.stop()
+            await synapse.restart_async()  # Synapse's branch
+            carol, dave = both.reconnected(carol), both.reconnected(dave)
+            ok(await carol.put_state(room_id, "m.room.topic", {"topic": "carol's, partitioned"}))
+            ok(await dave.join(room_id, server_name=synapse.server_name))
+            ours = await restart(nursery, ours)
+            alice = _on(ours, alice)
+
+            await alice.send(room_id, "ours is back")
+
+            async def merged() -> bool:
+                rules = ok(await carol.state(room_id, "m.room.join_rules"))
+                return rules["join_rule"] == "invite" and await agreed()
+
+            await eventually(merged, timeout=120)
+
+            assert _content(ours, room_id, "m.room.topic")["topic"] == "from before"
+            assert ok(await carol.state(room_id, "m.room.topic"))["topic"] == "from before"
+            assert _content(ours, room_id, "m.room.member", dave.user_id) is None
+            levels = _content(ours, room_id, "m.room.power_levels")["users"]
+            assert levels[carol.user_id] == 0
         assert not our_errors(caplog.records), our_errors(caplog.records)
