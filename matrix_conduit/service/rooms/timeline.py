@@ -249,11 +249,12 @@ class Timeline:
         return u64(short_room) if short_room is not None else None
 
     def events_after(self, room_id: str, position: int) -> Iterator[tuple[int, Event]]:
-        """Events with a stream position greater than `position`, oldest first."""
+        """Events with a stream position greater than `position`, oldest first; from 0,
+        the whole room, backfilled history included (0 is where paging forward starts)."""
         prefix = self._room_prefix(room_id)
         if prefix is None:
             return
-        start = _last_key_at(prefix, position) + b"\x00"
+        start = _last_key_at(prefix, position) + b"\x00" if position != 0 else prefix
         for key, raw in self._pdus.iter_prefix(prefix, start=start):
             yield _position_of(key), self._decode(key, raw)
 
@@ -387,7 +388,7 @@ class Timeline:
         anchor_prefix = prefix + u64(anchor)
         deepest = next(self._pdus.iter_prefix(anchor_prefix, start=anchor_prefix + b"\x00"), None)
         taken = _TOP - from_u64(deepest[0][16:24]) if deepest is not None else 0
-        if taken + count > MAX_FILL_STEP:
+        if taken + count >= MAX_FILL_STEP:  # the next token down must stay in this anchor
             raise ValueError(f"no room left for history before {below_event_id}")
         return [-((anchor << FILL_STEP_BITS) | step) for step in range(taken + count, taken, -1)]
 
