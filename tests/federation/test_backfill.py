@@ -155,6 +155,27 @@ async def test_messages_across_a_gap_left_by_the_missing_events_cap_come_in_orde
     assert await new_in_sync(bob, since, room_id) == []
 
 
+async def test_when_the_rooms_first_server_is_down_history_comes_from_another(
+    nursery, ca, tmp_path, pair
+):
+    """A holds the room and has the most users in it, so it is asked first; it is down,
+    so B asks C, whose user paged the history back (and so holds it) before."""
+    a, b = pair
+    c = await start_federating(nursery, ca, tmp_path / "c", "127.0.0.4")
+    _alice, room_id, texts = await room_with_history(a, 12)
+    ok(await join(await register(a.server), room_id))
+    carol = await joined_later(a, c, room_id)
+    assert bodies(await history(carol, room_id, page=50)) == texts
+    bob = await joined_later(a, b, room_id)
+    await a.stop()
+
+    events = await history(bob, room_id, page=5)
+
+    assert events[0]["type"] == "m.room.create"
+    assert bodies(events) == texts
+    assert b.federation.destinations.retry_at_ms(a.name) is not None  # A was tried, and failed
+
+
 # ---- a peer that lies
 
 
