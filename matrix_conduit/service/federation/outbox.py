@@ -86,8 +86,9 @@ class Outbox:
         The servers are those of the room's joined members, and for a
         membership event also the server of its target if the target was
         joined, invited or knocking before it (a kicked or leaving user's
-        server must hear of it, and of a rescinded invite). Not otherwise: an
-        invite goes to the invited user's server by `/invite`, and a server
+        server must hear of it, and of a rescinded invite or a rejected knock).
+        Not otherwise: an invite goes to the invited user's server by `/invite`
+        (also one that accepts a knock), and a server
         not in the room ignores the room's PDUs (Synapse logs "Ignoring PDU
         ... as we're not in the room" for an invite or an unban sent so).
         """
@@ -98,7 +99,9 @@ class Outbox:
         }
         if event["type"] == "m.room.member":
             before = (event.get("unsigned") or {}).get("prev_content") or {}
-            if before.get("membership") in ("join", "invite", "knock"):
+            if before.get("membership") in ("join", "invite", "knock") and (
+                event["content"].get("membership") != "invite"
+            ):
                 servers.add(server_of(event["state_key"]))
         self.queue(batch, servers, {"pdu": event["event_id"]})
 
