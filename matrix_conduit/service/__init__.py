@@ -58,6 +58,7 @@ from .openid import OpenId
 from .outgoing_http import OutgoingHttp
 from .passwords import PasswordHashing
 from .presence import Presence
+from .profile_fields import ProfileFields
 from .push_rules import PushRules
 from .push_sender import PushEvaluation, PushRating, PushSender
 from .pushers import Pushers
@@ -88,6 +89,7 @@ class Services:
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
         self.users = Users(db, config, self.devices, passwords)
+        self.profile_fields = ProfileFields(self.users)
         self.registration = Registration(db, config, self.users, self.devices, passwords)
         self.uiaa = UserInteractiveAuth(db, self.users, self.registration)
         self.jwt_login = JwtLogin(config, self.users, self.registration)

@@ -14,6 +14,10 @@ That server user is created at startup; when the emergency password is
 removed from the config, the next start wipes its password and logs out its
 devices, so the emergency access ends.
 
+Besides the display name and avatar, a profile holds custom fields (spec
+v1.16 "profile fields"; `profile_fields.py` checks keys and sizes). An
+account deactivated with `erase` is remembered in `userid_erased`.
+
 Profile changes are announced through `profile_changed` (the rooms service
 updates the user's membership events with it) and deactivations through
 `account_deactivated` (the rooms service makes the user leave their rooms).
@@ -21,6 +25,7 @@ updates the user's membership events with it) and deactivations through
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,7 +35,7 @@ from ..core.errors import InvalidIdentifier
 from ..core.ids import UserId, is_on_server
 from ..errors import MatrixError, bad_json, forbidden
 from ..storage import Database, Tree, WriteBatch
-from ..storage.kv import u64
+from ..storage.kv import SEPARATOR, u64
 from .clock import Clock, now_ms
 from .devices import Devices
 from .passwords import PasswordHashing
@@ -41,6 +46,8 @@ TREES = (
     "userid_password",
     "userid_displayname",
     "userid_avatarurl",
+    "useridkey_profilefield",
+    "userid_erased",
     "userid_guest",
     "userid_deactivated",
     "userid_admin",
@@ -74,6 +81,9 @@ class Users:
         self._password = db.tree("userid_password")
         self._displayname = db.tree("userid_displayname")
         self._avatar_url = db.tree("userid_avatarurl")
+        self._profile_fields = db.tree("useridkey_profilefield")
+        self._erased_tree = db.tree("userid_erased")
+        self._erased = frozenset(key.decode() for key in self._erased_tree.keys_with_prefix(b""))
         self._guest = db.tree("userid_guest")
         self._deactivated = db.tree("userid_deactivated")
         self._admin = db.tree("userid_admin")
@@ -94,6 +104,11 @@ class Users:
 
     def is_guest(self, user_id: str) -> bool:
         return self._guest.get(user_id.encode()) is not None
+
+    def is_erased(self, user_id: str) -> bool:
+        """Whether the account was deactivated with `erase` (its messages are hidden from
+        users who were not in the room when they were sent: `rooms/visibility`)."""
+        return user_id in self._erased
 
     def is_admin(self, user_id: str) -> bool:
         return self._admin.get(user_id.encode()) is not None
@@ -189,6 +204,24 @@ class Users:
         _put_or_delete(self._avatar_url, user_id, avatar_url)
         await self._announce(self.profile_changed, user_id)
 
+    def custom_profile_fields(self, user_id: str) -> dict[str, Any]:
+        """The profile fields besides `displayname` and `avatar_url` (spec v1.16 "Profiles"),
+        by key."""
+        prefix = user_id.encode() + SEPARATOR
+        return {
+            key[len(prefix) :].decode(): json.loads(raw)
+            for key, raw in self._profile_fields.iter_prefix(prefix)
+        }
+
+    def set_custom_profile_field(self, user_id: str, key_name: str, value: Any) -> None:
+        """Store one custom field (any JSON value, `null` included: the spec says a stored
+        `null` is not a deletion); the caller checked the key and the size limits."""
+        encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        self._profile_fields.put(_field_key(user_id, key_name), encoded)
+
+    def delete_custom_profile_field(self, user_id: str, key_name: str) -> None:
+        self._profile_fields.delete(_field_key(user_id, key_name))
+
     # ------------------------------------------------------------ account lifecycle
 
     def default_displayname(self, localpart: str) -> str:
@@ -232,11 +265,14 @@ class Users:
             batch.put(self._milestones, _FIRST_USER, key)
             batch.put(self._admin, key, b"")
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
         """Deactivate for good: no password, no devices, no profile, no admin flag.
 
         The `userid_password` entry stays (empty), so the name stays taken.
         The server's own user cannot be deactivated: the server acts through it.
+        With `erase` (spec: "Account deactivation", `erase`), the account is also
+        marked erased: what it sent is served redacted to users who were not in
+        the room then (`rooms/visibility`), as Synapse does.
         """
         if user_id == self.server_user_id:
             raise forbidden("The server's own user cannot be deactivated.")
@@ -246,8 +282,13 @@ class Users:
             batch.put(self._deactivated, key, u64(self._clock()))
             for tree in (self._displayname, self._avatar_url, self._admin):
                 batch.delete(tree, key)
+            for field_key in list(self._profile_fields.keys_with_prefix(key + SEPARATOR)):
+                batch.delete(self._profile_fields, field_key)
+            if erase:
+                batch.put(self._erased_tree, key, u64(self._clock()))
+                batch.after_commit(lambda: self._mark_erased(user_id))
             self._devices.delete_all(user_id, batch=batch)
-        log.info("deactivated %s", user_id)
+        log.info("deactivated %s%s", user_id, " (erased)" if erase else "")
         await self._announce(self.account_deactivated, user_id)
 
     def _set_up_server_user(self, emergency_password: str | None) -> None:
@@ -266,6 +307,9 @@ class Users:
                 self.server_user_id,
             )
 
+    def _mark_erased(self, user_id: str) -> None:
+        self._erased = self._erased | {user_id}
+
     async def _announce(self, hooks: list[UserHook], user_id: str) -> None:
         for hook in hooks:
             await hook(user_id)
@@ -276,6 +320,10 @@ def _put_or_delete(tree: Tree, user_id: str, value: str | None) -> None:
         tree.delete(user_id.encode())
     else:
         tree.put(user_id.encode(), value.encode())
+
+
+def _field_key(user_id: str, key_name: str) -> bytes:
+    return user_id.encode() + SEPARATOR + key_name.encode()
 
 
 def _unknown_third_party_identifier() -> MatrixError:

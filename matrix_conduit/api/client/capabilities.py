@@ -31,6 +31,7 @@ async def capabilities() -> dict:
             },
             "m.set_displayname": {"enabled": True},
             "m.set_avatar_url": {"enabled": True},
+            "m.profile_fields": {"enabled": True},  # v1.16: any field, custom ones too
             "m.3pid_changes": {"enabled": False},
             "m.get_login_token": {"enabled": False},
         }
