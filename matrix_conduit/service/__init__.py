@@ -51,6 +51,7 @@ from .key_signatures import KeySignatures
 from .keys import Keys
 from .media import Media
 from .media_files import MEDIA_DIRECTORY, MediaFiles
+from .mutual_rooms import MutualRooms
 from .notification_counts import NotificationCounts
 from .notifications import Notifications
 from .notifier import Notifier
@@ -145,6 +146,7 @@ class Services:
             self.rooms, self.users.displayname, self.users.avatar_url
         )
         self.openid = OpenId(db)
+        self.mutual_rooms = MutualRooms(self.rooms.state_cache)
         self.cleanup = Cleanup(
             config.cleanup_second_interval,
             [
