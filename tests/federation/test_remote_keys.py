@@ -46,6 +46,12 @@ QUERY_PATH = "/_matrix/federation/v1/user/keys/query"
 CLAIM_PATH = "/_matrix/federation/v1/user/keys/claim"
 
 
+def as_queried(device: DeviceIdentity) -> dict[str, Any]:
+    """The device's keys as `/keys/query` shows them (keys.yaml: with `unsigned`; the device
+    has no display name, or its server keeps it)."""
+    return {**device.device_keys(), "unsigned": {}}
+
+
 @pytest.fixture
 async def pair(nursery, ca, tmp_path) -> tuple[FederatingServer, FederatingServer]:
     a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
@@ -77,7 +83,7 @@ async def test_a_user_gets_the_signed_keys_of_a_user_on_another_server(pair):
     answer = await query_keys(bob, alice)
 
     assert answer["failures"] == {}
-    assert answer["device_keys"] == {alice.user_id: {alice.device_id: device.device_keys()}}
+    assert answer["device_keys"] == {alice.user_id: {alice.device_id: as_queried(device)}}
     assert answer["master_keys"] == {alice.user_id: cross_signing["master_key"]}
     assert answer["self_signing_keys"] == {alice.user_id: cross_signing["self_signing_key"]}
     assert alice.user_id not in answer.get("user_signing_keys", {})
@@ -220,7 +226,7 @@ async def test_device_keys_a_server_did_not_sign_with_the_device_are_dropped_and
         answers_seen = [await query_keys(bob, eve) for _ in range(2)]
 
     for answer in answers_seen:
-        assert answer["device_keys"] == {eve: {"GOOD": good.device_keys()}}
+        assert answer["device_keys"] == {eve: {"GOOD": as_queried(good)}}
         assert answer["master_keys"] == {}
     dropped = [r for r in caplog.records if "dropping device keys" in r.getMessage()]
     assert sorted(r.args[1] for r in dropped) == ["FORGED", "WRONG"]  # once each
@@ -281,7 +287,7 @@ async def test_a_new_device_of_a_remote_user_shows_in_device_lists_changed_and_i
 
     async def phone_known() -> bool:
         devices = (await query_keys(bob, alice))["device_keys"][alice.user_id]
-        return devices.get(phone.device_id) == phone_keys.device_keys()
+        return devices.get(phone.device_id) == as_queried(phone_keys)
 
     await eventually(phone_known)
     known = b.server.services.remote_device_lists.device_list(alice.user_id)
@@ -359,7 +365,8 @@ async def test_the_key_endpoints_serve_only_this_servers_users_and_what_other_se
     )
 
     assert set(served) == {"device_keys", "master_keys", "self_signing_keys"}
-    assert "unsigned" not in served["device_keys"][alice.user_id][alice.device_id]
+    served_device = served["device_keys"][alice.user_id][alice.device_id]
+    assert "device_display_name" not in served_device.get("unsigned", {})  # stays on A
     refused = [
         (QUERY_PATH, {"device_keys": {bob.user_id: []}}, "M_INVALID_PARAM"),
         (QUERY_PATH, {}, "M_MISSING_PARAM"),

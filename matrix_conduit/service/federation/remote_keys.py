@@ -141,10 +141,7 @@ class RemoteKeys:
         for device_id, device in record["devices"].items():
             if "keys" not in device or (device_ids and device_id not in device_ids):
                 continue
-            keys = visible_signatures(device["keys"], user_id, viewer)
-            if "device_display_name" in device:
-                keys["unsigned"] = {"device_display_name": device["device_display_name"]}
-            devices[device_id] = keys
+            devices[device_id] = _shown(device["keys"], device, user_id, viewer)
         response["device_keys"][user_id] = devices
         for field, response_field in _RESPONSE_FIELDS.items():
             if field in record:
@@ -178,7 +175,7 @@ class RemoteKeys:
                 continue  # unknown to its server: left out, as the spec says
             cross_signing = self._checked_cross_signing(answer, user_id)
             response["device_keys"][user_id] = {
-                device_id: visible_signatures(keys, user_id, viewer)
+                device_id: _shown(keys, keys.get("unsigned") or {}, user_id, viewer)
                 for device_id, keys in devices.items()
             }
             for field, key in cross_signing.items():
@@ -291,6 +288,17 @@ class RemoteKeys:
         async with trio.open_nursery() as nursery:
             for server, users in by_server.items():
                 nursery.start_soon(one, server, users)
+
+
+def _shown(keys: KeyObject, device: Mapping[str, Any], user_id: str, viewer: str) -> KeyObject:
+    """Device keys as `/keys/query` shows them, however we learnt them: the signatures the
+    viewer may see, and `unsigned` with the device's display name if its server gave one."""
+    shown = visible_signatures(keys, user_id, viewer)
+    display_name = device.get("device_display_name")
+    shown["unsigned"] = (
+        {"device_display_name": display_name} if isinstance(display_name, str) else {}
+    )
+    return shown
 
 
 def _claimed_key(by_key: object, algorithm: str) -> dict[str, object] | None:
