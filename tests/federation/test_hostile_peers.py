@@ -28,7 +28,7 @@ import pytest
 import trio
 
 from matrix_conduit.core.room_versions import RoomVersion
-from matrix_conduit.service.federation import incoming
+from matrix_conduit.service.federation import incoming, transactions
 from matrix_conduit.service.federation.errors import Unreachable
 from matrix_conduit.service.rooms.event_context import EventStatus
 from tests.support.federation import FederatingServer, start_federating
@@ -272,16 +272,22 @@ async def test_a_join_with_an_honest_send_join_answer_from_the_stub_peer_succeed
 # ---- lies in /get_missing_events
 
 
-def _chain(world: World, count: int) -> list[tuple[dict[str, Any], str]]:
-    """`count` messages of mallory's, each on top of the one before (the first on the
-    room's tip on A), signed; none of them is on A yet."""
+def _chain(
+    world: World, count: int, room_id: str | None = None, peer: StubPeer | None = None
+) -> list[tuple[dict[str, Any], str]]:
+    """`count` messages of mallory's (of `peer`, default the world's), each on top of the
+    one before (the first on the room's tip on A), signed; none of them is on A yet."""
+    peer = peer or world.peer
     chain: list[tuple[dict[str, Any], str]] = []
     for n in range(count):
-        template = mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": f"#{n}"})
+        content = {"msgtype": "m.text", "body": f"#{n}"}
+        template = peer.member_event(
+            world.a, room_id or world.room_id, peer.user("mallory"), "m.room.message", content
+        )
         if chain:
             template["prev_events"] = [chain[-1][1]]
             template["depth"] = chain[-1][0]["depth"] + 1
-        chain.append(world.peer.sign(template, world.room_version))
+        chain.append(peer.sign(template, world.room_version))
     return chain
 
 
@@ -488,3 +494,65 @@ async def test_a_peer_that_never_answers_holds_its_room_only_for_the_fetch_budge
     ok(await world.peer.push(world.a, [message]))
     await eventually(lambda: _is(status(world, message_id), EventStatus.TIMELINE))
     await assert_never_shown(world, event_id)
+
+
+async def _never(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+async def _stuck(world: World, room_id: str) -> None:
+    """A PDU of the world's peer in `room_id` whose missing prev_events the peer never
+    gives: the room's worker waits on `/get_missing_events` (a PDU stays queued)."""
+    world.peer.on(
+        "POST", f"/_matrix/federation/v1/get_missing_events/{quote(room_id, safe='')}", _never
+    )
+    _, (waiting, _) = _chain(world, 2, room_id)
+    ok(await world.peer.push(world.a, [waiting]))
+
+
+async def test_a_peer_with_too_many_pdus_waiting_gets_429_for_its_next_transaction(
+    world, monkeypatch
+):
+    """§ Transactions: the sender retries a transaction until it gets a 200; at most
+    `MAX_QUEUED_PER_ORIGIN` PDUs of one origin wait here (made 3): a transaction that
+    would queue more is 429 `M_LIMIT_EXCEEDED`, and nothing of it is taken."""
+    monkeypatch.setattr(transactions, "MAX_QUEUED_PER_ORIGIN", 3)
+    await _stuck(world, world.room_id)
+    await eventually(lambda: _async(bool(world.peer.asked("POST", "/_matrix/federation/v1/get"))))
+    messages = [pdu for pdu, _ in _chain(world, 3)]
+
+    refused = await world.peer.push(world.a, messages)
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["errcode"] == "M_LIMIT_EXCEEDED"
+    assert refused.json()["retry_after_ms"] > 0
+    taken = await world.peer.push(world.a, messages[:2])
+    assert taken.status_code == 200, taken.text
+
+
+@pytest.fixture
+def few_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rooms handled at once, one PDU of an origin at once (before the server starts)."""
+    monkeypatch.setattr(transactions, "WORKER_CONCURRENCY", 2)
+    monkeypatch.setattr(transactions, "WORKERS_PER_ORIGIN", 1)
+
+
+async def test_a_peer_that_never_answers_holds_no_more_than_its_share_of_the_workers(
+    few_workers, world, nursery, ca
+):
+    """Rooms waiting on one silent peer take at most `WORKERS_PER_ORIGIN` of the
+    `WORKER_CONCURRENCY` slots (made 1 of 2): another server's room is handled meanwhile."""
+    second_room = await world.alice.create_room(preset="public_chat")
+    await world.peer.join(world.a, second_room, "mallory")
+    other = await start_stub_peer(nursery, ca, "127.0.0.62")
+    others_room = await world.alice.create_room(preset="public_chat")
+    await other.join(world.a, others_room, "mallory")
+    await _stuck(world, world.room_id)
+    await _stuck(world, second_room)
+    await eventually(lambda: _async(bool(world.peer.asked("POST", "/_matrix/federation/v1/get"))))
+
+    (message, message_id), *_ = _chain(world, 1, others_room, other)
+    ok(await other.push(world.a, [message]))
+
+    await eventually(lambda: _is(status(world, message_id), EventStatus.TIMELINE))

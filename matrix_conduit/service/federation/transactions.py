@@ -24,7 +24,10 @@ that to-device messages are not stuck behind a slow room.
   stored: a crash in between makes the sender retry, so an EDU is handled at
   least once.
 - `run` is the background worker: one task per room with queued PDUs,
-  each room's PDUs in order (`IncomingEvents.handle_pushed`).
+  each room's PDUs in order (`IncomingEvents.handle_pushed`), at most
+  `WORKER_CONCURRENCY` PDUs at once and `WORKERS_PER_ORIGIN` of one origin.
+- floods: at most `MAX_QUEUED_PER_ORIGIN` PDUs of one origin wait in the
+  queue (more: 429 `M_LIMIT_EXCEEDED`, nothing of the transaction handled).
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ MAX_PDUS = 50
 MAX_EDUS = 100
 WORKER_CONCURRENCY = 8
 """Rooms handled at once (most of a room's time is spent waiting on other servers)."""
+WORKERS_PER_ORIGIN = 4
+"""PDUs of one origin handled at once: a peer that answers slowly (or never) holds at most
+this many of the `WORKER_CONCURRENCY` slots, so the rooms of other servers go on."""
+MAX_QUEUED_PER_ORIGIN = 1000
+"""PDUs of one origin waiting in the inbound queue; a transaction that would queue more is
+answered 429 `M_LIMIT_EXCEEDED` (its sender retries it later, spec § Transactions), so a
+flooding peer cannot grow the queue without end."""
+RETRY_AFTER_MS = 5000
 
 EduDispatch = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """`await handle_edu(origin, edu_type, content)` for one EDU of a transaction."""
@@ -103,6 +114,9 @@ class Transactions:
         """Who may take a PDU of a room we are not in (remote membership sets it)."""
         self._origin_locks: dict[str, trio.Lock] = {}
         self._work = trio.Event()
+        self._queued: dict[str, int] = {}
+        """Origin → its PDUs queued since this process started, not handled yet."""
+        self._origin_workers: dict[str, trio.CapacityLimiter] = {}
 
     # ---- receiving
 
@@ -115,6 +129,16 @@ class Transactions:
                 answer = self._queue.answer(origin, txn_id)
                 if answer is not None:
                     return answer
+                queued = self._queued.get(origin, 0)
+                if queued + len(pdus) > MAX_QUEUED_PER_ORIGIN:
+                    log.info("429 to %s: %d of its PDUs are queued already", origin, queued)
+                    raise MatrixError(
+                        429,
+                        "M_LIMIT_EXCEEDED",
+                        f"{queued} PDUs of {origin} are waiting to be handled here; "
+                        f"at most {MAX_QUEUED_PER_ORIGIN}.",
+                        retry_after_ms=RETRY_AFTER_MS,
+                    )
                 results: dict[str, dict[str, str]] = {}
                 accepted: list[tuple[str, dict[str, Any]]] = []
                 async with trio.open_nursery() as nursery:
@@ -123,6 +147,8 @@ class Transactions:
                         await self._precheck(origin, pdu, results, accepted)
                 answer = {"pdus": results}
                 self._queue.enqueue(origin, txn_id, accepted, answer)
+                if accepted:
+                    self._queued[origin] = queued + len(accepted)
                 self._work.set()
                 return answer
         finally:
@@ -238,17 +264,33 @@ class Transactions:
 
     async def _drain(self, room_id: str, draining: set[str], limiter: trio.CapacityLimiter) -> None:
         try:
-            async with limiter:
-                while True:
-                    queued = self._queue.first(room_id)
-                    if queued is None:
-                        # No await between the empty queue and leaving `draining`: new work
-                        # either is seen here or wakes `run`, which starts a new drain.
-                        draining.discard(room_id)
-                        return
-                    await self._handle(queued)
+            while True:
+                queued = self._queue.first(room_id)
+                if queued is None:
+                    # No await between the empty queue and leaving `draining`: new work
+                    # either is seen here or wakes `run`, which starts a new drain.
+                    draining.discard(room_id)
+                    return
+                origin_workers = self._origin_workers.setdefault(
+                    queued.origin, trio.CapacityLimiter(WORKERS_PER_ORIGIN)
+                )
+                try:
+                    async with origin_workers, limiter:
+                        await self._handle(queued)
+                finally:
+                    statistics = origin_workers.statistics()
+                    if statistics.borrowed_tokens == 0 and statistics.tasks_waiting == 0:
+                        self._origin_workers.pop(queued.origin, None)
+                    self._handled(queued.origin)
         finally:
             draining.discard(room_id)
+
+    def _handled(self, origin: str) -> None:
+        count = self._queued.get(origin, 0) - 1
+        if count > 0:
+            self._queued[origin] = count
+        else:
+            self._queued.pop(origin, None)
 
     async def _handle(self, queued: QueuedPdu) -> None:
         def take_off_queue(batch: WriteBatch) -> None:
