@@ -19,6 +19,12 @@ import pytest
 
 from matrix_conduit.core.auth import AUTHORISING_USER
 from matrix_conduit.core.events import compute_event_id
+from matrix_conduit.core.signing import (
+    SigningKey,
+    generate_signing_key,
+    sign_json,
+    verify_key_base64,
+)
 from matrix_conduit.service.federation import membership as resident_membership
 from matrix_conduit.service.federation.received import wire_pdu
 from tests.support.federation import FederatingServer, start_federating
@@ -373,3 +379,109 @@ async def _make_join(
 def _event_id(server: FederatingServer, room_id: str, pdu: dict[str, Any]) -> str:
     room_version = server.server.services.rooms.timeline.room_version(room_id)
     return compute_event_id(pdu, room_version)
+
+
+# ---- exchange_third_party_invite
+
+
+async def _third_party_invite(owner: User, token: str) -> tuple[str, SigningKey]:
+    """A room of `owner` with an `m.room.third_party_invite` for `token`, as an identity
+    server's store-invite answer makes it; the room and the identity server's key."""
+    identity_key = generate_signing_key()
+    room_id = await owner.create_room(preset="private_chat", name="Invited by email")
+    content = {
+        "display_name": "b...@example.org",
+        "key_validity_url": "https://id.example.org/_matrix/identity/v2/pubkey/isvalid",
+        "public_key": verify_key_base64(identity_key),
+        "public_keys": [{"public_key": verify_key_base64(identity_key)}],
+    }
+    ok(await owner.put_state(room_id, "m.room.third_party_invite", content, token))
+    return room_id, identity_key
+
+
+def _redeemed(
+    room_id: str, sender: User, invited: User, token: str, key: SigningKey
+) -> dict[str, Any]:
+    """The invited server's partial invite: the identity server's `signed` for the user."""
+    signed = sign_json({"mxid": invited.user_id, "token": token}, "id.example.org", key)
+    return {
+        "type": "m.room.member",
+        "room_id": room_id,
+        "sender": sender.user_id,
+        "state_key": invited.user_id,
+        "content": {
+            "membership": "invite",
+            "third_party_invite": {"display_name": "b...@example.org", "signed": signed},
+        },
+    }
+
+
+def _exchange_path(room_id: str) -> str:
+    return f"/_matrix/federation/v1/exchange_third_party_invite/{path_part(room_id)}"
+
+
+async def test_a_redeemed_third_party_invite_becomes_an_invite_the_user_accepts(pair):
+    a, b = pair
+    alice = await register(a.server)
+    bob = await register(b.server)
+    room_id, key = await _third_party_invite(alice, "tok123")
+
+    answer = await b.federation.client.request(
+        a.name,
+        "PUT",
+        _exchange_path(room_id),
+        body=_redeemed(room_id, alice, bob, "tok123", key),
+    )
+
+    assert answer == {}
+    member = ok(await alice.get_state(room_id, "m.room.member", bob.user_id))
+    assert member["membership"] == "invite"
+    assert member["third_party_invite"]["signed"]["token"] == "tok123"
+    assert membership_on(b, room_id, bob) == "invite"
+    ok(await join(bob, room_id))
+    assert bob.user_id in a.server.services.rooms.state_cache.joined_members(room_id)
+
+
+async def test_a_third_party_invite_signed_by_another_key_or_for_another_token_is_refused(pair):
+    a, b = pair
+    alice = await register(a.server)
+    bob = await register(b.server)
+    room_id, _ = await _third_party_invite(alice, "tok123")
+    forged = _redeemed(room_id, alice, bob, "tok123", generate_signing_key())
+    unknown = _redeemed(room_id, alice, bob, "nope", generate_signing_key())
+
+    assert await federation_error(b, a.name, "PUT", _exchange_path(room_id), body=forged) == (
+        403,
+        "M_FORBIDDEN",
+    )
+    assert await federation_error(b, a.name, "PUT", _exchange_path(room_id), body=unknown) == (
+        403,
+        "M_FORBIDDEN",
+    )
+    assert membership_on(a, room_id, bob) is None
+
+
+async def test_a_malformed_third_party_invite_exchange_is_a_bad_request(pair):
+    a, b = pair
+    alice = await register(a.server)
+    bob = await register(b.server)
+    carol = await register(a.server)
+    room_id, key = await _third_party_invite(alice, "tok123")
+    good = _redeemed(room_id, alice, bob, "tok123", key)
+    for change in (
+        {"type": "m.room.message"},
+        {"room_id": f"!other:{a.name}"},
+        {"state_key": carol.user_id},  # not a user of the asking server
+        {"sender": bob.user_id},  # not a user of this one
+        {"content": {"membership": "join"}},
+    ):
+        status = await federation_error(
+            b, a.name, "PUT", _exchange_path(room_id), body={**good, **change}
+        )
+        assert status == (400, "M_INVALID_PARAM"), change
+    for_someone_else = _redeemed(room_id, alice, await register(b.server), "tok123", key)
+    mismatched = {**for_someone_else, "state_key": bob.user_id}  # signed.mxid differs
+    assert await federation_error(b, a.name, "PUT", _exchange_path(room_id), body=mismatched) == (
+        400,
+        "M_INVALID_PARAM",
+    )

@@ -7,7 +7,7 @@ long-poll `/sync`. Synapse 1.163 makes rooms of version 12 (ours: 10), and as a
 joining server always asks `send_join` for `omit_members=true` (MSC3706), so a
 Synapse user joining our room gets our partial-state answer and then fetches
 the full state (`/state_ids`, `/state`). Spec: `content/server-server-api.md`
-"Knocking upon a room", "Restricted rooms", "Joining Rooms";
+"Knocking upon a room", "Restricted rooms", "Joining Rooms", "Third-party invites";
 `content/client-server-api/_index.md` "Knocking on rooms", "Restricted rooms".
 """
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+from matrix_conduit.core.signing import generate_signing_key, sign_json, verify_key_base64
 from matrix_conduit.service.federation.membership import OMIT_MEMBERS_FROM
 from tests.support.matrix import ok, path_part
 from tests.support.remote_membership import eventually
@@ -189,3 +191,58 @@ async def _joined_members(account: Account, room_id: str, expected: set[str]) ->
         return members if members >= expected else None
 
     return await eventually(listed, timeout=60)
+
+
+async def test_a_third_party_invite_is_exchanged_for_an_invite_the_user_accepts(both, direction):
+    """The room's server holds an `m.room.third_party_invite` (an identity server's key);
+    the invited user's server asks it to turn the redeemed invite into an invite
+    (`exchange_third_party_invite`): Synapse does when an identity server calls its
+    `/3pid/onbind`, ours here by hand. The invite comes by `/invite`, and is accepted."""
+    home, visitor = await _accounts(both, direction)
+    identity_key = generate_signing_key()
+    room_id = await home.create_room(preset="private_chat", name="Invited by email")
+    public_key = verify_key_base64(identity_key)
+    invite_content = {
+        "display_name": "v...@example.org",
+        "key_validity_url": "https://id.example.org/_matrix/identity/v2/pubkey/isvalid",
+        "public_key": public_key,
+        "public_keys": [{"public_key": public_key}],
+    }
+    ok(await home.put_state(room_id, "m.room.third_party_invite", invite_content, "tok"))
+    signed = sign_json({"mxid": visitor.user_id, "token": "tok"}, "id.example.org", identity_key)
+    home_sync, visitor_sync = home.sync(), visitor.sync()
+    await home_sync.once()
+    await visitor_sync.once()
+
+    if sides(direction)[1] == "synapse":
+        invite = {
+            "medium": "email",
+            "address": "v@example.org",
+            "mxid": visitor.user_id,
+            "room_id": room_id,
+            "sender": home.user_id,
+            "signed": signed,
+        }
+        body = {"medium": "email", "address": "v@example.org", "mxid": visitor.user_id}
+        async with httpx.AsyncClient(verify=both.synapse.tls_context()) as identity_server:
+            answer = await identity_server.post(  # Synapse serves it as POST
+                both.synapse.federation_url + "/_matrix/federation/v1/3pid/onbind",
+                json={**body, "invites": [invite]},
+            )
+        ok(answer)
+    else:
+        partial = {
+            "type": "m.room.member",
+            "room_id": room_id,
+            "sender": home.user_id,
+            "state_key": visitor.user_id,
+            "content": {"membership": "invite", "third_party_invite": {"signed": signed}},
+        }
+        path = f"/_matrix/federation/v1/exchange_third_party_invite/{path_part(room_id)}"
+        await both.ours.federation.client.request(home.server_name, "PUT", path, body=partial)
+
+    await visitor_sync.until(lambda sync: room_id in sync.invites)
+    member = await home_sync.until(lambda s: s.member_event(room_id, visitor.user_id, "invite"))
+    assert member["content"]["third_party_invite"]["signed"]["token"] == "tok"
+    ok(await visitor.join(room_id))
+    await home_sync.until(joined(visitor.user_id, room_id))

@@ -1,14 +1,15 @@
-"""`make_join`/`send_join`, `make_leave`/`send_leave` and `/invite`, as other servers call them.
+"""`make_join`/`send_join`, `make_leave`/`send_leave`, `make_knock`/`send_knock`, `/invite`
+and `exchange_third_party_invite`, as other servers call them.
 
 Spec: `content/server-server-api.md` ("Joining Rooms", "Leaving Rooms
-(Rejecting Invites)", "Knocking upon a room", "Inviting to a room"); OpenAPI
-`data/api/server-server/joins-v1.yaml`, `joins-v2.yaml` (with `omit_members`),
-`leaving-v1.yaml`, `leaving-v2.yaml`, `knocks.yaml`, `invites-v1.yaml`,
-`invites-v2.yaml`. The v1 answers of
-`send_join`, `send_leave` and `/invite` are wrapped as `[200, {...}]`; v2
-answers are the object alone. Every route is behind the X-Matrix gate; what
-is checked and stored is `service/federation/membership.py`; each route first
-applies the room's server ACL (§ Server Access Control Lists).
+(Rejecting Invites)", "Knocking upon a room", "Inviting to a room",
+"Third-party invites"); OpenAPI `data/api/server-server/joins-v1.yaml`,
+`joins-v2.yaml` (with `omit_members`), `leaving-v1.yaml`, `leaving-v2.yaml`,
+`knocks.yaml`, `invites-v1.yaml`, `invites-v2.yaml`, `third_party_invite.yaml`.
+The v1 answers of `send_join`, `send_leave` and `/invite` are wrapped as
+`[200, {...}]`; v2 answers are the object alone. Every route is behind the
+X-Matrix gate; what is checked and stored is `service/federation/membership.py`;
+each route first applies the room's server ACL (§ Server Access Control Lists).
 """
 
 from __future__ import annotations
@@ -122,3 +123,12 @@ async def invite_v2(room_id: str, event_id: str) -> dict:
         body.get("invite_room_state", []),
     )
     return {"event": event}
+
+
+@blueprint.put(f"{V1}/exchange_third_party_invite/<room_id>")
+async def exchange_third_party_invite(room_id: str) -> dict:
+    require_server_allowed(room_id)
+    await services().resident_membership.exchange_third_party_invite(
+        origin(), room_id, await _json_body()
+    )
+    return {}

@@ -484,6 +484,77 @@ class ResidentMembership:
         rooms.timeline.persist(guard, event, room_version, context, batch)
         return state_before
 
+    # ---- third-party invites
+
+    async def exchange_third_party_invite(self, origin: str, room_id: str, partial: Any) -> None:
+        """Turn a redeemed third-party invite into the invite itself
+        (`PUT /exchange_third_party_invite`).
+
+        `partial` is the invited server's `m.room.member` event without its PDU
+        fields: an invite of one of `origin`'s users, sent as the user of ours
+        who sent the room's `m.room.third_party_invite`, carrying the identity
+        server's `signed` object. The auth rules check it against that event
+        (the token, the mxid, a signature by one of its public keys); the
+        invite is then built and signed as that user's, signed by `origin`
+        (`/invite`) and sent into the room. 400 `M_INVALID_PARAM` for a
+        malformed event, 403 when no such invite stands or its keys did not
+        sign it, 404 for a room we are not in.
+        """
+        content = self._third_party_invite_content(origin, room_id, partial)
+        self._resident_room_version(room_id)
+        sender, target = partial["sender"], partial["state_key"]
+        token = content["third_party_invite"]["signed"]["token"]
+        invite = self._rooms.timeline.state_event(room_id, "m.room.third_party_invite", token)
+        if invite is None:
+            raise forbidden(f"No third-party invite with token {token[:100]!r} stands here.")
+        if invite["sender"] != sender:
+            raise forbidden(f"{sender} did not send the third-party invite it redeems.")
+        display_name = invite.get("content", {}).get("display_name")
+        if "display_name" not in content["third_party_invite"] and isinstance(display_name, str):
+            content["third_party_invite"]["display_name"] = display_name  # Synapse sends none
+        remote = self._rooms.membership.remote
+        if remote is None:
+            raise forbidden("Federation is disabled on this server.")
+        rooms = self._rooms
+        async with rooms.locks.hold(room_id) as guard:
+            template = rooms.builder.template(room_id, sender, "m.room.member", content, target)
+            event = rooms.builder.authorise_and_sign(guard, template)
+            signed = await remote.invite(event)
+            rooms.builder.append_signed(guard, signed)
+
+    def _third_party_invite_content(
+        self, origin: str, room_id: str, partial: Any
+    ) -> dict[str, Any]:
+        """The checks on the partial event that need no room state; its content."""
+        if not isinstance(partial, dict):
+            raise invalid_param("The body must be a partial m.room.member event.")
+        content = partial.get("content")
+        sender = partial.get("sender")
+        target = partial.get("state_key")
+        if partial.get("type") != "m.room.member" or not isinstance(content, dict):
+            raise invalid_param("The event is not an m.room.member event.")
+        if partial.get("room_id") != room_id:
+            raise invalid_param("The event is for another room.")
+        if content.get("membership") != "invite":
+            raise invalid_param("The event's membership is not 'invite'.")
+        if not isinstance(sender, str) or not self._globals.is_ours(sender):
+            raise invalid_param("The event's sender is not a user of this server.")
+        if not isinstance(target, str) or not is_on_server(target, origin):
+            raise invalid_param(f"The invited user is not a user of {origin}.")
+        third_party_invite = content.get("third_party_invite")
+        signed = third_party_invite.get("signed") if isinstance(third_party_invite, dict) else None
+        if not isinstance(signed, dict) or not isinstance(signed.get("token"), str):
+            raise invalid_param("`third_party_invite.signed` with a `token` is required.")
+        if signed.get("mxid") != target:
+            raise invalid_param("`third_party_invite.signed.mxid` is not the invited user.")
+        if not isinstance(signed.get("signatures"), dict):
+            raise invalid_param("`third_party_invite.signed` carries no signatures.")
+        display_name = third_party_invite.get("display_name")
+        kept: dict[str, Any] = {"signed": signed}
+        if isinstance(display_name, str):
+            kept["display_name"] = display_name
+        return {"membership": "invite", "third_party_invite": kept}
+
     # ---- the room directory
 
     def directory(self, alias: str) -> tuple[str, list[str]]:
