@@ -24,6 +24,10 @@ the asking server could peek at or join them (a user of it is in or invited,
 the join rules let it in, or a room its users are in satisfies a restricted
 rule; and never a room whose server ACL denies it), without recursion (the
 asking server walks on).
+
+`room_summary` is one room's summary (spec v1.15 "Room Summaries", MSC3266)
+under the same rules, read here when this server is in the room and asked of
+other servers otherwise.
 """
 
 from __future__ import annotations
@@ -422,6 +426,58 @@ class Hierarchy:
             return True
         allowed = summary.get("allowed_room_ids") or []
         return any(self._state_cache.is_joined(user_id, allowed_id) for allowed_id in allowed)
+
+    async def room_summary(
+        self, user_id: str | None, room_id: str, via: Sequence[str]
+    ) -> dict[str, Any]:
+        """MSC3266 / spec v1.15 "Room Summaries": the room's summary (no children), for
+        `user_id` (None: an unauthenticated request, which sees only rooms anyone may
+        peek at). A room this server is not in is asked of `via` (and the server its id
+        names) through the federation `/hierarchy`. 404 when the room is unknown or the
+        user may not see it, so its existence is not revealed."""
+        hidden = not_found("Room not found, or you may not see it.")
+        servers = list(via)
+        with contextlib.suppress(InvalidIdentifier):  # room v12 ids name no server
+            servers.append(server_name_of(room_id))
+        if self._in_room(room_id) or self._remote is None or not servers:
+            if self._known(room_id) and self._may_summarise(user_id, room_id):
+                return self._summary(room_id)
+            raise hidden
+        try:
+            space = await self._remote.space(
+                room_id,
+                servers,
+                False,
+                deadline=trio.current_time() + WALK_BUDGET_SECONDS,
+                ignore_backoff=False,
+            )
+        except SpaceUnavailable as error:
+            if self._known(room_id) and self._may_summarise(user_id, room_id):
+                return self._summary(room_id)
+            if error.refused:
+                raise hidden from None
+            raise MatrixError(
+                502, "M_UNKNOWN", f"The servers of this room could not be reached: {error}"
+            ) from None
+        summary = dict(space.room)
+        summary.pop("children_state", None)
+        anyone = summary.get("world_readable") is True or summary.get("join_rule") in (
+            "public",
+            "knock",
+            "knock_restricted",
+        )
+        if not anyone and (user_id is None or not self._may_see_remote(user_id, room_id, summary)):
+            raise hidden
+        return summary
+
+    def is_known(self, room_id: str) -> bool:
+        """Whether this server has the room's events (it was, or is, in it)."""
+        return self._known(room_id)
+
+    def _may_summarise(self, user_id: str | None, room_id: str) -> bool:
+        if user_id is None:
+            return self._peekable_by_anyone(room_id)
+        return self._may_peek(user_id, room_id)
 
 
 def child_order(child: dict[str, Any]) -> tuple[int, str, int, str]:
