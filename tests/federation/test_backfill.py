@@ -22,6 +22,7 @@ from matrix_conduit.service.federation.received import wire_pdu
 from tests.support.backfill import bodies, history
 from tests.support.federation import FederatingServer, start_federating
 from tests.support.matrix import User, ok, path_part, register
+from tests.support.push_gateway import start_gateway
 from tests.support.remote_membership import eventually, join
 
 BACKFILL = "/_matrix/federation/v1/backfill/"
@@ -90,6 +91,32 @@ async def test_a_user_who_joined_later_pages_back_through_every_old_message_to_t
     assert events[-1]["type"] == "m.room.member" and events[-1]["state_key"] == bob.user_id
     assert await new_in_sync(bob, since, room_id) == []  # history, not news
     assert b.server.services.rooms.timeline.forward_extremities(room_id) == [events[-1]["event_id"]]
+
+
+async def test_backfilled_messages_push_nothing_and_a_live_one_after_them_is_pushed(nursery, pair):
+    """Push (`content/push-gateway-api.md`) is for new events: the history B fetches is
+    queued for no pusher; the first notification bob's gateway gets is the live message
+    sent after it (the queue is in order, so anything queued before would come first)."""
+    a, b = pair
+    gateway = await start_gateway(nursery)
+    alice, room_id, texts = await room_with_history(a, 10)
+    bob = await joined_later(a, b, room_id)
+    pusher = {
+        "kind": "http",
+        "app_id": "org.example.backfill",
+        "pushkey": "bob-phone",
+        "app_display_name": "Backfill test",
+        "device_display_name": "Phone",
+        "lang": "en",
+        "data": {"url": gateway.url, "format": "event_id_only"},
+    }
+    ok(await bob.post("/pushers/set", pusher))
+    assert bodies(await history(bob, room_id, page=5)) == texts
+
+    live_id = await alice.send(room_id, "live")
+
+    [first] = await gateway.wait_for(1)
+    assert first["notification"]["event_id"] == live_id
 
 
 async def test_paging_again_reads_the_stored_history_in_the_same_order(pair):
