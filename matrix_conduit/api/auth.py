@@ -56,7 +56,9 @@ def authenticate_if_present(*, allow_guest: bool = False) -> Requester | None:
 
 
 def _requester_for(token: str, *, allow_guest: bool) -> Requester:
-    owner = services().devices.owner_of_access_token(token, ip=request.remote_addr)
+    owner = services().devices.owner_of_access_token(
+        token, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
+    )
     is_guest = services().users.is_guest(owner.user_id)
     if is_guest and not allow_guest:
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts cannot do this.")

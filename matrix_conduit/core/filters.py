@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+from .ids import is_valid_room_id, is_valid_user_id
 
 
 class InvalidFilter(ValueError):
@@ -37,6 +39,26 @@ def _string_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ..
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidFilter(f"{where}{key} must be a list of strings")
     return tuple(value)
+
+
+def _id_list(
+    data: Mapping[str, Any], key: str, where: str, is_valid: Callable[[object], bool], kind: str
+) -> tuple[str, ...] | None:
+    """A list of room or user ids (filter.yaml): a malformed one is refused, not
+    silently matched against nothing."""
+    values = _string_list(data, key, where)
+    for value in values or ():
+        if not is_valid(value):
+            raise InvalidFilter(f"{where}{key} must list {kind}s; {value!r} is not one")
+    return values
+
+
+def _room_ids(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    return _id_list(data, key, where, is_valid_room_id, "room id")
+
+
+def _user_ids(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    return _id_list(data, key, where, is_valid_user_id, "user id")
 
 
 def _bool(data: Mapping[str, Any], key: str, where: str, default: bool = False) -> bool:
@@ -84,10 +106,10 @@ class EventFilter:
             limit=limit,
             types=_string_list(data, "types", where),
             not_types=_string_list(data, "not_types", where) or (),
-            senders=_string_list(data, "senders", where),
-            not_senders=_string_list(data, "not_senders", where) or (),
-            rooms=_string_list(data, "rooms", where),
-            not_rooms=_string_list(data, "not_rooms", where) or (),
+            senders=_user_ids(data, "senders", where),
+            not_senders=_user_ids(data, "not_senders", where) or (),
+            rooms=_room_ids(data, "rooms", where),
+            not_rooms=_room_ids(data, "not_rooms", where) or (),
             contains_url=contains_url,
             lazy_load_members=_bool(data, "lazy_load_members", where),
             include_redundant_members=_bool(data, "include_redundant_members", where),
@@ -163,8 +185,8 @@ class Filter:
             presence=EventFilter.from_json(_object(data, "presence", ""), "presence."),
             account_data=EventFilter.from_json(_object(data, "account_data", ""), "account_data."),
             room=RoomFilter(
-                rooms=_string_list(room, "rooms", "room."),
-                not_rooms=_string_list(room, "not_rooms", "room.") or (),
+                rooms=_room_ids(room, "rooms", "room."),
+                not_rooms=_room_ids(room, "not_rooms", "room.") or (),
                 include_leave=_bool(room, "include_leave", "room."),
                 timeline=EventFilter.from_json(
                     _object(room, "timeline", "room."), "room.timeline."

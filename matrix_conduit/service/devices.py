@@ -54,6 +54,7 @@ DEFAULT_ACCESS_TOKEN_LIFETIME_MS = 30 * 60 * 1000
 
 LAST_SEEN_PRECISION_MS = 5 * 60 * 1000
 """`last_seen_ts` is rewritten at most this often per device (the spec allows it to lag)."""
+MAX_USER_AGENT_LENGTH = 512
 
 MAX_DEVICE_ID_LENGTH = 255
 _DEVICE_ID_ALPHABET = string.ascii_uppercase
@@ -68,6 +69,8 @@ class Device:
     display_name: str | None
     last_seen_ip: str | None
     last_seen_ts: int | None
+    last_seen_user_agent: str | None = None
+    """The `User-Agent` of the last request (`/admin/whois` shows it)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,9 @@ class Devices:
 
     # ------------------------------------------------------------ tokens
 
-    def owner_of_access_token(self, access_token: str, *, ip: str | None = None) -> TokenOwner:
+    def owner_of_access_token(
+        self, access_token: str, *, ip: str | None = None, user_agent: str | None = None
+    ) -> TokenOwner:
         """Who `access_token` belongs to, or 401 `M_UNKNOWN_TOKEN`.
 
         Also notes when and from where the device was last seen, and, at the
@@ -200,7 +205,7 @@ class Devices:
             with self._db.batch() as batch:
                 self._revoke_refresh(batch, owner, revokes)
                 batch.put(self._access, token_hash.encode(), json.dumps(session).encode())
-        self._note_last_seen(owner, ip, now)
+        self._note_last_seen(owner, ip, user_agent, now)
         return owner
 
     def log_in(
@@ -297,16 +302,24 @@ class Devices:
                 batch.delete(self._refresh, tokens[kind].encode())
         batch.delete(self._tokens, join_key(user_id, device_id))
 
-    def _note_last_seen(self, owner: TokenOwner, ip: str | None, now: int) -> None:
+    def _note_last_seen(
+        self, owner: TokenOwner, ip: str | None, user_agent: str | None, now: int
+    ) -> None:
         key = join_key(owner.user_id, owner.device_id)
         stored = self._metadata.get(key)
         if stored is None:
             return
         metadata = json.loads(stored)
         last_seen_ts = metadata.get("last_seen_ts") or 0
-        if metadata.get("last_seen_ip") == ip and now - last_seen_ts < LAST_SEEN_PRECISION_MS:
+        if user_agent is not None:
+            user_agent = user_agent[:MAX_USER_AGENT_LENGTH]  # kept per device: bounded
+        unchanged = (
+            metadata.get("last_seen_ip") == ip
+            and metadata.get("last_seen_user_agent") == user_agent
+        )
+        if unchanged and now - last_seen_ts < LAST_SEEN_PRECISION_MS:
             return
-        metadata.update(last_seen_ip=ip, last_seen_ts=now)
+        metadata.update(last_seen_ip=ip, last_seen_ts=now, last_seen_user_agent=user_agent)
         self._metadata.put(key, json.dumps(metadata).encode())
 
     # ------------------------------------------------------------ changing devices
@@ -384,4 +397,5 @@ def _device(device_id: str, metadata: dict[str, Any]) -> Device:
         metadata.get("display_name"),
         metadata.get("last_seen_ip"),
         metadata.get("last_seen_ts"),
+        metadata.get("last_seen_user_agent"),
     )

@@ -65,6 +65,7 @@ CROSS_SIGNING_FIELDS = (
 )
 """Each cross-signing usage and the `/keys/query` response field that carries it."""
 
+
 class Keys:
     def __init__(
         self,
@@ -277,6 +278,9 @@ class Keys:
         for device_id, device_keys in keys.items():
             device_keys = visible_signatures(device_keys, user_id, viewer)
             device = self._devices.get(user_id, device_id) if viewer is not None else None
+            # keys.yaml `DeviceInformation`: `unsigned` always there (sytest and
+            # Synapse), the display name in it only when the device has one.
+            device_keys["unsigned"] = {}
             if device is not None and device.display_name is not None:
                 device_keys["unsigned"] = {"device_display_name": device.display_name}
             shown[device_id] = device_keys

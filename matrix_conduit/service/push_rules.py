@@ -62,6 +62,11 @@ class PushRules:
         if kind not in KINDS:
             raise MatrixError(400, "M_INVALID_PARAM", f"Unknown push rule kind {kind!r}.")
 
+    def rules_of_kind(self, user_id: str, kind: str) -> list[dict[str, Any]]:
+        """The user's global rules of one kind, in priority order."""
+        self._check_kind(kind)
+        return self.ruleset(user_id)["global"][kind]
+
     def find(self, user_id: str, scope: str, kind: str, rule_id: str) -> dict[str, Any]:
         self._check_kind(kind)
         if scope != "global":

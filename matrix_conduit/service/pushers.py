@@ -99,8 +99,12 @@ class Pushers:
                 400, "M_UNRECOGNIZED", "Email pushers are not supported by this server."
             )
         data = body["data"]
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            raise bad_json("HTTP pushers need `data.url`.")
+        if not isinstance(data, dict):
+            raise bad_json("`data` must be an object.")
+        if "url" not in data:
+            raise MatrixError(400, "M_MISSING_PARAM", "HTTP pushers need `data.url`.")
+        if not isinstance(data["url"], str):
+            raise bad_json("`data.url` must be a string.")
         url = urlparse(data["url"])
         if url.scheme not in ("http", "https") or not url.netloc or url.path != NOTIFY_PATH:
             raise MatrixError(

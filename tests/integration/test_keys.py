@@ -121,13 +121,15 @@ async def test_device_keys_that_are_not_this_devices_are_refused(server, change,
         {"no-algorithm-separator": {"key": "abc"}},
         {"signed_curve25519:K": 42},
         {"signed_curve25519:K": {"signatures": {}}},
-        ["not", "an", "object"],
     ],
 )
 async def test_malformed_one_time_keys_are_refused(server, one_time_keys):
     alice = await register(server)
     response = await alice.post("/keys/upload", {"one_time_keys": one_time_keys})
     assert_error(response, 400, "M_INVALID_PARAM")
+    # not an object at all: malformed JSON (test_client_shapes.py)
+    not_an_object = await alice.post("/keys/upload", {"one_time_keys": ["not", "an", "object"]})
+    assert_error(not_an_object, 400, "M_BAD_JSON")
 
 
 async def test_only_one_fallback_key_per_algorithm_may_be_uploaded(server):

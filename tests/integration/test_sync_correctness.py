@@ -165,7 +165,7 @@ async def test_a_stay_with_no_matching_events_still_sends_the_state_and_the_leav
     server: SharedServer,
 ):
     """As above, with a timeline filter that leaves nothing of the stay in the timeline."""
-    room_id, (bob,) = await room_with_members(server, 1, name="Nothing said")
+    room_id, _ = await room_with_members(server, 1, name="Nothing said")
     alice = await register(server)
     start = await sync(alice, filter=MESSAGES_ONLY)
     await alice.join(room_id)

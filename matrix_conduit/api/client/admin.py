@@ -27,5 +27,7 @@ async def whois(user_id: str) -> dict:
             connection["ip"] = device.last_seen_ip
         if device.last_seen_ts is not None:
             connection["last_seen"] = device.last_seen_ts
+        if device.last_seen_user_agent is not None:
+            connection["user_agent"] = device.last_seen_user_agent
         devices[device.device_id] = {"sessions": [{"connections": [connection]}]}
     return {"user_id": user_id, "devices": devices}

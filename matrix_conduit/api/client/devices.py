@@ -29,14 +29,17 @@ NO_SUCH_DEVICE = "You have no device with this id."
 
 
 def device_json(device: Device) -> dict[str, Any]:
-    """A device as `client_device.yaml` shapes it (unknown fields left out)."""
-    fields = {
+    """A device as `client_device.yaml` shapes it, unknown fields as null.
+
+    The schema allows leaving them out, but matrix-nio's `devices()` (and so
+    matrix-commander) requires each key, and Synapse sends null.
+    """
+    return {
         "device_id": device.device_id,
         "display_name": device.display_name,
         "last_seen_ip": device.last_seen_ip,
         "last_seen_ts": device.last_seen_ts,
     }
-    return {key: value for key, value in fields.items() if value is not None}
 
 
 @client_route(blueprint, "/devices", methods=["GET"])

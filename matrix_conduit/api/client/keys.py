@@ -57,17 +57,17 @@ def _timeout_seconds(body: dict) -> float:
     return timeout_ms / 1000
 
 
+UPLOADED_KEY_FIELDS = ("device_keys", "one_time_keys", "fallback_keys")
+
+
 @client_route(blueprint, "/keys/upload", methods=["POST"])
 async def upload_keys() -> dict:
     requester = authenticate(allow_guest=True)
     body = await json_object()
-    counts = services().keys.upload(
-        requester.user_id,
-        _device_id(requester),
-        device_keys=body.get("device_keys"),
-        one_time_keys=body.get("one_time_keys"),
-        fallback_keys=body.get("fallback_keys"),
-    )
+    # keys.yaml: each is an object; another type is malformed (M_BAD_JSON), while
+    # keys that are not this device's are a wrong value (the service's M_INVALID_PARAM).
+    fields = {name: optional_object(body, name) for name in UPLOADED_KEY_FIELDS}
+    counts = services().keys.upload(requester.user_id, _device_id(requester), **fields)
     return {"one_time_key_counts": counts}
 
 
@@ -103,7 +103,13 @@ async def key_changes() -> dict:
     )
 
 
-@client_route(blueprint, "/keys/device_signing/upload", methods=["POST"])
+@client_route(
+    blueprint,
+    "/keys/device_signing/upload",
+    methods=["POST"],
+    # Element asks the unstable path first, to learn the auth stages it needs.
+    versions=("r0", "v3", "unstable"),
+)
 async def upload_cross_signing_keys() -> dict:
     requester = authenticate()
     body = await json_object()

@@ -30,6 +30,13 @@ async def global_rules() -> dict:
     return services().push_rules.ruleset(requester.user_id)["global"]
 
 
+@client_route(blueprint, "/pushrules/global/<kind>/", methods=["GET"])
+async def rules_of_kind(kind: str) -> list:
+    """Not in pushrules.yaml any more, but Synapse serves it and clients still ask."""
+    requester = authenticate()
+    return services().push_rules.rules_of_kind(requester.user_id, kind)
+
+
 @client_route(blueprint, "/pushrules/<scope>/<kind>/<rule_id>", methods=["GET"])
 async def get_rule(scope: str, kind: str, rule_id: str) -> dict:
     requester = authenticate()

@@ -12,7 +12,7 @@ from typing import Any
 from quart import Blueprint
 
 from ...core.filters import EventFilter, InvalidFilter
-from ...errors import bad_json
+from ...errors import bad_json, missing_param
 from ...service.rooms.search import SEARCH_KEYS
 from ..auth import authenticate
 from ..fields import optional_bool, optional_int, optional_object, optional_str, required_str
@@ -31,7 +31,9 @@ DEFAULT_CONTEXT = 5
 async def search() -> dict:
     requester = authenticate()
     body = await json_object()
-    categories = optional_object(body, "search_categories") or {}
+    categories = optional_object(body, "search_categories")
+    if categories is None:
+        raise missing_param("search_categories")
     criteria = optional_object(categories, "room_events")
     if criteria is None:
         return {"search_categories": {}}

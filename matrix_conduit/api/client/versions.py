@@ -22,6 +22,9 @@ SUPPORTED_VERSIONS: list[str] = [
 ]
 UNSTABLE_FEATURES: dict[str, bool] = {
     "org.matrix.msc3916.stable": True,  # authenticated media, for clients older than v1.11
+    # Element Web sets up cross-signing at registration only when it sees this
+    # (without it, each message of a new account shows "not verified by its owner").
+    "org.matrix.e2e_cross_signing": True,
 }
 
 

@@ -47,6 +47,8 @@ class RoomSettings:
     is_direct: bool = False
     power_level_content_override: Mapping[str, Any] | None = None
     room_alias_name: str | None = None
+    room_id: str | None = None
+    """The id to give a room before v12 (an upgrade names it in the tombstone first)."""
 
 
 def default_power_levels(
@@ -116,6 +118,10 @@ class RoomCreation:
             raise MatrixError(400, "M_ROOM_IN_USE", f"The alias {alias} is already in use.")
         return alias
 
+    def new_room_id(self) -> str:
+        """A fresh room id of this server (rooms before v12)."""
+        return f"!{secrets.token_urlsafe(18)}:{self._server_name}"
+
     async def create(self, creator: str, settings: RoomSettings) -> str:
         """Create the room; returns its id. Errors leave no half-made alias behind."""
         if settings.room_version not in KNOWN_ROOM_VERSIONS:
@@ -144,7 +150,7 @@ class RoomCreation:
 
         room_id = None
         if not room_version.room_id_is_create_event_id:
-            room_id = f"!{secrets.token_urlsafe(18)}:{self._server_name}"
+            room_id = settings.room_id or self.new_room_id()
         room_id, _ = await self._builder.create_room_event(
             room_id, creator, creation_content, room_version
         )
@@ -220,6 +226,7 @@ class RoomCreation:
         if settings.topic is not None:
             topic_content = {
                 "topic": settings.topic,
-                "m.topic": [{"body": settings.topic, "mimetype": "text/plain"}],
+                # m.room.topic's schema: an object whose `m.text` lists the renderings.
+                "m.topic": {"m.text": [{"body": settings.topic, "mimetype": "text/plain"}]},
             }
             send(room_id, creator, "m.room.topic", topic_content, "")

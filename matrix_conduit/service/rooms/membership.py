@@ -148,6 +148,10 @@ class Membership:
         self._require_room(room_id)
         async with self._builder.locks.hold(room_id) as guard:
             membership = self._state_cache.membership(room_id, user_id)
+            if membership == "join":  # joined already: no event unless the content changes
+                current = self._timeline.state_event(room_id, "m.room.member", user_id)
+                if current is not None and _same_join(current.get("content") or {}, content):
+                    return current["event_id"]
             join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
             room_version = self._timeline.room_version(room_id)
             if (
@@ -351,3 +355,10 @@ class Membership:
                 await self._send_member(room_id, user_id, user_id, content)
             except MatrixError:
                 continue  # e.g. the room's power levels no longer let them: keep going
+
+
+def _same_join(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Is a new join with `wanted` content the join already there (as Synapse judges,
+    leaving out who authorised a restricted join)?"""
+    authoriser = "join_authorised_via_users_server"
+    return {k: v for k, v in current.items() if k != authoriser} == dict(wanted)

@@ -16,6 +16,7 @@ servers has negative positions (`Timeline`), so tokens may be negative.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -36,6 +37,10 @@ from .timeline import Event, Timeline
 from .visibility import Visibility
 
 MAX_LIMIT = 1000
+JUMP_WINDOW = 50
+"""`/timestamp_to_event` reads this many events on each side of where the time falls."""
+NEWEST = 2**63 - 1
+"""A stream position after every event."""
 
 
 def parse_token(token: str, name: str) -> int:
@@ -198,6 +203,12 @@ class RoomEvents:
         if existing is not None:
             return existing.decode()
         target = self._timeline.get_event(target_id)
+        if target is not None and target.get("room_id") != room_id:
+            # A redaction only ever applies within its room: one naming another
+            # room's event would sit in the timeline redacting nothing.
+            raise MatrixError(
+                400, "M_INVALID_PARAM", f"Event {target_id} is not an event of room {room_id}."
+            )
         redacting_others = (
             target is not None and target["room_id"] == room_id and target["sender"] != sender
         )
@@ -293,9 +304,13 @@ class RoomEvents:
         joined = {}
         for member in self._state_cache.joined_members(room_id):
             content = self._timeline.state_content(room_id, "m.room.member", member)
-            joined[member] = {
+            # members.yaml `RoomMember`: optional strings, left out when unset (never null)
+            profile = {
                 "display_name": content.get("displayname"),
                 "avatar_url": content.get("avatar_url"),
+            }
+            joined[member] = {
+                key: value for key, value in profile.items() if isinstance(value, str)
             }
         return joined
 
@@ -439,19 +454,63 @@ class RoomEvents:
     def timestamp_to_event(
         self, user_id: str, room_id: str, timestamp: int, direction: str
     ) -> tuple[str, int]:
-        """The event closest to `timestamp` in `direction` ("f": at or after, "b": at or before)."""
+        """The visible event closest to `timestamp` in `direction` ("f": at or after,
+        "b": at or before); on equal times the first ("f") or last ("b") in the stream.
+
+        Not a scan of the room: this server's timestamps grow with the stream,
+        so the place is bisected on the counter, and `JUMP_WINDOW` events on
+        each side settle the order of other servers' events, whose clocks
+        differ. Only when none of those is on the asked side and visible does
+        the search go on, in that direction.
+        """
         self._require_room(room_id)
         if not self._visibility.can_read_current_state(user_id, room_id):
             raise forbidden(f"You are not a member of {room_id}.")
-        best: Event | None = None
-        for _, event in self._timeline.events_after(room_id, 0):
-            ts = event.get("origin_server_ts", 0)
-            if direction == "f":
-                better = ts >= timestamp and (best is None or ts < best["origin_server_ts"])
+        anchor = self._counter_at_time(room_id, timestamp)
+        backward = self._timeline.events_before(room_id, anchor)  # newest first
+        forward = self._timeline.events_after(room_id, anchor)  # oldest first
+        window = [e for _, e in itertools.islice(backward, JUMP_WINDOW)][::-1]
+        window += [e for _, e in itertools.islice(forward, JUMP_WINDOW)]
+        if direction == "b":
+            window.reverse()  # nearest first on the asked side, as the onward batches
+        onward = forward if direction == "f" else backward
+        best = self._closest_visible(user_id, room_id, window, timestamp, direction)
+        while best is None:
+            batch = [e for _, e in itertools.islice(onward, JUMP_WINDOW)]
+            if not batch:
+                raise not_found("No event found in that direction from that time.")
+            best = self._closest_visible(user_id, room_id, batch, timestamp, direction)
+        return best["event_id"], _timestamp_of(best)
+
+    def _counter_at_time(self, room_id: str, timestamp: int) -> int:
+        """A counter value after which the room's events start about at `timestamp`:
+        the smallest whose first following event is not older than it."""
+        low, high = 0, 0
+        for position, _ in self._timeline.events_before(room_id, NEWEST):
+            if position >= 0:  # backfilled history (negative) has no counter value
+                high = position
+                break
+        while low < high:
+            middle = (low + high) // 2
+            following = next(self._timeline.events_after(room_id, middle), None)
+            if following is None or _timestamp_of(following[1]) >= timestamp:
+                high = middle
             else:
-                better = ts <= timestamp and (best is None or ts >= best["origin_server_ts"])
-            if better:
-                best = event
-        if best is None or not self._visibility.can_see_event(user_id, best):
-            raise not_found("No event found in that direction from that time.")
-        return best["event_id"], best["origin_server_ts"]
+                low = middle + 1
+        return low
+
+    def _closest_visible(
+        self, user_id: str, room_id: str, events: list[Event], timestamp: int, direction: str
+    ) -> Event | None:
+        """Of `events` (nearest first on ties), the visible one closest on the asked side."""
+        if direction == "f":
+            side = [e for e in events if _timestamp_of(e) >= timestamp]
+        else:
+            side = [e for e in events if _timestamp_of(e) <= timestamp]
+        visible = self._visibility.filter_events(user_id, room_id, side)
+        return min(visible, key=lambda e: abs(_timestamp_of(e) - timestamp), default=None)
+
+
+def _timestamp_of(event: Event) -> int:
+    ts = event.get("origin_server_ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0

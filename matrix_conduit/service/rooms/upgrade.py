@@ -11,6 +11,7 @@ follow the tombstone, the upgrading user invites the old room's members.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 from ...core.ids import is_on_server
@@ -88,10 +89,6 @@ class RoomUpgrades:
             creation_content["type"] = old_create["type"]
         if additional_creators:
             creation_content["additional_creators"] = additional_creators
-        last_event = self._timeline.forward_extremities(room_id)
-        if last_event and not KNOWN_ROOM_VERSIONS[new_version].room_id_is_create_event_id:
-            creation_content["predecessor"]["event_id"] = last_event[0]
-
         initial_state = [
             {"type": event_type, "state_key": "", "content": content}
             for event_type in TRANSFERRED_STATE
@@ -103,7 +100,14 @@ class RoomUpgrades:
             initial_state=initial_state,
             power_level_content_override=self._new_power_levels(room_id, user_id, new_version),
         )
-        new_room_id = await self._creation.create(user_id, settings)
+        if KNOWN_ROOM_VERSIONS[new_version].room_id_is_create_event_id:
+            # The new room's id comes from its create event: it exists before the
+            # tombstone can name it, and its predecessor names no event.
+            new_room_id = await self._creation.create(user_id, settings)
+            tombstone_first = False
+        else:
+            new_room_id = await self._create_after_tombstone(room_id, user_id, settings)
+            tombstone_first = True
 
         join_rule = self._timeline.state_content(room_id, "m.room.join_rules").get("join_rule")
         if join_rule != "public":
@@ -115,14 +119,42 @@ class RoomUpgrades:
                         continue
 
         self._move_aliases(room_id, new_room_id)
-        await self._builder.send(
-            room_id,
-            user_id,
-            "m.room.tombstone",
-            {"body": "This room has been replaced", "replacement_room": new_room_id},
-            "",
-        )
+        if not tombstone_first:
+            await self._builder.send(
+                room_id, user_id, "m.room.tombstone", _tombstone_content(new_room_id), ""
+            )
         await self._restrict_old_room(room_id, user_id, old_levels)
+        return new_room_id
+
+    async def _create_after_tombstone(
+        self, room_id: str, user_id: str, settings: RoomSettings
+    ) -> str:
+        """Create the replacement room whose `predecessor.event_id` is the old room's
+        tombstone, as Synapse and Conduit do (clients and bridges follow it back).
+
+        The tombstone is signed first, naming the new room's id chosen ahead, and
+        appended once the new room exists; the old room's lock is held meanwhile,
+        so the tombstone's place in the old room does not move, and a failed
+        creation leaves the old room as it was.
+        """
+        new_room_id = self._creation.new_room_id()
+        async with self._builder.locks.hold(room_id) as guard:
+            template = self._builder.template(
+                room_id, user_id, "m.room.tombstone", _tombstone_content(new_room_id), ""
+            )
+            tombstone = self._builder.authorise_and_sign(guard, template)
+            creation_content = dict(settings.creation_content)
+            creation_content["predecessor"] = {
+                "room_id": room_id,
+                "event_id": tombstone["event_id"],
+            }
+            await self._creation.create(
+                user_id,
+                dataclasses.replace(
+                    settings, creation_content=creation_content, room_id=new_room_id
+                ),
+            )
+            self._builder.append_signed(guard, tombstone)
         return new_room_id
 
     def _new_power_levels(self, room_id: str, user_id: str, new_version: str) -> dict[str, Any]:
@@ -154,3 +186,7 @@ class RoomUpgrades:
         # The tombstone is what matters; the user may lack the right to change power levels.
         with contextlib.suppress(MatrixError):
             await self._builder.send(room_id, user_id, "m.room.power_levels", content, "")
+
+
+def _tombstone_content(replacement_room: str) -> dict[str, str]:
+    return {"body": "This room has been replaced", "replacement_room": replacement_room}
