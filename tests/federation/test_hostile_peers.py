@@ -100,8 +100,9 @@ def mallory_event(world: World, event_type: str, content: dict, state_key: str |
 
 
 @pytest.mark.parametrize("world", ["10", "12"], indirect=True)
-async def test_an_event_with_a_bad_signature_is_refused_and_never_shown(world):
+async def test_an_event_with_a_bad_signature_is_refused_and_never_shown(world, caplog):
     """§ Validating hashes and signatures: an event whose signature does not hold is dropped."""
+    caplog.set_level(logging.INFO, logger="matrix_conduit.service.federation")
     pdu, event_id = world.peer.sign(
         mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": "signed"}),
         world.room_version,
@@ -117,6 +118,7 @@ async def test_an_event_with_a_bad_signature_is_refused_and_never_shown(world):
     assert "signatures do not hold" in answer["pdus"][event_id]["error"]
     assert status(world, event_id) is None
     await assert_never_shown(world, event_id)
+    assert logged(caplog, event_id) == 1
 
 
 def _forged_power_levels(world: World, signed: bool = True) -> tuple[dict[str, Any], str]:
@@ -230,11 +232,12 @@ def _lie(kind: str, room: StubRoom) -> Any:
     ],
 )
 async def test_a_join_whose_send_join_state_does_not_match_the_rooms_auth_fails(
-    world, room_version, lie, reason
+    world, caplog, room_version, lie, reason
 ):
     """§ Joining rooms: the resident's state and auth chain are checked; a state that is
     not the room's (forged, incomplete, another room's) fails the join with the reason,
     and nothing of it becomes the room's state here."""
+    caplog.set_level(logging.INFO, logger="matrix_conduit.service.federation")
     room = StubRoom.create(world.peer, room_version)
     room.add(
         "m.room.member", {"membership": "join"}, world.peer.user("eve"), world.peer.user("eve")
@@ -245,6 +248,7 @@ async def test_a_join_whose_send_join_state_does_not_match_the_rooms_auth_fails(
     refused = assert_error(await join(carol, room.room_id, via=world.peer.name), 404, "M_NOT_FOUND")
 
     assert reason in refused["error"]
+    assert logged(caplog, f"{room.room_id} failed through every server") == 1
     assert room.room_id not in await carol.joined_rooms()
     services = world.a.server.services
     assert services.rooms.state.current_state_ids(room.room_id) == {}
