@@ -387,3 +387,23 @@ async def test_a_timeout_that_is_not_a_non_negative_integer_is_refused(pair):
         for path, field in (("/keys/query", "device_keys"), ("/keys/claim", "one_time_keys")):
             response = await bob.post(path, {field: {}, "timeout": timeout})
             assert_error(response, 400, errcode)
+
+
+async def test_when_our_last_user_leaves_the_shared_room_the_remote_list_is_forgotten(pair):
+    a, b = pair
+    alice = await register(a.server)
+    await upload_device_keys(alice)
+    alice, bob, room_id = await sharing(a, b, alice)
+    other_room = await alice.create_room(preset="public_chat")
+    bob_friend = await register(b.server)
+    ok(await join(bob_friend, other_room, via=a.name))
+    await query_keys(bob, alice)
+    lists = b.server.services.remote_device_lists
+    assert lists.cached(alice.user_id) is not None
+
+    await bob.leave(room_id)
+    assert lists.cached(alice.user_id) is not None  # bob's friend still shares a room with her
+
+    await bob_friend.leave(other_room)
+    assert lists.device_list(alice.user_id) is None
+    assert (await query_keys(bob, alice))["device_keys"][alice.user_id]  # asked of A again
