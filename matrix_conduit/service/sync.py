@@ -105,6 +105,18 @@ class _Window:
     """A state event in the range was left out (filter, ignored sender, history visibility)."""
 
 
+def _joins_among(events: list[Event]) -> set[str]:
+    """Who joined (not merely changed their profile) in these member events."""
+    joined = set()
+    for event in events:
+        if event.get("type") != "m.room.member" or not isinstance(event.get("state_key"), str):
+            continue
+        previous = ((event.get("unsigned") or {}).get("prev_content") or {}).get("membership")
+        if (event.get("content") or {}).get("membership") == "join" and previous != "join":
+            joined.add(event["state_key"])
+    return joined
+
+
 def _dropped_state(candidates: list[Event], kept: list[Event]) -> bool:
     """Did visibility remove a state event from `candidates`?"""
     if len(kept) == len(candidates):
@@ -221,10 +233,6 @@ class _ResponseBuilder:
         since = self.since
         known = self._known_state(room_id)
         newly_joined = known is None
-        if known is not None:
-            self._newly_shared.update(self._new_members_since(room_id, since or 0))
-        else:
-            self._newly_shared.update(self.rooms.state_cache.joined_members(room_id))
         window = self._timeline_window(room_id, None if newly_joined else since, self.next_batch)
         full_state = newly_joined or self.request.full_state
         state_events = self._state_section(
@@ -233,6 +241,10 @@ class _ResponseBuilder:
             None if full_state else known,
             self.rooms.state.current_state_ids(room_id),
         )
+        if newly_joined:
+            self._newly_shared.update(self.rooms.state_cache.joined_members(room_id))
+        else:
+            self._newly_shared.update(_joins_among([*window.events, *state_events]))
         ephemeral = self._ephemeral(room_id)
         account_data = self._account_data(room_id, self.room_filter.account_data)
         if not (window.events or state_events or ephemeral or account_data or full_state):
@@ -271,17 +283,6 @@ class _ResponseBuilder:
         if event is None or (event.get("content") or {}).get("membership") != "join":
             return None
         return at_since
-
-    def _new_members_since(self, room_id: str, since: int) -> set[str]:
-        """Members whose current join happened after `since` (new room-mates, for presence)."""
-        state = self.rooms.state.current_state_ids(room_id)
-        timeline = self.rooms.timeline
-        return {
-            member
-            for member in self.rooms.state_cache.joined_members(room_id)
-            if (event_id := state.get(("m.room.member", member))) is not None
-            and (timeline.position(event_id) or 0) > since
-        }
 
     def _timeline_window(self, room_id: str, since: int | None, upto: int) -> _Window:
         """The newest visible events in (`since`, `upto`] (all history if `since` is None).
