@@ -78,7 +78,7 @@ async def test_a_user_who_joined_later_pages_back_through_every_old_message_to_t
     pair, room_version
 ):
     a, b = pair
-    _alice, room_id, texts = await room_with_history(a, 55, room_version=room_version)
+    _alice, room_id, texts = await room_with_history(a, 150, room_version=room_version)
     bob = await joined_later(a, b, room_id)
     since = await since_now(bob)
 

@@ -50,7 +50,7 @@ async def room_with_history(
 async def test_a_user_who_joined_later_reads_every_earlier_message_in_order_back_to_the_create(
     both, direction
 ):
-    room_id, _home, visitor, texts = await room_with_history(both, direction, 55)
+    room_id, _home, visitor, texts = await room_with_history(both, direction, 120)
 
     events = await history(visitor, room_id, page=20)
 
