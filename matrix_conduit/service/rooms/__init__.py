@@ -20,6 +20,7 @@ Modules (each owns its trees):
 - `search`            the full-text index and search
 - `hierarchy`         space hierarchies
 - `upgrade`           room upgrades
+- `guest_access`      guests join only rooms that allow them, and leave when that stops
 """
 
 from __future__ import annotations
