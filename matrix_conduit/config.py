@@ -212,6 +212,22 @@ class Config:
         default_factory=list,
         metadata=_doc("Exceptions to the denylist (e.g. 127.0.0.0/8 for loopback tests)."),
     )
+    url_preview_enabled: bool = field(
+        default=False, metadata=_doc("Fetch web pages for `preview_url` (off: 404).")
+    )
+    url_preview_ip_range_denylist: list[str] = field(
+        default_factory=lambda: list(DEFAULT_IP_RANGE_DENYLIST),
+        metadata=_doc("IP ranges URL previews never connect to."),
+    )
+    url_preview_ip_range_allowlist: list[str] = field(
+        default_factory=list, metadata=_doc("Exceptions to the URL preview denylist.")
+    )
+    url_preview_max_size: int = field(
+        default=10485760, metadata=_doc("Largest page or image a URL preview reads, bytes.")
+    )
+    url_preview_timeout: float = field(
+        default=10.0, metadata=_doc("Seconds a URL preview may take to fetch, redirects included.")
+    )
     log: str = field(default="warn", metadata=_doc('Log level, or "level,module=level,...".'))
     turn_username: str = field(default="", metadata=_doc("Static TURN username."))
     turn_password: str = field(default="", metadata=_doc("Static TURN password."))
@@ -495,7 +511,7 @@ def _validate(config: Config, problems: _Problems) -> None:
         problems.add(
             "max_request_size", f"{config.max_request_size} is under {MIN_REQUEST_SIZE} bytes"
         )
-    for key in ("client_idle_timeout", "client_body_timeout"):
+    for key in ("client_idle_timeout", "client_body_timeout", "url_preview_timeout"):
         if not getattr(config, key) > 0:
             problems.add(key, "must be more than 0 seconds")
     for key in ("db_cache_capacity_mb", "conduit_cache_capacity_modifier"):
@@ -508,6 +524,7 @@ def _validate(config: Config, problems: _Problems) -> None:
         "cleanup_second_interval",
         "max_fetch_prev_events",
         "max_inbound_requests_per_server",
+        "url_preview_max_size",
         "turn_ttl",
     ):
         if getattr(config, key) < 1:
@@ -515,7 +532,12 @@ def _validate(config: Config, problems: _Problems) -> None:
     bad_servers = [s for s in config.trusted_servers if not is_valid_server_name(s)]
     if bad_servers:
         problems.add("trusted_servers", f"not valid server names: {', '.join(bad_servers)}")
-    for key in ("federation_ip_range_denylist", "federation_ip_range_allowlist"):
+    for key in (
+        "federation_ip_range_denylist",
+        "federation_ip_range_allowlist",
+        "url_preview_ip_range_denylist",
+        "url_preview_ip_range_allowlist",
+    ):
         bad_ranges = [text for text in getattr(config, key) if not _is_network(text)]
         if bad_ranges:
             problems.add(key, f"not IP addresses or CIDR ranges: {', '.join(bad_ranges)}")

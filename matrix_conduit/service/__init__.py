@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ..config import Config
+from ..core.ip_ranges import IpRanges
 from ..storage import Database
 from .account_data import AccountData
 from .cleanup import Cleanup
@@ -40,10 +41,12 @@ from .federation.remote_hierarchy import RemoteHierarchy
 from .federation.remote_join import RemoteMembership
 from .federation.remote_keys import RemoteKeys
 from .federation.remote_media import RemoteMediaFetcher
+from .federation.resolver import DnsResolver
 from .federation.sender import FederationSender
 from .federation.server_acl import ServerAcl
 from .filters import Filters
 from .globals import Globals
+from .guarded_http import GuardedHttp
 from .jwt_login import JwtLogin
 from .key_backup import KeyBackup
 from .key_changes import KeyChanges
@@ -74,6 +77,7 @@ from .transaction_ids import TransactionIds
 from .turn import Turn
 from .typing import Typing
 from .uiaa import UserInteractiveAuth
+from .url_previews import UrlPreviews
 from .user_directory import UserDirectory
 from .users import Users
 
@@ -140,6 +144,7 @@ class Services:
         self._set_up_federation_directories()
         self._set_up_federation_history()
         self._set_up_guests()
+        self._set_up_url_previews()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -152,6 +157,7 @@ class Services:
             [
                 self.uiaa.purge_expired,
                 self.media.purge_expired,
+                self.url_previews.purge_expired,
                 self.openid.purge_expired,
                 self.inbound.queue.purge_expired,
             ],
@@ -163,6 +169,27 @@ class Services:
             self.rooms,
             self.notification_counts,
             self,
+        )
+
+    def _set_up_url_previews(self) -> None:
+        """`preview_url` (it answers only with `url_preview_enabled`), fetching through
+        its own IP range lists."""
+        fetcher = GuardedHttp(
+            self.outgoing_http,
+            DnsResolver(),
+            IpRanges.parse(
+                self.config.url_preview_ip_range_denylist,
+                self.config.url_preview_ip_range_allowlist,
+            ),
+            denylist_name="url_preview_ip_range_denylist",
+            user_agent="matrix-conduit URL preview",
+        )
+        self.url_previews = UrlPreviews(
+            self.db,
+            self.media,
+            fetcher,
+            max_bytes=self.config.url_preview_max_size,
+            timeout=self.config.url_preview_timeout,
         )
 
     def _set_up_push(self) -> None:

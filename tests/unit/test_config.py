@@ -160,6 +160,11 @@ OUR_OWN_DEFAULTS = {
     "client_idle_timeout": 10.0,
     "client_body_timeout": 30.0,
     "allow_public_rooms_over_federation": True,
+    "url_preview_enabled": False,
+    "url_preview_ip_range_denylist": list(DEFAULT_IP_RANGE_DENYLIST),
+    "url_preview_ip_range_allowlist": [],
+    "url_preview_max_size": 10485760,
+    "url_preview_timeout": 10.0,
 }
 """Keys Conduit does not have (the ranges are Synapse's `ip_range_blacklist`/`_whitelist`)."""
 

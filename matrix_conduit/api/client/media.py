@@ -21,10 +21,8 @@ Other servers' media is fetched from them at the first request and kept
 what is already here (404 `M_NOT_FOUND` otherwise: what the federation
 fallback of other servers sends, so that no request loops between servers).
 This server never redirects a download (`allow_redirect` may only permit
-one), so that parameter is accepted and changes nothing. URL previews would
-have the server fetch any address a user names; this server does not offer
-them and answers 404 `M_UNRECOGNIZED`, the spec's error for an endpoint that
-is not implemented.
+one), so that parameter is accepted and changes nothing. URL previews
+(`preview_url`) are `api/client/url_previews.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
-from ...errors import MatrixError, invalid_param
+from ...errors import invalid_param
 from ...service.media import MediaContent
 from ...service.thumbnails import METHODS, Method
 from ..auth import authenticate
@@ -219,13 +217,6 @@ async def thumbnail_of(server_name: str, media_id: str, *, allow_remote: bool) -
 async def media_config() -> dict:
     authenticate()
     return {"m.upload.size": config().max_request_size}
-
-
-@client_route(blueprint, "/media/preview_url", methods=["GET"], versions=AUTHENTICATED_MEDIA)
-@media_route("/preview_url", methods=["GET"])
-async def preview_url() -> dict:
-    authenticate()
-    raise MatrixError(404, "M_UNRECOGNIZED", "This server does not make URL previews.")
 
 
 # ---------------------------------------------------------------- serving
