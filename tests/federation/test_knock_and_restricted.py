@@ -89,6 +89,19 @@ async def test_a_knock_through_another_server_is_seen_on_both_and_accepted_by_an
     assert room_id in await bob.joined_rooms()
 
 
+async def test_a_knock_by_an_alias_of_another_server_needs_no_via(pair):
+    a, b = pair
+    alice = await register(a.server)
+    bob = await register(b.server)
+    rules = {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
+    room_id = await alice.create_room(room_alias_name="door", initial_state=[rules])
+
+    assert ok(await knock(bob, f"#door:{a.name}"))["room_id"] == room_id
+
+    assert membership_on(a, room_id, bob) == "knock"
+    assert room_id in await synced_rooms(bob, "knock")
+
+
 async def _is_in(user: User, room_id: str, section: str) -> bool:
     return room_id in await synced_rooms(user, section)
 
