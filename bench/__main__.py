@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import federation, federation_history, rooms, sync, versions
+from . import federation, federation_history, federation_join, rooms, sync, versions
 
 BENCHMARKS = {
     "versions": versions,
     "rooms": rooms,
     "sync": sync,
     "federation": federation,
+    "federation_join": federation_join,
     "federation_history": federation_history,
 }
 
