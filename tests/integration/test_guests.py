@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from matrix_conduit.service.devices import DeviceLogin
+from matrix_conduit.service.rooms.create import RoomSettings
 from tests.support.matrix import (
     CLIENT_V3,
     User,
@@ -22,6 +24,8 @@ from tests.support.matrix import (
     path_part,
     register,
 )
+from tests.support.rooms import open_services
+from tests.support.server import make_config, serving
 from tests.support.shared_server import SharedServer, shared_server_fixtures
 
 running_server, server = shared_server_fixtures(allow_registration=True)
@@ -130,7 +134,7 @@ async def test_guests_leave_when_guest_access_is_turned_off(server: SharedServer
     since = (await sync(guest))["next_batch"]
     await alice.set_state(room_id, "m.room.guest_access", {"guest_access": "forbidden"})
     left: dict[str, Any] = {}
-    for _ in range(20):  # long-polls, each woken by news for the guest
+    for _ in range(5):  # long-polls, each woken by news for the guest
         response = await sync(guest, since=since, timeout=10000)
         since, left = response["next_batch"], response["rooms"]["leave"]
         if room_id in left:
@@ -244,3 +248,52 @@ async def test_upgrading_needs_the_guests_own_name_and_a_guest_token(server: Sha
     )
     assert_error(unknown, 401, "M_UNKNOWN_TOKEN")
     assert ok(await guest.get("/account/whoami"))["is_guest"] is True
+
+
+async def test_guests_still_leave_when_access_was_turned_off_just_before_a_restart(
+    nursery, tmp_path
+):
+    """Server behaviour (the MUST above) across a restart: the change is queued in the
+    event's own batch, so guests leave once the server runs again (here the change is
+    made with no server running at all, the extreme case of a stop right after it)."""
+    with open_services(tmp_path) as services:
+        alice = (
+            await services.registration.register(
+                username="alice", password=None, login=DeviceLogin()
+            )
+        ).user_id
+        guest = await services.registration.register(
+            username=None, password=None, guest=True, login=DeviceLogin()
+        )
+        room_id = await services.rooms.creation.create(
+            alice,
+            RoomSettings(
+                room_version="10",
+                preset="private_chat",
+                initial_state=[
+                    {
+                        "type": "m.room.join_rules",
+                        "state_key": "",
+                        "content": {"join_rule": "public"},
+                    }
+                ],
+            ),
+        )
+        await services.rooms.membership.join(room_id, guest.user_id)
+        await services.rooms.builder.send(
+            room_id, alice, "m.room.guest_access", {"guest_access": "forbidden"}, ""
+        )
+        assert services.rooms.state_cache.is_joined(guest.user_id, room_id)
+    config = make_config(tmp_path / "db", allow_registration=True)
+    async with serving(nursery, config) as restarted:
+        tokens = guest.tokens
+        assert tokens is not None
+        user = User(
+            tokens.user_id, tokens.device_id, tokens.access_token, restarted.client, "localhost"
+        )
+        response = await sync(user, filter={"room": {"include_leave": True}})
+        for _ in range(5):  # long-polls, each woken by news for the guest
+            if room_id in response["rooms"]["leave"]:
+                break
+            response = await sync(user, since=response["next_batch"], timeout=10000)
+        assert room_id in response["rooms"]["leave"]

@@ -17,6 +17,7 @@ have left still makes them leave. A background task does the leaving.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 import trio
@@ -30,6 +31,8 @@ from .state_cache import StateCache
 from .timeline import Event, Timeline
 
 TREES = ("roomid_guestsweep",)
+
+log = logging.getLogger(__name__)
 
 CAN_JOIN = "can_join"
 REVOKED_REASON = "Guest access to this room was turned off."
@@ -93,7 +96,10 @@ class GuestAccess:
         while True:
             self._wake = trio.Event()
             for key in list(self._pending.keys_with_prefix(b"")):
-                await self._sweep(key.decode())
+                try:
+                    await self._sweep(key.decode())
+                except Exception:  # one room's failure must not stop the others' sweeps
+                    log.exception("Making guests leave %s failed", key.decode())
                 self._pending.delete(key)
             await self._wake.wait()
 
