@@ -20,6 +20,7 @@ from .cleanup import Cleanup
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
+from .event_stream import EventStream
 from .federation import Federation
 from .federation.backfill import Backfill
 from .federation.edus import EduHandlers
@@ -47,6 +48,7 @@ from .federation.server_acl import ServerAcl
 from .filters import Filters
 from .globals import Globals
 from .guarded_http import GuardedHttp
+from .initial_sync import InitialSync
 from .jwt_login import JwtLogin
 from .key_backup import KeyBackup
 from .key_changes import KeyChanges
@@ -170,6 +172,7 @@ class Services:
             self.notification_counts,
             self,
         )
+        self._set_up_legacy_sync()
 
     def _set_up_url_previews(self) -> None:
         """`preview_url` (it answers only with `url_preview_enabled`), fetching through
@@ -191,6 +194,12 @@ class Services:
             max_bytes=self.config.url_preview_max_size,
             timeout=self.config.url_preview_timeout,
         )
+
+    def _set_up_legacy_sync(self) -> None:
+        """The deprecated `/events` stream (peeking included) and `/initialSync` snapshots."""
+        self.event_stream = EventStream(self.globals, self.notifier, self.rooms, self.account_data)
+        self.rooms.timeline.appending.append(self.event_stream.note_event)
+        self.initial_sync = InitialSync(self.globals, self.rooms, self.account_data, self.presence)
 
     def _set_up_push(self) -> None:
         """Push rules drive unread counts, `/notifications` and the push gateway queue."""
