@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 from nio import (
     AsyncClient,
     EncryptionError,
@@ -29,8 +30,8 @@ from matrix_conduit.core.e2e_keys import verify_key_signature
 from tests.support.e2ee import SIGNED_CURVE25519
 from tests.support.matrix import ok, path_part
 from tests.support.nio import in_asyncio
-from tests.support.remote_keys import nio_client, nio_sync
-from tests.support.synapse_rooms import DIRECTIONS, Account, shared_room, sides
+from tests.support.remote_keys import dead_server_name, nio_client, nio_sync
+from tests.support.synapse_rooms import DIRECTIONS, Account, Sync, shared_room, sides
 
 pytestmark = pytest.mark.parametrize("direction", DIRECTIONS)
 
@@ -59,7 +60,8 @@ async def test_keys_queried_and_claimed_across_servers_are_the_ones_the_nio_clie
     both, direction, tmp_path
 ):
     owner, asker = await _accounts(both, direction)
-    await shared_room(owner, asker)
+    _, _, asker_sync = await shared_room(owner, asker)
+    asker_sync.devices_changed.clear()
 
     async def upload() -> dict[str, str]:
         client = _nio(owner, tmp_path / "owner")
@@ -70,6 +72,7 @@ async def test_keys_queried_and_claimed_across_servers_are_the_ones_the_nio_clie
             await client.close()
 
     identity_keys = await in_asyncio(upload)
+    await _settled(asker_sync, owner)
 
     queried = ok(await asker.request("POST", "/keys/query", {"device_keys": {owner.user_id: []}}))
     assert queried["failures"] == {}
@@ -89,6 +92,32 @@ async def test_keys_queried_and_claimed_across_servers_are_the_ones_the_nio_clie
         ((name, key_object),) = key.items()
         assert name.startswith(f"{SIGNED_CURVE25519}:")
         verify_key_signature(key_object, owner.user_id, ed25519_id, identity_keys["ed25519"])
+
+
+async def test_a_server_that_is_down_is_named_in_failures_and_the_other_servers_keys_come(
+    both, direction, tmp_path
+):
+    owner, asker = await _accounts(both, direction)
+    _, _, asker_sync = await shared_room(owner, asker)
+    asker_sync.devices_changed.clear()
+
+    async def upload() -> None:
+        client = _nio(owner, tmp_path / "owner")
+        try:
+            assert isinstance(await client.keys_upload(), KeysUploadResponse)
+        finally:
+            await client.close()
+
+    await in_asyncio(upload)
+    await _settled(asker_sync, owner)
+    dead = dead_server_name("127.0.0.13")
+    body = {"timeout": 2000, "device_keys": {owner.user_id: [], f"@gone:{dead}": []}}
+
+    with trio.fail_after(60):  # bounded, not measured
+        answer = ok(await asker.request("POST", "/keys/query", body))
+
+    assert set(answer["failures"]) == {dead}, answer["failures"]
+    assert owner.device_id in answer["device_keys"][owner.user_id]
 
 
 async def test_a_new_device_with_keys_on_one_server_is_seen_changed_and_queried_on_the_other(
@@ -177,6 +206,17 @@ async def test_nio_clients_on_the_two_servers_talk_in_an_encrypted_room_and_both
     events = ok(home_timeline)["chunk"]
     assert [e for e in events if e["type"] == "m.room.encrypted"], "no ciphertext in the room"
     assert not [e for e in events if e["type"] == "m.room.message"], "plaintext reached a server"
+
+
+async def _settled(asker_sync: Sync, owner: Account) -> None:
+    """Wait until the asker's server has taken in the owner's new keys (its `/sync` says the
+    owner's devices changed) before asking for them.
+
+    Synapse 1.163 answers a `/keys/query` made while the resync it started for
+    the update finishes with a failure naming the owner's server ("'devices'",
+    a KeyError of its own); clients ask once the change shows in their sync.
+    """
+    await asker_sync.until(lambda sync: owner.user_id in sync.devices_changed)
 
 
 async def _until_devices_known(client: AsyncClient, other: Account) -> None:
