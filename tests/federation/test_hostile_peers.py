@@ -560,3 +560,31 @@ async def test_a_peer_that_never_answers_holds_no_more_than_its_share_of_the_wor
     ok(await other.push(world.a, [message]))
 
     await eventually(lambda: _is(status(world, message_id), EventStatus.TIMELINE))
+
+
+async def test_an_event_whose_prev_events_are_of_another_room_takes_nothing_from_it(world):
+    """§ PDUs: prev_events are the event's parents in its own room. An event of alice's
+    room citing as its prev_event an event of another room (one A is in too, where the
+    peer's user has a membership) is never accepted, and the other room's state never
+    becomes part of alice's room."""
+    elsewhere = StubRoom.create(world.peer, "10")
+    elsewhere.add("m.room.member", {"membership": "join"}, world.mallory, world.mallory)
+    elsewhere.serve_joins()
+    carol = await register(world.a.server, "carol")
+    ok(await join(carol, elsewhere.room_id, via=world.peer.name))
+    carols_join = elsewhere.events[-1]["event_id"]
+    assert status(world, carols_join) is EventStatus.TIMELINE
+    state_before = world.a.server.services.rooms.state.current_state_ids(world.room_id)
+    template = mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": "crossed"})
+    pdu, event_id = world.peer.sign({**template, "prev_events": [carols_join]}, world.room_version)
+
+    ok(await world.peer.push(world.a, [pdu]))
+
+    await eventually(lambda: _drained(world))
+    assert status(world, event_id) in (None, EventStatus.REJECTED)
+    await assert_never_shown(world, event_id)
+    state = world.a.server.services.rooms.state.current_state_ids(world.room_id)
+    assert state == state_before
+    timeline = world.a.server.services.rooms.timeline
+    assert event_id not in timeline.forward_extremities(world.room_id)
+    assert event_id not in timeline.forward_extremities(elsewhere.room_id)

@@ -282,8 +282,9 @@ class StubRoom:
     def serve_joins(
         self, change_answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     ) -> None:
-        """The peer answers `make_join` and `send_join` (v2) for this room as its resident;
-        `change_answer` turns the honest `send_join` answer into the lie of the test."""
+        """The peer answers `make_join` and `send_join` (v2) for this room as its resident
+        (the join is then the room's newest event); `change_answer` turns the honest
+        `send_join` answer into the lie of the test."""
         room_path = quote(self.room_id, safe="")
 
         async def make_join(_method: str, target: str, _body: Any) -> tuple[int, Any]:
@@ -294,6 +295,7 @@ class StubRoom:
 
         async def send_join(_method: str, _target: str, body: Any) -> tuple[int, Any]:
             state_ids = list(self.state.values())
+            self.store(body)  # the join is the room's newest event from now on
             answer = {
                 "origin": self.peer.name,
                 "state": [self.pdu(event_id) for event_id in state_ids],

@@ -290,6 +290,19 @@ class IncomingEvents:
             if self._state.shortstatehash_after_event(prev_id) is None
         ]
 
+    def _prevs_of_other_rooms(self, event: Mapping[str, Any]) -> str | None:
+        """A prev_event of the event that is stored here as an event of another room.
+
+        Spec § PDUs: prev_events are the event's parents in its room. One of
+        another room would make that room's state the state before the event
+        (and so part of this room's current state): the event is rejected.
+        """
+        for prev_id in reference_ids(event.get("prev_events")):
+            prev = self._timeline.get_event(prev_id)
+            if prev is not None and prev["room_id"] != event["room_id"]:
+                return prev_id
+        return None
+
     def _commit(self, finish: Finish) -> None:
         batch = self._timeline.batch()
         finish(batch)
@@ -428,6 +441,12 @@ class IncomingEvents:
         room_id = event["room_id"]
         batch = self._timeline.batch()
         finish(batch)
+        foreign = self._prevs_of_other_rooms(event)
+        if foreign:
+            log.info("rejected %s: its prev_event %s is another room's", event["event_id"], foreign)
+            context = EventContext(EventStatus.REJECTED, None, None)
+            self._timeline.persist(guard, event, room_version, context, batch)
+            return EventStatus.REJECTED
         before = self._state_before(room_id, event, batch)
         state_before = self._state.state_ids(before) if before is not None else {}
         status = self._status(event, room_version, state_before, soft_fail=True)
