@@ -11,6 +11,7 @@ server may be given is what its users could see).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.support.push_gateway import start_gateway
 from tests.support.remote_membership import eventually, join
 
 BACKFILL = "/_matrix/federation/v1/backfill/"
+LIMIT_20 = json.dumps({"room": {"timeline": {"limit": 20}}})
 
 
 @pytest.fixture
@@ -160,6 +162,7 @@ async def test_messages_across_a_gap_left_by_the_missing_events_cap_come_in_orde
     a, b = pair
     alice, room_id, texts = await room_with_history(a, 3)
     bob = await joined_later(a, b, room_id)
+    behind = await since_now(bob)  # a device of bob's that syncs only at the end
     await alice.send(room_id, "before the gap")
     await eventually(lambda: _holds(b, room_id, "before the gap"))
     timeline = a.server.services.rooms.timeline
@@ -180,6 +183,11 @@ async def test_messages_across_a_gap_left_by_the_missing_events_cap_come_in_orde
     assert bodies(events) == [*texts, "before the gap", *missed, "after the gap"]
     assert events[0]["type"] == "m.room.create"
     assert await new_in_sync(bob, since, room_id) == []
+    # A sync from before the gap: the newest 20 in room order, the filled ones among them.
+    late = ok(await bob.get("/sync", since=behind, timeout=0, filter=LIMIT_20))
+    timeline_part = late["rooms"]["join"][room_id]["timeline"]
+    assert timeline_part["limited"] is True
+    assert bodies(timeline_part["events"]) == [*missed, "after the gap"][-20:]
 
 
 async def test_when_the_rooms_first_server_is_down_history_comes_from_another(

@@ -66,28 +66,80 @@ _PAST_FILLS = b"\xff" * 9
 """Sorts after every backfilled PDU id of an anchor, before the next counter value."""
 
 
+def _room_order(position: int) -> tuple[int, int, int]:
+    """Where a position sits in a room: the event at counter N, then the history filled
+    in after it (further back, further down), then N + 1."""
+    value = int(position)
+    if value >= 0:
+        return (value, 0, 0)
+    anchor, step = divmod(-value, 1 << FILL_STEP_BITS)
+    return (anchor, 1, -step)
+
+
+class FillPosition(int):
+    """The (negative) position of history filled into the middle of a timeline, after
+    the event at counter `anchor` >= 1: it compares with any position by where its
+    event sits (`_room_order`), not by its value, so `position <= since` (`/sync`),
+    `position >= joined_at` (visibility) and the like read it in room order. Its value
+    is the token (`str`, arithmetic: plain ints). History before a room's first event
+    (anchor 0) needs no such care: plain negative numbers are in room order there."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        return (
+            _room_order(self) < _room_order(int(other))
+            if isinstance(other, int)
+            else NotImplemented
+        )
+
+    def __le__(self, other: object) -> bool:
+        return (
+            _room_order(self) <= _room_order(int(other))
+            if isinstance(other, int)
+            else NotImplemented
+        )
+
+    def __gt__(self, other: object) -> bool:
+        return (
+            _room_order(self) > _room_order(int(other))
+            if isinstance(other, int)
+            else NotImplemented
+        )
+
+    def __ge__(self, other: object) -> bool:
+        return (
+            _room_order(self) >= _room_order(int(other))
+            if isinstance(other, int)
+            else NotImplemented
+        )
+
+
 def _position_of(pdu_id: bytes) -> int:
     """The stream position a PDU id (short room id + ...) stands for."""
     if len(pdu_id) == 16:
         return from_u64(pdu_id[8:])
     anchor, step = from_u64(pdu_id[8:16]), _TOP - from_u64(pdu_id[16:24])
-    return -((anchor << FILL_STEP_BITS) | step)
+    position = -((anchor << FILL_STEP_BITS) | step)
+    return FillPosition(position) if anchor else position
 
 
 def _pdu_id_at(prefix: bytes, position: int) -> bytes:
     """The PDU id an event at exactly `position` has in the room of `prefix`."""
-    if position >= 0:
-        return prefix + u64(position)
-    anchor, step = divmod(-position, 1 << FILL_STEP_BITS)
+    value = int(position)
+    if value >= 0:
+        return prefix + u64(value)
+    anchor, step = divmod(-value, 1 << FILL_STEP_BITS)
     return prefix + u64(anchor) + u64(_TOP - step)
 
 
 def _last_key_at(prefix: bytes, position: int) -> bytes:
     """The greatest PDU id a token `position` covers: for N >= 0 the event at N and
     the history filled in after it; for a backfilled position the event there."""
-    if position >= 0:
-        return prefix + u64(position) + _PAST_FILLS
-    return _pdu_id_at(prefix, position)
+    value = int(position)
+    if value >= 0:
+        return prefix + u64(value) + _PAST_FILLS
+    return _pdu_id_at(prefix, value)
 
 
 def encode_event(event: Event) -> bytes:
@@ -254,7 +306,7 @@ class Timeline:
         prefix = self._room_prefix(room_id)
         if prefix is None:
             return
-        start = _last_key_at(prefix, position) + b"\x00" if position != 0 else prefix
+        start = _last_key_at(prefix, position) + b"\x00" if int(position) != 0 else prefix
         for key, raw in self._pdus.iter_prefix(prefix, start=start):
             yield _position_of(key), self._decode(key, raw)
 
@@ -415,7 +467,7 @@ class Timeline:
         guard.require(room_id)
         event_id = event["event_id"]
         prefix = self._room_prefix(room_id)
-        if position >= 0 or prefix is None:
+        if int(position) >= 0 or prefix is None:
             raise ValueError("backfilled events take the negative positions of a known room")
         pdu_id = _pdu_id_at(prefix, position)
         if self.pdu_id(event_id) is not None or self._pdus.get(pdu_id) is not None:

@@ -103,6 +103,13 @@ async def test_history_filled_into_a_gap_sits_between_its_neighbours(services):
     assert [event["event_id"] for _, event in timeline.events_after(room_id, 0)] == whole
     for page in (1, 2, 4):
         assert paged_back(services, room_id, page) == whole[::-1]
+    positions = [timeline.position(event_id) for event_id in whole]
+    assert positions == sorted(positions)  # in room order, as `/sync` and visibility compare
+    before, after = positions[middle - 1], positions[middle + len(filled)]
+    assert all(
+        before < p < after and p <= after and not p <= before
+        for p in positions[middle : middle + len(filled)]
+    )
     for event in filled:
         position = timeline.position(event["event_id"])
         assert position is not None
