@@ -25,10 +25,12 @@ counter `anchor` and before the one at `anchor + 1`; each further step goes
 further back. Its stream position is negative, -(anchor << 32 | step), and
 a token `N >= 0` means "the event at N and the history filled in after it":
 so `/messages` pages through backfilled history with the same tokens, and
-`/sync` (which only moves forwards from positions it gave out) never sees
-it as new. Backfilled events are stored by `persist_backfilled`, never
-through `persist`: no hooks (push, outbox), no forward extremities, no
-current state, no wake-ups.
+`/sync`, which moves forwards from the tokens it gave out, shows it only to
+a client that has not yet seen the event after it. History filled into the
+middle of a timeline (a gap) has `FillPosition`s, which compare by where they
+sit in the room, not by value. Backfilled events are stored by
+`persist_backfilled`, never through `persist`: no hooks (push, outbox), no
+forward extremities, no current state, no wake-ups.
 """
 
 from __future__ import annotations
