@@ -54,7 +54,9 @@ async def deactivate() -> dict:
     requester = authenticate_if_present()
     body = await json_object()
     user_id = await _user_interactive_auth(body, requester)
-    await services().users.deactivate(user_id)
+    # `erase`: hide what the account sent from users who join later (Users.deactivate)
+    erase = optional_bool(body, "erase", default=False)
+    await services().users.deactivate(user_id, erase=erase)
     # This server binds no third-party identifiers, so there was nothing to unbind.
     return {"id_server_unbind_result": "success"}
 

@@ -89,6 +89,7 @@ class RoomEvents:
         *,
         with_room_id: bool = True,
     ) -> dict[str, Any]:
+        event = self._visibility.as_seen_by(user_id, event)  # erased senders
         transaction_id = None
         if event.get("sender") == user_id:
             transaction_id = self._txns.transaction_id_for(event["event_id"], user_id, device_id)

@@ -5,13 +5,19 @@ behaviour", judged on the state of the room at each event (the state before
 it; for `m.room.history_visibility` events and the user's own membership
 events, before *or* after). Every read path (`/messages`, `/context`,
 `/event`, `/sync`, `/state`, `/members`) asks this service.
+
+Erasure (spec "Account deactivation", `erase`): what an erased user sent is
+served redacted (`as_seen_by`) to users who were not joined to the room when
+it was sent, as Synapse does; those who were there keep seeing what they saw.
+`is_erased` is set by the services once `Users` exists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ...core.redaction import redact
 from .short import ShortIds
 from .state import RoomState
 from .state_cache import StateCache
@@ -29,6 +35,8 @@ class Visibility:
         self.state = state
         self.state_cache = state_cache
         self.timeline = timeline
+        self.is_erased: Callable[[str], bool] = _nobody_is_erased
+        """Whether a user's account was erased (`Users.is_erased`)."""
 
     # ---- the room as a whole
 
@@ -53,6 +61,37 @@ class Visibility:
     def can_see_event(self, user_id: str, event: Event) -> bool:
         return _UserContext(self, user_id, event["room_id"]).may_see(event)
 
+    def as_seen_by(self, user_id: str, event: Event) -> Event:
+        """The event as `user_id` is served it: redacted when its sender was erased and
+        the user was not joined to the room when it was sent (a new dict then, with its
+        `event_id` and no `unsigned.prev_content`, which holds the sender's old content)."""
+        sender = event.get("sender")
+        if sender == user_id or not isinstance(sender, str) or not self.is_erased(sender):
+            return event
+        if self._was_joined_at(user_id, event):
+            return event
+        redacted = redact(event, self.timeline.room_version(event["room_id"]))
+        redacted["event_id"] = event["event_id"]
+        unsigned = {
+            key: value
+            for key, value in (event.get("unsigned") or {}).items()
+            if key not in ("prev_content", "prev_sender")
+        }
+        if unsigned:
+            redacted["unsigned"] = unsigned
+        return redacted
+
+    def _was_joined_at(self, user_id: str, event: Event) -> bool:
+        member_id = self.state.current_state_ids(event["room_id"]).get(("m.room.member", user_id))
+        if member_id is not None and self.state_cache.is_joined(user_id, event["room_id"]):
+            joined_at = self.timeline.position(member_id)
+            position = self.timeline.position(event["event_id"])
+            if joined_at is not None and position is not None and joined_at <= position:
+                return True  # joined (and still) since before the event
+        state = self.state_before(event)
+        membership = self.content_at(state, ("m.room.member", user_id)).get("membership")
+        return membership == "join"
+
     def state_before(self, event: Event) -> Mapping[tuple[str, str], str]:
         short = self.short.short_event_id(event["event_id"])
         return self.state.state_ids_before(short) or {}
@@ -63,6 +102,10 @@ class Visibility:
         event_id = state.get(key)
         event = self.timeline.get_event(event_id) if event_id else None
         return dict(event.get("content") or {}) if event else {}
+
+
+def _nobody_is_erased(user_id: str) -> bool:
+    return False
 
 
 def _visibility(content: Mapping[str, Any]) -> str:
