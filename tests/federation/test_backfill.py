@@ -211,6 +211,37 @@ async def test_when_the_rooms_first_server_is_down_history_comes_from_another(
     assert b.federation.destinations.retry_at_ms(a.name) is not None  # A was tried, and failed
 
 
+async def test_a_server_the_rooms_acl_denies_is_never_asked_for_history(
+    nursery, ca, tmp_path, pair
+):
+    """Spec § Server Access Control Lists: a denied server takes no part in the room, so
+    its history is not asked for either; with A down, B gets nothing rather than C's."""
+    a, b = pair
+    c = await start_federating(nursery, ca, tmp_path / "c", "127.0.0.4")
+    alice, room_id, texts = await room_with_history(a, 4)
+    ok(await join(await register(a.server), room_id))
+    carol = await joined_later(a, c, room_id)
+    assert bodies(await history(carol, room_id, page=50)) == texts
+    served = c.server.services.inbound.served
+    real_backfill = served.backfill
+    asked: list[str] = []
+
+    def counting(origin: str, room: str, from_ids: Any, limit: int) -> dict:
+        asked.append(origin)
+        return real_backfill(origin, room, from_ids, limit)
+
+    served.backfill = counting
+    denied = c.name.rpartition(":")[0]
+    await alice.set_state(room_id, "m.room.server_acl", {"allow": ["*"], "deny": [denied]})
+    bob = await joined_later(a, b, room_id)
+    await a.stop()
+
+    events = await history(bob, room_id, page=5)
+
+    assert asked == []
+    assert bodies(events) == []
+
+
 # ---- a peer that lies
 
 

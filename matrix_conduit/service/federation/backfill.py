@@ -39,6 +39,7 @@ import trio
 
 from ...core.auth import Rejection, check_auth
 from ...core.room_versions import RoomVersion
+from ...core.server_acl import server_allowed
 from ...lru import LRUCache
 from ..clock import Clock, now_ms
 from ..rooms import Rooms
@@ -238,11 +239,19 @@ class Backfill:
 
     def _servers(self, room_id: str, child: Mapping[str, Any]) -> list[str]:
         """Who to ask, best first: the server of the event at the gap, then the servers
-        with the most users joined (they were most likely there before us)."""
+        with the most users joined (they were most likely there before us); never one
+        the room's server ACL denies (spec § Server Access Control Lists)."""
         servers: list[str] = []
+        acl = self._timeline.state_event(room_id, "m.room.server_acl")
+        acl_content = acl["content"] if acl else None
 
         def add(server: str) -> None:
-            if server and server != self._server_name and server not in servers:
+            if (
+                server
+                and server != self._server_name
+                and server not in servers
+                and server_allowed(acl_content, server)
+            ):
                 servers.append(server)
 
         add(_server_of(str(child.get("sender", ""))))
