@@ -346,7 +346,9 @@ class _ResponseBuilder:
 
     def _state_at_position(self, room_id: str, position: int) -> Mapping[tuple[str, str], str]:
         """The state after the newest event at or before `position`."""
-        for _, event in self.rooms.timeline.events_before(room_id, position):
+        for at, event in self.rooms.timeline.events_before(room_id, position):
+            if int(at) < 0:
+                continue  # history filled in later sits here, but its state is of long ago
             short = self.rooms.short.short_event_id(event["event_id"])
             return self.rooms.state.state_ids_after(short) or {}
         return {}
