@@ -315,7 +315,7 @@ async def test_a_remote_user_who_leaves_the_last_shared_room_is_in_device_lists_
     assert lists.device_list(alice.user_id) is None
 
 
-async def test_a_server_joining_an_encrypted_room_gets_the_device_lists_of_our_members_in_it(
+async def test_a_server_new_to_an_encrypted_room_gets_the_device_lists_of_our_members_in_it(
     nursery, ca, tmp_path, monkeypatch
 ):
     sent = install_recording_send(monkeypatch)
@@ -343,6 +343,21 @@ async def test_a_server_joining_an_encrypted_room_gets_the_device_lists_of_our_m
     await wait_until(lambda: lists.cached(carol.user_id) is not None)
     assert lists.cached(carol.user_id)["devices"] == {
         carol.device_id: {"keys": carol_keys.device_keys()}
+    }
+
+    dave = await register(b.server)  # the other way: our user joins a room A holds
+    dave_keys = await upload_device_keys(dave)
+    ok(await join(dave, secret_room, via=a.name))
+
+    await wait_until(lambda: bool(sent.edus(b.name, "m.device_list_update")))
+    ((update_of, prev_id),) = [
+        (u["user_id"], u["prev_id"]) for u in sent.edus(b.name, "m.device_list_update")
+    ]
+    assert (update_of, prev_id) == (dave.user_id, [])
+    a_lists = a.server.services.remote_device_lists
+    await wait_until(lambda: a_lists.cached(dave.user_id) is not None)
+    assert a_lists.cached(dave.user_id)["devices"] == {
+        dave.device_id: {"keys": dave_keys.device_keys()}
     }
 
 
