@@ -488,8 +488,8 @@ class RoomEvents:
         the smallest whose first following event is not older than it."""
         low, high = 0, 0
         for position, _ in self._timeline.events_before(room_id, NEWEST):
-            if position >= 0:  # backfilled history (negative) has no counter value
-                high = position
+            if int(position) >= 0:  # backfilled history (negative) has no counter value
+                high = int(position)
                 break
         while low < high:
             middle = (low + high) // 2
