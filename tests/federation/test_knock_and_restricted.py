@@ -283,9 +283,10 @@ async def test_a_join_whose_authorising_server_did_not_sign_is_refused(pair):
         room_id, bob.user_id, "m.room.member", content, bob.user_id
     )
 
-    status, errcode, _ = await send_join_by_hand(b, a.name, template, expect_error=True)
+    status, errcode, refusal = await send_join_by_hand(b, a.name, template, expect_error=True)
 
-    assert status in (400, 403), errcode
+    assert (status, errcode) == (403, "M_FORBIDDEN")
+    assert "signature" in refusal["error"]
     assert membership_on(a, room_id, bob) is None
 
 

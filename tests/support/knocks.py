@@ -75,7 +75,8 @@ async def send_join_by_hand(
 ) -> tuple[int, str, dict[str, Any]]:
     """Sign a join template (of a room of `room_version`) as `joiner` and `PUT` it to
     `resident`'s `send_join` v2, with `omit_members` as given (a bool, or any string):
-    (200, "", answer), or (status, errcode, {}) of a refusal when `expect_error`."""
+    (200, "", answer), or (status, errcode, {"error": message}) of a refusal when
+    `expect_error`."""
     services = joiner.server.services
     room_id = template["room_id"]
     event = {
@@ -100,7 +101,7 @@ async def send_join_by_hand(
     except RemoteError as error:
         if not expect_error:
             raise
-        return error.status, error.errcode, {}
+        return error.status, error.errcode, {"error": error.error}
     if expect_error:
         raise AssertionError(f"send_join was answered {answer!r}")
     return 200, "", answer
