@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import trio
-from nio import AsyncClient, DevicesResponse
+from nio import AsyncClient, DevicesResponse, JoinedMembersResponse
 
 from tests.support.matrix import (
     CLIENT_V1,
@@ -86,6 +86,18 @@ async def test_joined_members_leaves_out_unset_display_names_and_avatars(server:
     assert joined[bob.user_id] == {}
     assert set(joined[alice.user_id]) == {"display_name"}
     assert isinstance(joined[alice.user_id]["display_name"], str)
+
+    async def scenario() -> Any:
+        client = AsyncClient(server.base_url, alice.user_id)
+        client.access_token, client.user_id = alice.access_token, alice.user_id
+        try:
+            return await client.joined_members(room_id)
+        finally:
+            await client.close()
+
+    members = await in_asyncio(scenario)  # matrix-nio reads the shape as before
+    assert isinstance(members, JoinedMembersResponse), members
+    assert {m.user_id: m.display_name for m in members.members}[bob.user_id] is None
 
 
 async def test_a_rooms_topic_has_the_m_topic_object_of_the_schema(server: SharedServer):
