@@ -454,6 +454,12 @@ async def test_a_redeemed_third_party_invite_becomes_an_invite_the_user_accepts(
     assert membership_on(b, room_id, bob) == "invite"
     ok(await join(bob, room_id))
     assert bob.user_id in a.server.services.rooms.state_cache.joined_members(room_id)
+    again = _redeemed(room_id, alice, bob, "tok123", key)
+    assert await federation_error(b, a.name, "PUT", _exchange_path(room_id), body=again) == (
+        403,
+        "M_FORBIDDEN",
+    )
+    assert membership_on(a, room_id, bob) == "join"
 
 
 async def test_a_third_party_invite_signed_by_another_key_or_for_another_token_is_refused(pair):

@@ -509,6 +509,8 @@ class ResidentMembership:
             raise forbidden(f"No third-party invite with token {token[:100]!r} stands here.")
         if invite["sender"] != sender:
             raise forbidden(f"{sender} did not send the third-party invite it redeems.")
+        if self._rooms.state_cache.membership(room_id, target) == "join":
+            raise forbidden(f"{target} is already in the room.")  # the rules would re-invite
         display_name = invite.get("content", {}).get("display_name")
         if "display_name" not in content["third_party_invite"] and isinstance(display_name, str):
             content["third_party_invite"]["display_name"] = display_name  # Synapse sends none
