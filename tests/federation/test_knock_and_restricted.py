@@ -152,6 +152,22 @@ async def test_a_knock_is_retracted_by_leaving_through_the_rooms_server(pair):
     assert room_id not in await synced_rooms(bob, "knock")
 
 
+async def test_a_rescinded_invite_reaches_the_invited_users_server(pair):
+    """The same path as a rejected knock: the leave of an invited user, pushed to their
+    server, which is not in the room, ends the invite there ("Inviting to a room")."""
+    a, b = pair
+    alice = await register(a.server)
+    bob = await register(b.server)
+    room_id = await alice.create_room(preset="private_chat")
+    await alice.invite(room_id, bob)
+    assert membership_on(b, room_id, bob) == "invite"
+
+    ok(await alice.membership_action(room_id, "kick", bob))
+
+    await until_membership(b, room_id, bob, "leave")
+    assert room_id not in await synced_rooms(bob, "invite")
+
+
 async def test_a_pushed_leave_that_does_not_follow_the_knock_is_not_taken(pair):
     """The knocker's server takes a leave about its knocking user only when the event cites
     the knock among its auth events (the room's state is not ours to judge it by)."""
