@@ -25,6 +25,10 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # Element Web sets up cross-signing at registration only when it sees this
     # (without it, each message of a new account shows "not verified by its owner").
     "org.matrix.e2e_cross_signing": True,
+    # Served before the versions that define them are advertised (v1.15, v1.19):
+    # clients look for these to call room summaries and mutual rooms (MSC3266, MSC2666).
+    "im.nheko.summary": True,
+    "uk.half-shot.msc2666.query_mutual_rooms": True,
 }
 
 
