@@ -13,8 +13,10 @@ from __future__ import annotations
 import pytest
 from nio import AsyncClient, RoomMessageText
 
+from matrix_conduit.service.devices import DeviceLogin
 from tests.support.matrix import User, bodies, ok, path_part, register
 from tests.support.nio import in_asyncio
+from tests.support.rooms import open_services
 from tests.support.shared_server import shared_server_fixtures
 
 running_server, server = shared_server_fixtures()
@@ -119,3 +121,16 @@ async def test_nio_client_joining_later_never_sees_the_erased_text(server):
 
     assert "bob stays" in texts
     assert "my secret" not in texts
+
+
+async def test_erasure_survives_a_restart(tmp_path):
+    """The erased mark is stored with the deactivation, not only kept in memory."""
+    with open_services(tmp_path) as services:
+        await services.registration.register(
+            username="gone", password=PASSWORD, login=DeviceLogin()
+        )
+        await services.users.deactivate("@gone:localhost", erase=True)
+
+    with open_services(tmp_path) as services:
+        assert services.users.is_erased("@gone:localhost")
+        assert services.rooms.visibility.is_erased("@gone:localhost")
