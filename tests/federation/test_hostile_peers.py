@@ -588,3 +588,35 @@ async def test_an_event_whose_prev_events_are_of_another_room_takes_nothing_from
     timeline = world.a.server.services.rooms.timeline
     assert event_id not in timeline.forward_extremities(world.room_id)
     assert event_id not in timeline.forward_extremities(elsewhere.room_id)
+
+
+async def test_the_keys_of_a_transactions_signers_are_asked_for_all_at_once(world, nursery, ca):
+    """A transaction whose PDUs need the keys of several slow servers waits for one key
+    fetch, not one after another: each server is asked before any has answered."""
+    release = trio.Event()
+    silent = [await start_stub_peer(nursery, ca, f"127.0.0.{63 + n}") for n in range(3)]
+
+    async def key_when_released(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+        await release.wait()
+        return 404, {"errcode": "M_NOT_FOUND", "error": "no key"}
+
+    pdus = []
+    for server in silent:
+        server.on("GET", "/_matrix/key/v2/server", key_when_released)
+        template = mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": "x"})
+        pdu = world.peer.sign({**template, "sender": server.user("someone")}, world.room_version)
+        pdu[0]["signatures"][server.name] = {"ed25519:slow": "A" * 86}
+        pdus.append(pdu)
+    answers: list[Any] = []
+
+    async def send() -> None:
+        answers.append(ok(await world.peer.push(world.a, [pdu for pdu, _ in pdus])))
+
+    async with trio.open_nursery() as sending:
+        sending.start_soon(send)
+        await eventually(
+            lambda: _async(all(server.asked("GET", "/_matrix/key/v2/server") for server in silent))
+        )
+        release.set()
+    assert set(answers[0]["pdus"]) == {event_id for _, event_id in pdus}
+    assert all("error" in result for result in answers[0]["pdus"].values())

@@ -38,9 +38,11 @@ from typing import Any
 
 import trio
 
-from ...core.events import compute_event_id
+from ...core.errors import InvalidEvent
+from ...core.events import compute_event_id, required_signature_servers, validate_pdu_format
 from ...core.room_versions import RoomVersion, get_room_version
 from ...core.server_acl import server_allowed
+from ...core.signing import signed_key_ids
 from ...errors import MatrixError, bad_json
 from ...storage import WriteBatch
 from ..rooms.timeline import Timeline
@@ -143,6 +145,7 @@ class Transactions:
                 accepted: list[tuple[str, dict[str, Any]]] = []
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._dispatch_edus, origin, edus)
+                    await self._prefetch_keys(pdus)
                     for pdu in pdus:
                         await self._precheck(origin, pdu, results, accepted)
                 answer = {"pdus": results}
@@ -154,6 +157,29 @@ class Transactions:
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._origin_locks.pop(origin, None)
+
+    async def _prefetch_keys(self, pdus: list[Any]) -> None:
+        """Every signing key the transaction's PDUs need, fetched in one batch (the key
+        ring asks each server once, all at the same time), before they are checked one
+        by one: PDUs signed by many slow servers cost one key timeout, not one each."""
+        wanted: dict[str, set[str]] = {}
+        earliest: int | None = None
+        for pdu in pdus:
+            if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
+                continue
+            try:
+                room_version = self._timeline.room_version(pdu["room_id"])
+                validate_pdu_format(pdu, room_version)
+                servers = required_signature_servers(pdu, room_version)
+            except (KeyError, InvalidEvent):
+                continue  # refused, or left out, when it is checked
+            for server in servers:
+                wanted.setdefault(server, set()).update(signed_key_ids(pdu, server))
+            ts = pdu.get("origin_server_ts")
+            if room_version.enforce_key_validity and isinstance(ts, int):
+                earliest = ts if earliest is None else min(earliest, ts)
+        if len(wanted) > 1:
+            await self._key_ring.keys_for_many(wanted, earliest or 0)
 
     async def _precheck(
         self,
