@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from matrix_conduit.core.e2e_keys import verify_key_signature
+from matrix_conduit.service.federation import destinations, remote_devices
 from matrix_conduit.service.federation.errors import RemoteError
 from tests.support.e2ee import (
     SIGNED_CURVE25519,
@@ -422,3 +423,31 @@ async def test_when_our_last_user_leaves_the_shared_room_the_remote_list_is_forg
     await bob_friend.leave(other_room)
     assert lists.device_list(alice.user_id) is None
     assert (await query_keys(bob, alice))["device_keys"][alice.user_id]  # asked of A again
+
+
+async def test_a_resync_that_finds_the_server_down_is_tried_again_later(
+    nursery, ca, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(remote_devices, "RESYNC_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(destinations, "MIN_BACKOFF_MS", 100)
+    device = DeviceIdentity("", "PHONE")
+    asked: list[str] = []
+
+    async def peer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        asked.append(path)
+        if len(asked) == 1:
+            return 503, {"errcode": "M_UNKNOWN", "error": "down for a moment"}
+        devices = [{"device_id": "PHONE", "keys": device.device_keys()}]
+        return 200, {"user_id": device.user_id, "stream_id": 9, "devices": devices}
+
+    peer_name = await serve_https(nursery, ca, "127.0.0.12", peer)
+    device.user_id = f"@eve:{peer_name}"
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    update = {"user_id": device.user_id, "device_id": "PHONE", "stream_id": 9, "prev_id": [8]}
+
+    await b.server.services.edus.handle(peer_name, "m.device_list_update", update)
+
+    lists = b.server.services.remote_device_lists
+    await wait_until(lambda: lists.device_list(device.user_id) is not None)
+    assert len(asked) == 2
+    assert lists.device_list(device.user_id)["devices"] == {"PHONE": {"keys": device.device_keys()}}

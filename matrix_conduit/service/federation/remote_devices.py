@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -57,7 +58,7 @@ from ..rooms.state_cache import StateCache
 from ..rooms.timeline import Event
 from .client import FederationClient
 from .edus import MalformedEdu
-from .errors import FederationError
+from .errors import FederationError, NotReadyForRetry, RemoteError, Unreachable
 from .outbox import server_of
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 TREES = ("userid_remotedevicelist",)
 
 RESYNC_TIMEOUT_SECONDS = 30.0
+RESYNC_RETRY_SECONDS = 60.0
+"""How long a resync that found the server down waits before it is tried again (the
+client's backoff may make the retry fail fast until the server is back)."""
 CONCURRENT_RESYNCS = 10
 LOGGED_BAD_KEYS = 1024
 """Bad device keys remembered as logged already (each is logged once)."""
@@ -135,6 +139,9 @@ class RemoteDeviceLists:
         self._lists = db.tree("userid_remotedevicelist")
         self._resync_wanted: set[str] = set()
         self._resyncing: set[str] = set()
+        self._retry: set[str] = set()
+        """Resyncs that found the server down, tried again at `_retry_at`."""
+        self._retry_at = math.inf
         self._wake = trio.Event()
         self._logged_bad_keys: LRUCache[tuple[str, str, str], bool] = LRUCache(LOGGED_BAD_KEYS)
 
@@ -338,7 +345,9 @@ class RemoteDeviceLists:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Fetch the whole device list of users whose updates had a gap, until cancelled.
 
-        Resumes the resyncs a restart interrupted (records still stale).
+        Resumes the resyncs a restart interrupted (records still stale), and
+        tries those that found the server down again a while later: a list
+        that stays stale keeps our clients from ever seeing the change.
         """
         for key, value in self._lists.iter_prefix(b""):
             if json.loads(value).get("stale"):
@@ -347,9 +356,13 @@ class RemoteDeviceLists:
         limiter = trio.CapacityLimiter(CONCURRENT_RESYNCS)
         async with trio.open_nursery() as nursery:
             while True:
+                if self._retry and trio.current_time() >= self._retry_at:
+                    self._resync_wanted |= self._retry
+                    self._retry.clear()
                 pending = self._resync_wanted - self._resyncing
                 if not pending:
-                    await self._wake.wait()
+                    with trio.move_on_at(self._retry_at if self._retry else math.inf):
+                        await self._wake.wait()
                     self._wake = trio.Event()
                     continue
                 for user_id in pending:
@@ -360,25 +373,39 @@ class RemoteDeviceLists:
     async def _resync_limited(self, user_id: str, limiter: trio.CapacityLimiter) -> None:
         try:
             async with limiter:
-                await self.resync(user_id)
+                if not await self.resync(user_id):
+                    if not self._retry:
+                        self._retry_at = trio.current_time() + RESYNC_RETRY_SECONDS
+                        self._wake.set()  # the loop's next wake-up moves earlier
+                    self._retry.add(user_id)
         finally:
             self._resyncing.discard(user_id)
             if user_id in self._resync_wanted:
                 self._wake.set()
 
-    async def resync(self, user_id: str) -> None:
-        """Replace what we know of `user_id`'s devices with their server's answer."""
+    async def resync(self, user_id: str) -> bool:
+        """Replace what we know of `user_id`'s devices with their server's answer.
+
+        False when the server could not be asked (down, backed off, 5xx): worth
+        trying again. A refusal or an answer that is no device list is final.
+        """
         path = f"/_matrix/federation/v1/user/devices/{quote(user_id, safe='')}"
         try:
             answer = await self._client.request(
                 server_of(user_id), "GET", path, timeout=RESYNC_TIMEOUT_SECONDS
             )
+        except RemoteError as error:
+            log.info("cannot resync the device list of %s: %s", user_id, error)
+            return error.status < 500
+        except (Unreachable, NotReadyForRetry) as error:
+            log.info("cannot resync the device list of %s yet: %s", user_id, error)
+            return False
         except FederationError as error:
             log.info("cannot resync the device list of %s: %s", user_id, error)
-            return
+            return True
         if not isinstance(answer, dict) or not isinstance(answer.get("stream_id"), int):
             log.info("%s's server answered no device list", user_id)
-            return
+            return True
         devices = {}
         for device in answer.get("devices") or []:
             if isinstance(device, dict) and isinstance(device.get("device_id"), str):
@@ -399,6 +426,7 @@ class RemoteDeviceLists:
             if key is not None:
                 record[field] = key
         self._store(user_id, record)
+        return True
 
 
 def _device_entry(keys: KeyObject | None, unsigned: Mapping[str, Any]) -> dict[str, Any]:
