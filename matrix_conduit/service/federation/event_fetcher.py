@@ -19,11 +19,15 @@ requests for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ...core.errors import InvalidEvent
+from ...core.events import required_signature_servers, validate_pdu_format
 from ...core.room_versions import RoomVersion
+from ...core.signing import signed_key_ids
 from ...lru import LRUCache
 from ..clock import Clock, now_ms
 from .client import FederationClient
@@ -66,6 +70,32 @@ def _string_list(value: object) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         return None
     return value
+
+
+async def prefetch_signing_keys(
+    key_ring: KeyRing, pdus: Iterable[tuple[object, RoomVersion]]
+) -> None:
+    """Every signing key the (PDU, room version) pairs need, fetched in one batch (the key
+    ring asks each server once, all at the same time) before they are checked one by
+    one: events signed by many slow servers cost one key timeout, not one each in turn.
+    Malformed PDUs are skipped here (they are refused when they are checked)."""
+    wanted: dict[str, set[str]] = {}
+    earliest: int | None = None
+    for pdu, room_version in pdus:
+        if not isinstance(pdu, dict):
+            continue
+        try:
+            validate_pdu_format(pdu, room_version)
+            servers = required_signature_servers(pdu, room_version)
+        except InvalidEvent:
+            continue
+        for server in servers:
+            wanted.setdefault(server, set()).update(signed_key_ids(pdu, server))
+        ts = pdu.get("origin_server_ts")
+        if room_version.enforce_key_validity and isinstance(ts, int):
+            earliest = ts if earliest is None else min(earliest, ts)
+    if len(wanted) > 1:
+        await key_ring.keys_for_many(wanted, earliest or 0)
 
 
 @dataclass(slots=True)
@@ -163,6 +193,7 @@ class EventFetcher:
                 limit,
             )
             return []
+        await prefetch_signing_keys(self._key_ring, ((pdu, room_version) for pdu in pdus))
         events = []
         for pdu in pdus:
             event = await self._checked(destination, pdu, room_version)

@@ -32,20 +32,20 @@ that to-device messages are not stuck behind a slow room.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import trio
 
-from ...core.errors import InvalidEvent
-from ...core.events import compute_event_id, required_signature_servers, validate_pdu_format
+from ...core.events import compute_event_id
 from ...core.room_versions import RoomVersion, get_room_version
 from ...core.server_acl import server_allowed
-from ...core.signing import signed_key_ids
 from ...errors import MatrixError, bad_json
 from ...storage import WriteBatch
 from ..rooms.timeline import Timeline
+from .event_fetcher import prefetch_signing_keys
 from .inbound_queue import InboundQueue, QueuedPdu
 from .incoming import IncomingEvents
 from .key_ring import KeyRing
@@ -159,27 +159,15 @@ class Transactions:
                 self._origin_locks.pop(origin, None)
 
     async def _prefetch_keys(self, pdus: list[Any]) -> None:
-        """Every signing key the transaction's PDUs need, fetched in one batch (the key
-        ring asks each server once, all at the same time), before they are checked one
-        by one: PDUs signed by many slow servers cost one key timeout, not one each."""
-        wanted: dict[str, set[str]] = {}
-        earliest: int | None = None
+        """The keys all the transaction's PDUs need, in one batch (`prefetch_signing_keys`)."""
+        versioned = []
         for pdu in pdus:
-            if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
+            room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
+            if not isinstance(room_id, str):
                 continue
-            try:
-                room_version = self._timeline.room_version(pdu["room_id"])
-                validate_pdu_format(pdu, room_version)
-                servers = required_signature_servers(pdu, room_version)
-            except (KeyError, InvalidEvent):
-                continue  # refused, or left out, when it is checked
-            for server in servers:
-                wanted.setdefault(server, set()).update(signed_key_ids(pdu, server))
-            ts = pdu.get("origin_server_ts")
-            if room_version.enforce_key_validity and isinstance(ts, int):
-                earliest = ts if earliest is None else min(earliest, ts)
-        if len(wanted) > 1:
-            await self._key_ring.keys_for_many(wanted, earliest or 0)
+            with contextlib.suppress(KeyError):  # a room unknown here: the PDU is left out
+                versioned.append((pdu, self._timeline.room_version(room_id)))
+        await prefetch_signing_keys(self._key_ring, versioned)
 
     async def _precheck(
         self,
