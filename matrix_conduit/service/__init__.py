@@ -95,7 +95,9 @@ class Services:
         self.globals = Globals(db, config.server_name)
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
-        self.users = Users(db, config, self.devices, passwords)
+        self.users = Users(
+            db, config, self.devices, passwords, stream_position=self.globals.next_count
+        )
         self.profile_fields = ProfileFields(self.users)
         self.registration = Registration(db, config, self.users, self.devices, passwords)
         self.uiaa = UserInteractiveAuth(db, self.users, self.registration)
@@ -109,7 +111,7 @@ class Services:
         )
         self.users.profile_changed.append(self.rooms.membership.update_profile)
         self.users.account_deactivated.append(self.rooms.membership.leave_everything)
-        self.rooms.visibility.is_erased = self.users.is_erased
+        self.rooms.visibility.erased_at = self.users.erased_at
         self.account_data = AccountData(db, self.globals, self.notifier)
         self.filters = Filters(db)
         state_cache = self.rooms.state_cache

@@ -16,7 +16,9 @@ devices, so the emergency access ends.
 
 Besides the display name and avatar, a profile holds custom fields (spec
 v1.16 "profile fields"; `profile_fields.py` checks keys and sizes). An
-account deactivated with `erase` is remembered in `userid_erased`.
+account deactivated with `erase` is remembered in `userid_erased`, with the
+stream position of the erasure (who had joined by then keeps seeing its
+events unredacted: `rooms/visibility`).
 
 Profile changes are announced through `profile_changed` (the rooms service
 updates the user's membership events with it) and deactivations through
@@ -35,7 +37,7 @@ from ..core.errors import InvalidIdentifier
 from ..core.ids import UserId, is_on_server
 from ..errors import MatrixError, bad_json, forbidden
 from ..storage import Database, Tree, WriteBatch
-from ..storage.kv import SEPARATOR, u64
+from ..storage.kv import SEPARATOR, from_u64, u64
 from .clock import Clock, now_ms
 from .devices import Devices
 from .passwords import PasswordHashing
@@ -70,11 +72,14 @@ class Users:
         passwords: PasswordHashing,
         *,
         clock: Clock = now_ms,
+        stream_position: Callable[[], int] | None = None,
     ) -> None:
         self._db = db
         self._devices = devices
         self._passwords = passwords
         self._clock = clock
+        self._stream_position = stream_position
+        """A new global counter position (`Globals.next_count`), which orders erasures."""
         self._enable_lightning_bolt = config.enable_lightning_bolt
         self.server_name = config.server_name
         self.server_user_id = f"@{SERVER_USER_LOCALPART}:{config.server_name}"
@@ -83,7 +88,9 @@ class Users:
         self._avatar_url = db.tree("userid_avatarurl")
         self._profile_fields = db.tree("useridkey_profilefield")
         self._erased_tree = db.tree("userid_erased")
-        self._erased = frozenset(key.decode() for key in self._erased_tree.keys_with_prefix(b""))
+        self._erased = {
+            key.decode(): from_u64(value) for key, value in self._erased_tree.iter_prefix(b"")
+        }
         self._guest = db.tree("userid_guest")
         self._deactivated = db.tree("userid_deactivated")
         self._admin = db.tree("userid_admin")
@@ -109,6 +116,10 @@ class Users:
         """Whether the account was deactivated with `erase` (its messages are hidden from
         users who were not in the room when they were sent: `rooms/visibility`)."""
         return user_id in self._erased
+
+    def erased_at(self, user_id: str) -> int | None:
+        """The stream position of the account's erasure; None if it was not erased."""
+        return self._erased.get(user_id)
 
     def is_admin(self, user_id: str) -> bool:
         return self._admin.get(user_id.encode()) is not None
@@ -271,8 +282,8 @@ class Users:
         The `userid_password` entry stays (empty), so the name stays taken.
         The server's own user cannot be deactivated: the server acts through it.
         With `erase` (spec: "Account deactivation", `erase`), the account is also
-        marked erased: what it sent is served redacted to users who were not in
-        the room then (`rooms/visibility`), as Synapse does.
+        marked erased: what it sent is served redacted to users who join its rooms
+        after the erasure (the spec's words; `rooms/visibility`).
         """
         if user_id == self.server_user_id:
             raise forbidden("The server's own user cannot be deactivated.")
@@ -285,8 +296,9 @@ class Users:
             for field_key in list(self._profile_fields.keys_with_prefix(key + SEPARATOR)):
                 batch.delete(self._profile_fields, field_key)
             if erase:
-                batch.put(self._erased_tree, key, u64(self._clock()))
-                batch.after_commit(lambda: self._mark_erased(user_id))
+                position = self._stream_position() if self._stream_position else 0
+                batch.put(self._erased_tree, key, u64(position))
+                batch.after_commit(lambda: self._erased.__setitem__(user_id, position))
             self._devices.delete_all(user_id, batch=batch)
         log.info("deactivated %s%s", user_id, " (erased)" if erase else "")
         await self._announce(self.account_deactivated, user_id)
@@ -306,9 +318,6 @@ class Users:
                 "emergency_password is set: %s can log in with it; remove it when done",
                 self.server_user_id,
             )
-
-    def _mark_erased(self, user_id: str) -> None:
-        self._erased = self._erased | {user_id}
 
     async def _announce(self, hooks: list[UserHook], user_id: str) -> None:
         for hook in hooks:

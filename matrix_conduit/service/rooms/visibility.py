@@ -6,10 +6,15 @@ it; for `m.room.history_visibility` events and the user's own membership
 events, before *or* after). Every read path (`/messages`, `/context`,
 `/event`, `/sync`, `/state`, `/members`) asks this service.
 
-Erasure (spec "Account deactivation", `erase`): what an erased user sent is
-served redacted (`as_seen_by`) to users who were not joined to the room when
-it was sent, as Synapse does; those who were there keep seeing what they saw.
-`is_erased` is set by the services once `Users` exists.
+Erasure (spec `account_deactivation.yaml`, `erase`): "any users which join
+the room after the erasure request are served redacted copies of the events
+sent by this account. Users which had visibility on those events prior to the
+erasure are still able to see unredacted copies." `as_seen_by` serves an
+event of an erased sender in full to a user with a `join` in their membership
+history at or before the erasure's stream position (what they may see at all
+is decided before, by history visibility), and redacted to everyone else:
+later joiners and peekers of world-readable rooms. `erased_at` is set by the
+services once `Users` exists.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from .timeline import Event, Timeline
 
 DEFAULT_VISIBILITY = "shared"
 KNOWN_VISIBILITIES = ("world_readable", "shared", "invited", "joined")
+MAX_MEMBERSHIP_HISTORY = 100
+"""Member events of one user read back at most, looking for a join before an erasure."""
 
 
 class Visibility:
@@ -35,8 +42,8 @@ class Visibility:
         self.state = state
         self.state_cache = state_cache
         self.timeline = timeline
-        self.is_erased: Callable[[str], bool] = _nobody_is_erased
-        """Whether a user's account was erased (`Users.is_erased`)."""
+        self.erased_at: Callable[[str], int | None] = _never_erased
+        """The stream position of a user's erasure, if erased (`Users.erased_at`)."""
 
     # ---- the room as a whole
 
@@ -62,13 +69,14 @@ class Visibility:
         return _UserContext(self, user_id, event["room_id"]).may_see(event)
 
     def as_seen_by(self, user_id: str, event: Event) -> Event:
-        """The event as `user_id` is served it: redacted when its sender was erased and
-        the user was not joined to the room when it was sent (a new dict then, with its
-        `event_id` and no `unsigned.prev_content`, which holds the sender's old content)."""
+        """The event as `user_id` (who may see it) is served it: redacted when its sender
+        was erased and the user had not joined the room by then (a new dict then, with
+        its `event_id` and without `unsigned.prev_content`, the sender's old content)."""
         sender = event.get("sender")
-        if sender == user_id or not isinstance(sender, str) or not self.is_erased(sender):
+        if sender == user_id or not isinstance(sender, str):
             return event
-        if self._was_joined_at(user_id, event):
+        erased_at = self.erased_at(sender)
+        if erased_at is None or self._joined_by(user_id, event["room_id"], erased_at):
             return event
         redacted = redact(event, self.timeline.room_version(event["room_id"]))
         redacted["event_id"] = event["event_id"]
@@ -81,16 +89,21 @@ class Visibility:
             redacted["unsigned"] = unsigned
         return redacted
 
-    def _was_joined_at(self, user_id: str, event: Event) -> bool:
-        member_id = self.state.current_state_ids(event["room_id"]).get(("m.room.member", user_id))
-        if member_id is not None and self.state_cache.is_joined(user_id, event["room_id"]):
-            joined_at = self.timeline.position(member_id)
-            position = self.timeline.position(event["event_id"])
-            if joined_at is not None and position is not None and joined_at <= position:
-                return True  # joined (and still) since before the event
-        state = self.state_before(event)
-        membership = self.content_at(state, ("m.room.member", user_id)).get("membership")
-        return membership == "join"
+    def _joined_by(self, user_id: str, room_id: str, position: int) -> bool:
+        """Whether the user's membership history in the room has a `join` at or before
+        stream `position` (read back from their current member event through
+        `unsigned.replaces_state`)."""
+        member_id = self.state.current_state_ids(room_id).get(("m.room.member", user_id))
+        for _ in range(MAX_MEMBERSHIP_HISTORY):
+            member = self.timeline.get_event(member_id) if member_id else None
+            if member is None:
+                return False
+            at = self.timeline.position(member_id)
+            joined = (member.get("content") or {}).get("membership") == "join"
+            if joined and at is not None and at <= position:
+                return True
+            member_id = (member.get("unsigned") or {}).get("replaces_state")
+        return False
 
     def state_before(self, event: Event) -> Mapping[tuple[str, str], str]:
         short = self.short.short_event_id(event["event_id"])
@@ -104,8 +117,8 @@ class Visibility:
         return dict(event.get("content") or {}) if event else {}
 
 
-def _nobody_is_erased(user_id: str) -> bool:
-    return False
+def _never_erased(user_id: str) -> int | None:
+    return None
 
 
 def _visibility(content: Mapping[str, Any]) -> str:
