@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := dev
 
-.PHONY: run test synapse-venv lint format bench deb deb-test clean
+.PHONY: run test synapse-venv sydent-venv lint format bench deb deb-test clean
 
 $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(BIN)/matrix-conduit
 # (every dependency frozen) in its own venv, .synapse-venv/; a no-op when it matches.
 synapse-venv: venv
 	$(BIN)/python -m tests.support.synapse
+
+# Sydent from PyPI, the identity server of tests/federation/test_third_party_invites.py:
+# requirements-sydent.txt in its own venv, .sydent-venv/; a no-op when it matches.
+sydent-venv: venv
+	$(BIN)/python -m tests.support.sydent
 
 # A development config: server_name localhost, LevelDB under ./dev/, port 6167,
 # registration open with a generated token (printed by `make run`).
@@ -38,7 +43,7 @@ run: venv $(DEV)/conduit.toml
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 
-test: venv synapse-venv
+test: venv synapse-venv sydent-venv
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto
@@ -63,4 +68,4 @@ deb-test:
 	sh tests/packaging/run.sh
 
 clean:
-	rm -rf $(VENV) .synapse-venv build *.egg-info
+	rm -rf $(VENV) .synapse-venv .sydent-venv build *.egg-info

@@ -61,6 +61,7 @@ def blueprints() -> list[Blueprint]:
     from .federation import membership as federation_membership
     from .federation import openid as federation_openid
     from .federation import query as federation_query
+    from .federation import third_party_invites as federation_third_party_invites
     from .federation import transactions as federation_transactions
     from .federation import version
 
@@ -107,6 +108,7 @@ def blueprints() -> list[Blueprint]:
         federation_e2e_keys.blueprint,
         federation_membership.blueprint,
         federation_query.blueprint,
+        federation_third_party_invites.blueprint,
         federation_media.blueprint,
         federation_directory.blueprint,
         federation_hierarchy.blueprint,

@@ -14,6 +14,7 @@ from ..auth import authenticate
 from ..fields import optional_bool, optional_str, required_str
 from ..request import json_object, services
 from .routes import client_route
+from .threepid import third_party_id
 
 blueprint = Blueprint("membership", __name__)
 
@@ -79,8 +80,14 @@ async def forget(room_id: str) -> dict:
 
 @client_route(blueprint, "/rooms/<room_id>/invite", methods=["POST"])
 async def invite(room_id: str) -> dict:
+    """By user id, or (third_party_membership.yaml) by `id_server`/`medium`/`address`."""
     requester = authenticate()
     body = await json_object()
+    if "user_id" not in body and ("medium" in body or "id_server" in body):
+        await services().third_party_invites.invite(
+            room_id, requester.user_id, third_party_id(body)
+        )
+        return {}
     await services().rooms.membership.invite(
         room_id,
         requester.user_id,

@@ -15,6 +15,7 @@ from ..auth import authenticate
 from ..fields import optional_bool, optional_object, optional_str, optional_str_list, required_str
 from ..request import config, json_object, services
 from .routes import client_route
+from .threepid import third_party_id
 
 blueprint = Blueprint("rooms", __name__)
 
@@ -64,7 +65,15 @@ async def create_room() -> dict:
         power_level_content_override=optional_object(body, "power_level_content_override"),
         room_alias_name=optional_str(body, "room_alias_name"),
     )
+    invite_3pid = body.get("invite_3pid") or []
+    if not isinstance(invite_3pid, list):
+        raise bad_json("`invite_3pid` must be a list.")
+    third_party_invitees = [third_party_id(invitee) for invitee in invite_3pid]
     room_id = await services().rooms.creation.create(requester.user_id, settings)
+    if third_party_invitees:
+        await services().third_party_invites.invite_all(
+            room_id, requester.user_id, third_party_invitees
+        )
     return {"room_id": room_id}
 
 

@@ -21,9 +21,11 @@ blueprint = open_blueprint("federation_keys", __name__)
 
 
 @blueprint.get("/_matrix/key/v2/server")
+@blueprint.get("/_matrix/key/v2/server/")
 @blueprint.get("/_matrix/key/v2/server/<key_id>")
 async def server_keys(key_id: str | None = None) -> dict:
-    """Our key document (the deprecated `/{keyId}` form answers the same: all keys)."""
+    """Our key document (the deprecated `/{keyId}` form answers the same: all keys; the
+    trailing slash is how Sydent asks, and Synapse serves it too)."""
     return services().federation.key_ring.own_key_document()
 
 
