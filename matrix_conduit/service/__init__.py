@@ -48,6 +48,7 @@ from .federation.server_acl import ServerAcl
 from .filters import Filters
 from .globals import Globals
 from .guarded_http import GuardedHttp
+from .identity_server import IdentityServers
 from .initial_sync import InitialSync
 from .jwt_login import JwtLogin
 from .key_backup import KeyBackup
@@ -74,6 +75,7 @@ from .reports import Reports
 from .rooms import Rooms
 from .rooms.guest_access import GuestAccess
 from .sync import Sync
+from .third_party_invites import ThirdPartyInvites
 from .to_device import ToDevice
 from .transaction_ids import TransactionIds
 from .turn import Turn
@@ -150,6 +152,7 @@ class Services:
         self._set_up_federation_history()
         self._set_up_guests()
         self._set_up_url_previews()
+        self._set_up_third_party_invites()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -176,6 +179,27 @@ class Services:
             self,
         )
         self._set_up_legacy_sync()
+
+    def _set_up_third_party_invites(self) -> None:
+        """Invites by email or phone through identity servers, which users name: reached
+        within the federation IP range lists."""
+        fetcher = GuardedHttp(
+            self.outgoing_http,
+            DnsResolver(),
+            IpRanges.parse(
+                self.config.federation_ip_range_denylist,
+                self.config.federation_ip_range_allowlist,
+            ),
+            denylist_name="federation_ip_range_denylist",
+        )
+        self.third_party_invites = ThirdPartyInvites(
+            self.db,
+            self.globals,
+            self.rooms,
+            self.users,
+            IdentityServers(self.globals, fetcher),
+            self.federation.client if self.config.allow_federation else None,
+        )
 
     def _set_up_url_previews(self) -> None:
         """`preview_url` (it answers only with `url_preview_enabled`), fetching through
