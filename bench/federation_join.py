@@ -58,7 +58,11 @@ from bench.federation import (
 from bench.versions import cpu_seconds
 from tests.support.federation_ca import FederationCa, new_ca
 
-ADDRESSES = {"ours": ("127.0.0.23", "127.0.0.24"), "synapse": ("127.0.0.53", "127.0.0.54")}
+A_ADDRESSES = {"ours": "127.0.0.23", "synapse": "127.0.0.53"}
+B_FIRST_HOST = {"ours": 30, "synapse": 60}
+"""127.0.0.N of the first B of each kind, N + 1 for the next: each B has a server name
+of its own (a later B on an earlier one's port would be another server of that name)."""
+MAX_REPEAT = 30
 CASES = {
     "ours-ours": ("ours", "ours"),
     "synapse-synapse": ("synapse", "synapse"),
@@ -283,21 +287,26 @@ def _servers_for(cases: list[str]) -> Iterator[tuple[str, list[str]]]:
     yield from by_a.items()
 
 
-def run_cases(cases: list[str], members: int, events: int, directory: Path) -> list[RoomRun]:
+def run_cases(
+    cases: list[str], members: int, events: int, repeat: int, directory: Path
+) -> list[RoomRun]:
+    """Each case's joins, `repeat` times each (a fresh B every time)."""
     ca = new_ca(directory / "ca")
     runs = []
     for a_kind, b_kinds in _servers_for(cases):
         run = RoomRun(a_kind)
         runs.append(run)
-        with STARTERS[a_kind](ca, directory / f"a-{a_kind}", ADDRESSES[a_kind][0]) as a:
+        with STARTERS[a_kind](ca, directory / f"a-{a_kind}", A_ADDRESSES[a_kind]) as a:
             run.room = trio.run(build_room, a, members, events)
             report_room(a, run.room)
-            for number, b_kind in enumerate(b_kinds):
-                where = directory / f"b-{a_kind}-{b_kind}-{number}"
-                with STARTERS[b_kind](ca, where, ADDRESSES[b_kind][1]) as b:
-                    result = trio.run(join_on, a, b, run.room)
-                run.joins.append(result)
-                report_join(a, result)
+            for b_kind in b_kinds:
+                for number in range(repeat):
+                    where = directory / f"b-{a_kind}-{b_kind}-{len(run.joins)}"
+                    address = f"127.0.0.{B_FIRST_HOST[b_kind] + number}"
+                    with STARTERS[b_kind](ca, where, address) as b:
+                        result = trio.run(join_on, a, b, run.room)
+                    run.joins.append(result)
+                    report_join(a, result)
     return runs
 
 
@@ -334,10 +343,39 @@ def report_join(a: Homeserver, result: JoinResult) -> None:
     )
 
 
-def measure(cases: list[str], members: int, events: int) -> None:
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def report_summary(runs: list[RoomRun]) -> None:
+    """One line per case: the medians of its joins."""
+    print("summary (median of each case's joins)")
+    print(
+        "  case                 joins   /sync s   B CPU s   all members s   B CPU s   peak RSS MiB"
+    )
+    for run in runs:
+        by_kind: dict[str, list[JoinResult]] = {}
+        for result in run.joins:
+            if result.failure is None:
+                by_kind.setdefault(result.b_kind, []).append(result)
+        for b_kind, results in by_kind.items():
+            name = f"{run.a_kind}-{'ours' if b_kind == 'matrix-conduit' else 'synapse'}"
+            print(
+                f"  {name:20s} {len(results):5d}"
+                f"   {_median([r.sync_seconds for r in results]):7.2f}"
+                f"   {_median([r.b_cpu_to_sync for r in results]):7.2f}"
+                f"   {_median([r.members_seconds for r in results]):13.2f}"
+                f"   {_median([r.b_cpu_to_members for r in results]):7.2f}"
+                f"   {_median([r.peak_rss_kib / 1024 for r in results]):12.1f}"
+            )
+
+
+def measure(cases: list[str], members: int, events: int, repeat: int = 1) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, piped
     with tempfile.TemporaryDirectory(prefix="bench-federation-join-") as directory:
-        run_cases(cases, members, events, Path(directory))
+        runs = run_cases(cases, members, events, repeat, Path(directory))
+    report_summary(runs)
     print("  target: ours at least as fast as Synapse joining the same room, with less memory")
 
 
@@ -351,13 +389,18 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", metavar="CASE", help=", ".join(CASES))
     parser.add_argument("--members", type=int, default=1000, help="the room's members on A")
     parser.add_argument("--events", type=int, default=5000, help="joins + messages on A")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="joins per case, each by a fresh B (medians)"
+    )
     arguments = parser.parse_args()
     unknown = sorted(set(arguments.cases) - set(CASES))
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)} (known: {', '.join(CASES)})")
     if arguments.members < 1 or arguments.events < arguments.members:
         parser.error("need at least one member and at least as many events as members")
-    measure(arguments.cases or list(CASES), arguments.members, arguments.events)
+    if not 1 <= arguments.repeat <= MAX_REPEAT:
+        parser.error(f"--repeat is from 1 to {MAX_REPEAT} (each B has an address of its own)")
+    measure(arguments.cases or list(CASES), arguments.members, arguments.events, arguments.repeat)
 
 
 if __name__ == "__main__":
