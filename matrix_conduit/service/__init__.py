@@ -115,6 +115,7 @@ class Services:
         self.users.account_deactivated.append(self.rooms.membership.leave_everything)
         self.rooms.visibility.erased_at = self.users.erased_at
         self.account_data = AccountData(db, self.globals, self.notifier)
+        self.users.account_erased.append(self._erase_account_data)
         self.filters = Filters(db)
         state_cache = self.rooms.state_cache
         self.typing = Typing(self.globals, self.notifier, state_cache)
@@ -221,6 +222,12 @@ class Services:
             max_bytes=self.config.url_preview_max_size,
             timeout=self.config.url_preview_timeout,
         )
+
+    async def _erase_account_data(self, user_id: str) -> None:
+        """An erased account's account data goes, global and of every room it was in."""
+        state_cache = self.rooms.state_cache
+        rooms = {*state_cache.left_rooms(user_id), *state_cache.joined_rooms(user_id)}
+        self.account_data.erase(user_id, rooms)
 
     def _set_up_legacy_sync(self) -> None:
         """The deprecated `/events` stream (peeking included) and `/initialSync` snapshots."""

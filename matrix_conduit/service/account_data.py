@@ -17,6 +17,7 @@ uses the empty room id):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from ..core.ids import is_valid_user_id
@@ -95,6 +96,19 @@ class AccountData:
         content = self.get(user_id, None, IGNORED_USER_LIST_TYPE) or {}
         ignored = content.get("ignored_users")
         return set(ignored) if isinstance(ignored, dict) else set()
+
+    # ---- account erasure
+
+    def erase(self, user_id: str, room_ids: Iterable[str]) -> None:
+        """Delete the user's global account data and that of `room_ids`: spec
+        `account_deactivation.yaml`, `erase` ("erase any non-event data associated with
+        the user, such as account data")."""
+        with self._db.batch() as batch:
+            for room in ("", *room_ids):
+                prefix = join_key(room, user_id) + SEPARATOR
+                for tree in (self._changes, self._latest):
+                    for key in list(tree.keys_with_prefix(prefix)):
+                        batch.delete(tree, key)
 
     # ---- room tags (`m.tag`)
 

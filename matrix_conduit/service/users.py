@@ -99,6 +99,9 @@ class Users:
         """Awaited with the user id after its display name or avatar changed."""
         self.account_deactivated: list[UserHook] = []
         """Awaited with the user id after the account was deactivated."""
+        self.account_erased: list[UserHook] = []
+        """Awaited after `account_deactivated` when the deactivation erased the account
+        (its other data goes: account data)."""
         self._set_up_server_user(config.emergency_password)
 
     # ------------------------------------------------------------ facts
@@ -302,6 +305,8 @@ class Users:
             self._devices.delete_all(user_id, batch=batch)
         log.info("deactivated %s%s", user_id, " (erased)" if erase else "")
         await self._announce(self.account_deactivated, user_id)
+        if erase:
+            await self._announce(self.account_erased, user_id)
 
     def _set_up_server_user(self, emergency_password: str | None) -> None:
         """Create `@conduit:<server_name>`; its password is the emergency password, if any."""

@@ -164,3 +164,26 @@ async def test_erasure_survives_a_restart(tmp_path):
     with open_services(tmp_path) as services:
         assert services.users.is_erased("@gone:localhost")
         assert services.rooms.visibility.erased_at("@gone:localhost") is not None
+
+
+async def test_erasure_deletes_the_accounts_account_data(server):
+    """`erase`: "the server should additionally erase any non-event data associated
+    with the user, such as account data"; a plain deactivation keeps it."""
+    room_id, alice, _, _ = await room_with_history(server)
+    keeper = await register(server, password=PASSWORD)
+    for user in (alice, keeper):
+        ok(await user.put(f"/user/{path_part(user.user_id)}/account_data/org.example.s", {"a": 1}))
+    ok(
+        await alice.put(
+            f"/user/{path_part(alice.user_id)}/rooms/{path_part(room_id)}/account_data/org.x",
+            {"b": 2},
+        )
+    )
+
+    await deactivate(alice, erase=True)
+    await deactivate(keeper, erase=False)
+
+    account_data = server.services.account_data
+    assert account_data.get(alice.user_id, None, "org.example.s") is None
+    assert account_data.get(alice.user_id, room_id, "org.x") is None
+    assert account_data.get(keeper.user_id, None, "org.example.s") == {"a": 1}
