@@ -340,11 +340,11 @@ async def _drained(world: World) -> bool:
 # ---- floods
 
 
-async def test_more_requests_in_progress_from_one_server_than_allowed_get_429(world, nursery, ca):
-    """One origin has at most `max_inbound_requests_per_server` requests in progress;
-    another gets 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`, and once they are answered
-    it is served again."""
-    release = trio.Event()
+async def _pdu_waiting_on_a_key(
+    world: World, nursery: trio.Nursery, ca: Any, release: trio.Event
+) -> dict[str, Any]:
+    """A PDU of a user of a silent server, with a signature of its: checking it (in
+    `/send`) waits for that server's key, which it answers (404) once `release` is set."""
     silent = await start_stub_peer(nursery, ca, "127.0.0.61")
 
     async def key_when_released(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
@@ -352,8 +352,6 @@ async def test_more_requests_in_progress_from_one_server_than_allowed_get_429(wo
         return 404, {"errcode": "M_NOT_FOUND", "error": "no key"}
 
     silent.on("GET", "/_matrix/key/v2/server", key_when_released)
-    # A PDU of a user of the silent server, with a signature of its: checking it waits
-    # for that server's key.
     pdu = world.peer.sign(
         {
             **mallory_event(world, "m.room.message", {"msgtype": "m.text", "body": "x"}),
@@ -362,6 +360,15 @@ async def test_more_requests_in_progress_from_one_server_than_allowed_get_429(wo
         world.room_version,
     )[0]
     pdu["signatures"][silent.name] = {"ed25519:silent": "A" * 86}
+    return pdu
+
+
+async def test_more_requests_in_progress_from_one_server_than_allowed_get_429(world, nursery, ca):
+    """One origin has at most `max_inbound_requests_per_server` requests in progress;
+    another gets 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`, and once they are answered
+    it is served again."""
+    release = trio.Event()
+    pdu = await _pdu_waiting_on_a_key(world, nursery, ca, release)
     request_auth = world.a.federation.request_auth
     answers: list[int] = []
 
@@ -384,6 +391,24 @@ async def test_more_requests_in_progress_from_one_server_than_allowed_get_429(wo
         release.set()
     assert answers == [200] * MAX_IN_PROGRESS
     assert request_auth.in_progress(world.peer.name) == 0
+    ok(await world.peer.request(world.a, "GET", profile))
+
+
+async def test_a_request_whose_sender_hangs_up_no_longer_counts_as_in_progress(world, nursery, ca):
+    """The count is released however a request ends: a peer that drops its connections
+    mid-request does not lock itself (or a real server behind it) out for good."""
+    pdu = await _pdu_waiting_on_a_key(world, nursery, ca, trio.Event())
+    request_auth = world.a.federation.request_auth
+    async with trio.open_nursery() as requests:
+        for _ in range(MAX_IN_PROGRESS):
+            requests.start_soon(world.peer.push, world.a, [pdu])
+        await eventually(
+            lambda: _async(request_auth.in_progress(world.peer.name) == MAX_IN_PROGRESS)
+        )
+        requests.cancel_scope.cancel()  # the peer hangs up
+
+    await eventually(lambda: _async(request_auth.in_progress(world.peer.name) == 0))
+    profile = f"/_matrix/federation/v1/query/profile?user_id={quote(world.alice.user_id)}"
     ok(await world.peer.request(world.a, "GET", profile))
 
 
