@@ -121,6 +121,24 @@ async def test_a_rejected_knock_is_seen_by_the_room(both, direction):
     assert kick["content"].get("reason") == "no"
 
 
+async def test_a_rescinded_invite_reaches_the_invited_users_server(both, direction):
+    """The inviter kicks the invited user, whose server is not in the room: it is told
+    (both servers send it there), and takes it: the invite is gone from `/sync`. (What
+    takes a rejected knock on our side; Synapse sends only this one: synapse#18030.)"""
+    home, visitor = await _accounts(both, direction)
+    room_id = await home.create_room(preset="private_chat", name="Changed my mind")
+    visitor_sync = visitor.sync()
+    await visitor_sync.once()
+    ok(await home.room_action(room_id, "invite", {"user_id": visitor.user_id}))
+    await visitor_sync.until(lambda sync: room_id in sync.invites)
+
+    ok(await home.room_action(room_id, "kick", {"user_id": visitor.user_id}))
+
+    await visitor_sync.until(lambda sync: room_id in sync.last.get("rooms", {}).get("leave", {}))
+    body = await visitor.sync().once()
+    assert room_id not in body.get("rooms", {}).get("invite", {})
+
+
 async def test_a_restricted_room_admits_members_of_its_allowed_room_and_refuses_others(
     both, direction
 ):
