@@ -97,6 +97,28 @@ def compute_reference_hash(event: Mapping[str, Any], room_version: RoomVersion) 
     return _sha256(redact(event, room_version), leave_out=("signatures", "unsigned"))
 
 
+def reference_form(
+    event: Mapping[str, Any], room_version: RoomVersion
+) -> tuple[dict[str, Any], bytes]:
+    """The redacted event and `signed_bytes` of it: what its signatures cover, which is
+    also what its reference hash hashes. A received event needs both (its id and its
+    signature check), so it is redacted and encoded once (`event_id_of_reference_form`,
+    `verify_event_signatures(..., reference=...)`)."""
+    redacted = redact(event, room_version)
+    return redacted, signed_bytes(redacted)
+
+
+def event_id_of_reference_form(
+    event: Mapping[str, Any], room_version: RoomVersion, data: bytes
+) -> str:
+    """`compute_event_id` given `data`, the event's `reference_form` bytes."""
+    if room_version.event_format is EventFormat.V1:
+        event_id, _ = _v1_event_id(event)
+        return event_id
+    urlsafe = room_version.event_format is EventFormat.V3
+    return "$" + encode_base64(hashlib.sha256(data).digest(), urlsafe=urlsafe)
+
+
 def _v1_event_id(event: Mapping[str, Any]) -> tuple[str, str]:
     """Rooms v1–v2: the `event_id` key, which must be `$opaque:server`, and its server."""
     try:
@@ -240,6 +262,8 @@ def verify_event_signatures(
     event: Mapping[str, Any],
     room_version: RoomVersion,
     verify_keys: Mapping[str, Mapping[str, VerifyKey]],
+    *,
+    reference: tuple[Mapping[str, Any], bytes] | None = None,
 ) -> None:
     """Check a received event's signatures; `SignatureError` if they do not hold.
 
@@ -249,9 +273,10 @@ def verify_event_signatures(
     caller's). For each required server, signatures by unknown keys are
     skipped, at least one known key must have signed, and every known key's
     signature must verify — over the redacted event, so a redacted copy
-    verifies as well as the full one.
+    verifies as well as the full one. `reference` is the event's
+    `reference_form` if the caller has it.
     """
-    redacted = redact(event, room_version)
+    redacted, data = reference if reference is not None else reference_form(event, room_version)
     for server_name in sorted(required_signature_servers(event, room_version)):
         known_keys = verify_keys.get(server_name, {})
         key_ids = [
@@ -262,7 +287,7 @@ def verify_event_signatures(
                 f"event has no signature from {preview(server_name)} by a known key"
             )
         for key_id in key_ids:
-            verify_json(redacted, server_name, key_id, known_keys[key_id])
+            verify_json(redacted, server_name, key_id, known_keys[key_id], data)
 
 
 # --- format and size --------------------------------------------------------

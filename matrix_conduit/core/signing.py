@@ -217,13 +217,18 @@ def signed_key_ids(obj: Mapping[str, Any], server_name: str) -> list[str]:
 
 
 def verify_json(
-    obj: Mapping[str, Any], server_name: str, key_id: str, verify_key: VerifyKey
+    obj: Mapping[str, Any],
+    server_name: str,
+    key_id: str,
+    verify_key: VerifyKey,
+    data: bytes | None = None,
 ) -> None:
     """Check `server_name`'s signature under `key_id`; `SignatureError` says why not.
 
     Follows "Checking for a Signature": the entry must exist, decode as
     base64, and verify over the Canonical JSON of the object without
-    `signatures` and `unsigned`.
+    `signatures` and `unsigned` — `data`, when the caller has encoded it
+    already (`signed_bytes(obj)`; an event's id is hashed from the same bytes).
     """
     signatures = obj.get("signatures")
     if not isinstance(signatures, Mapping):
@@ -240,7 +245,7 @@ def verify_json(
             f"signature by {preview(server_name)} {key_id} is not base64"
         ) from None
     try:
-        verify_key.verify(signed_bytes(obj), signature)
+        verify_key.verify(signed_bytes(obj) if data is None else data, signature)
     except (nacl.exceptions.BadSignatureError, ValueError):
         raise SignatureError(
             f"signature by {preview(server_name)} {key_id} does not verify"

@@ -19,7 +19,8 @@ from ...core.errors import InvalidEvent, SignatureError
 from ...core.events import (
     check_content_hash,
     check_event_size,
-    compute_event_id,
+    event_id_of_reference_form,
+    reference_form,
     required_signature_servers,
     room_id_for_create_event,
     validate_pdu_format,
@@ -70,16 +71,17 @@ async def checked_pdu(key_ring: KeyRing, pdu: object, room_version: RoomVersion)
         validate_pdu_format(pdu, room_version)
         assert isinstance(pdu, dict)
         check_event_size(pdu, room_version)
-        event_id = compute_event_id(pdu, room_version)
+        reference = reference_form(pdu, room_version)  # redacted and encoded once
+        event_id = event_id_of_reference_form(pdu, room_version, reference[1])
         servers = required_signature_servers(pdu, room_version)
     except InvalidEvent as error:
         raise DroppedPdu(f"the event is malformed: {error}") from None
     at_ts = pdu["origin_server_ts"] if room_version.enforce_key_validity else 0
-    redacted = redact(pdu, room_version)
+    redacted = reference[0]
     wanted = {server: signed_key_ids(redacted, server) for server in servers}
     keys = await key_ring.keys_for_many(wanted, at_ts)
     try:
-        verify_event_signatures(pdu, room_version, keys)
+        verify_event_signatures(pdu, room_version, keys, reference=reference)
     except (SignatureError, InvalidEvent) as error:
         raise DroppedPdu(f"the event's signatures do not hold: {error}") from None
     event = dict(pdu) if check_content_hash(pdu) else redact(pdu, room_version)

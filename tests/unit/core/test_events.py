@@ -28,6 +28,8 @@ from matrix_conduit.core.events import (
     compute_content_hash,
     compute_event_id,
     compute_reference_hash,
+    event_id_of_reference_form,
+    reference_form,
     required_signature_servers,
     room_id_for_create_event,
     sign_event,
@@ -665,3 +667,24 @@ def test_sign_event_with_id_gives_the_id_compute_event_id_gives(version):
     signed, event_id = sign_event_with_id(event, "example.org", key, room_version)
     assert signed == sign_event(event, "example.org", key, room_version)
     assert event_id == compute_event_id(signed, room_version)
+
+
+@pytest.mark.parametrize("version", range(1, 13))
+def test_one_reference_form_gives_the_event_id_and_checks_the_signatures(version: int):
+    """Server-server API § Validating hashes and signatures, § Calculating the reference
+    hash: both cover the redacted event without `signatures` and `unsigned`, so a
+    received event is redacted and encoded once for its id and its signature check."""
+    event = signed_pdu(version)
+    reference = reference_form(event, room_version(version))
+    assert event_id_of_reference_form(event, room_version(version), reference[1]) == (
+        compute_event_id(event, room_version(version))
+    )
+    verify_event_signatures(event, room_version(version), KNOWN, reference=reference)
+    tampered = {**event, "type": "Y"}
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_event_signatures(
+            tampered,
+            room_version(version),
+            KNOWN,
+            reference=reference_form(tampered, room_version(version)),
+        )
