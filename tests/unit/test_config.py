@@ -159,6 +159,7 @@ OUR_OWN_DEFAULTS = {
     "federation_ip_range_allowlist": [],
     "client_idle_timeout": 10.0,
     "client_body_timeout": 30.0,
+    "max_inbound_requests_per_server": 50,
     "allow_public_rooms_over_federation": True,
     "url_preview_enabled": False,
     "url_preview_ip_range_denylist": list(DEFAULT_IP_RANGE_DENYLIST),
