@@ -223,6 +223,13 @@ async def test_malformed_or_refused_third_party_invites_get_the_spec_errors(
         400,
         "M_MISSING_PARAM",
     )
+    # /account/3pid/bind needs the session and the identity server; a session Sydent
+    # never made is its error, passed on.
+    session = {"sid": "1", "client_secret": "s", "id_server": sydent.id_server}
+    assert_error(await alice.post("/account/3pid/bind", session), 400, "M_MISSING_PARAM")
+    token = good["id_access_token"]
+    bind = await alice.post("/account/3pid/bind", {**session, "id_access_token": token})
+    assert_error(bind, 400, "M_NO_VALID_SESSION")
 
 
 async def test_onbind_refuses_malformed_notifications(us: FederatingServer) -> None:

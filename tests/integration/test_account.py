@@ -205,7 +205,6 @@ async def test_account_has_no_third_party_identifiers(open_server, alice):
     [
         ("/account/3pid", 403, "M_THREEPID_AUTH_FAILED"),
         ("/account/3pid/add", 403, "M_THREEPID_AUTH_FAILED"),
-        ("/account/3pid/bind", 403, "M_THREEPID_AUTH_FAILED"),
         ("/account/3pid/delete", 404, "M_THREEPID_NOT_FOUND"),
         ("/account/3pid/email/requestToken", 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         ("/account/3pid/msisdn/requestToken", 400, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
