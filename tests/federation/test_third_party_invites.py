@@ -237,3 +237,37 @@ async def test_onbind_refuses_malformed_notifications(us: FederatingServer) -> N
     for body in ([], {"mxid": "@someone:elsewhere.test", "invites": []}, {"mxid": 3}):
         response = await us.client.put("/_matrix/federation/v1/3pid/onbind", json=body)
         assert response.status_code == 400, response.text
+
+
+async def test_an_invitee_on_another_server_redeems_through_exchange_third_party_invite(
+    nursery, ca, sydent: Sydent, us: FederatingServer, tmp_path
+) -> None:
+    """The invitee's server gets /3pid/onbind, asks the inviter's server to turn the
+    third-party invite into an invite (`exchange_third_party_invite`), and receives it."""
+    them = await start_federating(nursery, ca, tmp_path / "them", "127.0.0.3")
+    alice, bob = await register(us.server), await register(them.server)
+    address = f"bob-{secrets.token_hex(3)}@example.test"
+    room_id = await alice.create_room()
+    invitee = {
+        "id_server": sydent.id_server,
+        "id_access_token": await id_access_token(ca, sydent, alice),
+        "medium": "email",
+        "address": address,
+    }
+    ok(await alice.post(f"/rooms/{room_id}/invite", invitee))
+    [pending] = third_party_invites(ok(await alice.get(f"/rooms/{room_id}/state")))
+
+    await bind(ca, sydent, bob, address)
+
+    async def invited() -> dict[str, Any] | None:
+        content = await member(alice, room_id, bob.user_id)
+        return content if content and content.get("membership") == "invite" else None
+
+    content = await eventually(invited)
+    assert content["third_party_invite"]["signed"]["token"] == pending["state_key"]
+
+    async def in_bobs_invites() -> bool:
+        return room_id in ok(await bob.get("/sync")).get("rooms", {}).get("invite", {})
+
+    await eventually(in_bobs_invites)
+    assert ok(await bob.post(f"/join/{path_part(room_id)}", {})) == {"room_id": room_id}
