@@ -102,9 +102,19 @@ def _as_judged(event: Mapping[str, Any], room_version: RoomVersion) -> Mapping[s
     return event
 
 
+def _sort_key(event: Mapping[str, Any]) -> tuple[int, int]:
+    """(depth, origin_server_ts), whatever types a peer put there."""
+    depth, sent = event.get("depth", 0), event.get("origin_server_ts", 0)
+    return (
+        depth if isinstance(depth, int) else 0,
+        sent if isinstance(sent, int) else 0,
+    )
+
+
 def _oldest_first(events: Sequence[Event]) -> list[Event]:
     """`events` with each after those of them it names as prev_events (Kahn's algorithm,
-    lowest depth first among the ready ones; a malformed cycle comes last)."""
+    lowest depth, then earliest `origin_server_ts`, first among the ready ones, so
+    same-depth forks come in the order they were sent; a malformed cycle comes last)."""
     by_id = {event["event_id"]: event for event in events}
     waiting: dict[str, int] = {}
     children: dict[str, list[str]] = {}
@@ -113,7 +123,7 @@ def _oldest_first(events: Sequence[Event]) -> list[Event]:
         waiting[event_id] = len(prevs)
         for prev_id in prevs:
             children.setdefault(prev_id, []).append(event_id)
-    ready = [(int(by_id[e].get("depth", 0)), e) for e, count in waiting.items() if count == 0]
+    ready = [(_sort_key(by_id[e]), e) for e, count in waiting.items() if count == 0]
     heapq.heapify(ready)
     ordered: list[Event] = []
     while ready:
@@ -122,7 +132,7 @@ def _oldest_first(events: Sequence[Event]) -> list[Event]:
         for child in children.get(event_id, ()):
             waiting[child] -= 1
             if waiting[child] == 0:
-                heapq.heappush(ready, (int(by_id[child].get("depth", 0)), child))
+                heapq.heappush(ready, (_sort_key(by_id[child]), child))
     placed = {event["event_id"] for event in ordered}
     ordered.extend(event for event_id, event in by_id.items() if event_id not in placed)
     return ordered
