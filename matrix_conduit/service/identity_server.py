@@ -136,6 +136,23 @@ class IdentityServers:
         signature = sign_json(request, origin, key)["signatures"][origin][key_id]
         return build_x_matrix_header(origin, id_server, key_id, signature)
 
+    async def key_is_valid(self, key_validity_url: str, public_key: str) -> bool:
+        """Does the identity server still stand by `public_key` (its `key_validity_url`)?
+
+        The URL comes from a room's `m.room.third_party_invite`, so it is fetched
+        like any URL a user names; a failure or a malformed answer is "no".
+        """
+        separator = "&" if "?" in key_validity_url else "?"
+        url = f"{key_validity_url}{separator}public_key={quote(public_key, safe='')}"
+        try:
+            answer = await self._fetcher.fetch(
+                "GET", url, timeout=TIMEOUT_SECONDS, max_bytes=MAX_BYTES, follow_redirects=False
+            )
+            parsed = json.loads(answer.body) if answer.status == 200 else None
+        except (FetchError, ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(parsed, dict) and parsed.get("valid") is True
+
     async def _request(
         self,
         id_server: str,

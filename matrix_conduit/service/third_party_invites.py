@@ -188,6 +188,8 @@ class ThirdPartyInvites:
             pending = self._rooms.timeline.state_content(
                 room_id, THIRD_PARTY_INVITE, str(signed.get("token"))
             )
+            if not await self._a_key_is_still_valid(pending):
+                raise forbidden(f"the identity server revoked the keys of the invite to {room_id}")
             if isinstance(pending.get("display_name"), str):
                 content["third_party_invite"]["display_name"] = pending["display_name"]
             await self._rooms.builder.send(room_id, sender, "m.room.member", content, mxid)
@@ -207,6 +209,21 @@ class ThirdPartyInvites:
             await self._federation.request(destination, "PUT", path, body=partial)
         except RemoteError as error:
             raise forbidden(f"{destination} refused the invite to {room_id}: {error}") from None
+
+    async def _a_key_is_still_valid(self, pending: dict[str, Any]) -> bool:
+        """The spec's check before redeeming: one of the invite's public keys is still valid
+        at its `key_validity_url` (no keys, or no such invite: not valid)."""
+        keys = [key for key in pending.get("public_keys", []) if isinstance(key, dict)]
+        keys.append(pending)  # the top-level public_key / key_validity_url
+        for key in keys:
+            public_key, url = key.get("public_key"), key.get("key_validity_url")
+            if (
+                isinstance(public_key, str)
+                and isinstance(url, str)
+                and await self._identity_servers.key_is_valid(url, public_key)
+            ):
+                return True
+        return False
 
     def _is_resident(self, room_id: str) -> bool:
         server_name = self._globals.server_name

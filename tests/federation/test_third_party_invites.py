@@ -19,11 +19,13 @@ from __future__ import annotations
 import secrets
 import ssl
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.support.federation import FederatingServer, start_federating
+from matrix_conduit.core.signing import generate_signing_key, sign_json, verify_key_base64
+from tests.support.federation import FederatingServer, serve_https, start_federating
 from tests.support.federation_ca import FederationCa
 from tests.support.matrix import User, assert_error, ok, path_part, register
 from tests.support.remote_membership import eventually
@@ -271,3 +273,45 @@ async def test_an_invitee_on_another_server_redeems_through_exchange_third_party
 
     await eventually(in_bobs_invites)
     assert ok(await bob.post(f"/join/{path_part(room_id)}", {})) == {"room_id": room_id}
+
+
+@pytest.mark.parametrize("still_valid", [True, False])
+async def test_onbind_redeems_only_invites_whose_key_the_identity_server_still_stands_by(
+    nursery, ca, us: FederatingServer, still_valid: bool
+) -> None:
+    """Before redeeming, one of the invite's public keys must still be valid at its
+    `key_validity_url` (spec: "MUST validate that the public key used for signing is still
+    valid"); here an identity server of the test's own signs and answers that check."""
+    asked: list[str] = []
+
+    async def key_validity(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        return 200, {"valid": still_valid}
+
+    identity_server = await serve_https(nursery, ca, "127.0.0.4", key_validity)
+    key = generate_signing_key()
+    alice, bob = await register(us.server), await register(us.server)
+    room_id = await alice.create_room()
+    token = secrets.token_hex(8)
+    pending = {
+        "display_name": "b...@e...",
+        "key_validity_url": f"https://{identity_server}/_matrix/identity/v2/pubkey/isvalid",
+        "public_key": verify_key_base64(key),
+    }
+    ok(await alice.put(f"/rooms/{room_id}/state/m.room.third_party_invite/{token}", pending))
+    signed = sign_json({"mxid": bob.user_id, "token": token}, identity_server, key)
+    invite = {"room_id": room_id, "sender": alice.user_id, "mxid": bob.user_id, "signed": signed}
+    onbind = {"medium": "email", "address": "b@e.test", "mxid": bob.user_id, "invites": [invite]}
+
+    response = await us.client.put("/_matrix/federation/v1/3pid/onbind", json=onbind)
+
+    assert response.status_code == 200, response.text
+    assert asked == [
+        f"/_matrix/identity/v2/pubkey/isvalid?public_key={quote(pending['public_key'], safe='')}"
+    ]
+    content = await member(alice, room_id, bob.user_id)
+    if still_valid:
+        assert content is not None and content["membership"] == "invite"
+        assert content["third_party_invite"]["signed"] == signed
+    else:
+        assert content is None
