@@ -16,7 +16,8 @@ bound later, the identity server calls the invitee's homeserver's
 `/3pid/onbind` with the invite `signed` by its key; that homeserver turns it
 into an `m.room.member` invite carrying the `signed` proof, sent as the
 original inviter: built here when the inviter is one of ours in a room we
-are in, otherwise asked of the inviter's server with
+are in (once one of the invite's public keys is confirmed still valid at its
+`key_validity_url`, as the spec requires), otherwise asked of the inviter's server with
 `exchange_third_party_invite` (whose resident side is
 `federation/membership.py`). The auth rules (`core/auth.py`, rule
 "invite.1") check the proof against the public keys of the room's
