@@ -211,6 +211,43 @@ async def test_when_the_rooms_first_server_is_down_history_comes_from_another(
     assert b.federation.destinations.retry_at_ms(a.name) is not None  # A was tried, and failed
 
 
+async def test_an_event_one_server_forged_is_taken_from_another_and_history_goes_on(
+    nursery, ca, tmp_path, pair
+):
+    """A (asked first: the sender's server, with the most users) breaks the signatures
+    of one old message in every answer; B keeps what checks out above it, and asks C
+    for the forged one and what lies behind it."""
+    a, b = pair
+    c = await start_federating(nursery, ca, tmp_path / "c", "127.0.0.4")
+    _alice, room_id, texts = await room_with_history(a, 20)
+    ok(await join(await register(a.server), room_id))
+    carol = await joined_later(a, c, room_id)
+    assert bodies(await history(carol, room_id, page=50)) == texts
+    asked: list[str] = []
+    for name, server in (("a", a), ("c", c)):
+        served = server.server.services.inbound.served
+        real_backfill = served.backfill
+
+        def answering(
+            origin: str, room: str, from_ids: Any, limit: int, *, name=name, real=real_backfill
+        ) -> dict:
+            asked.append(name)
+            answer = real(origin, room, from_ids, limit)
+            for pdu in answer["pdus"]:
+                if name == "a" and pdu["content"].get("body") == "old 10":
+                    pdu["signatures"] = {a.name: {"ed25519:" + "x" * 6: "A" * 86}}
+            return answer
+
+        served.backfill = answering
+    bob = await joined_later(a, b, room_id)
+
+    events = await history(bob, room_id, page=50)
+
+    assert events[0]["type"] == "m.room.create"
+    assert bodies(events) == texts
+    assert asked[:2] == ["a", "a"] and "c" in asked
+
+
 async def test_a_server_the_rooms_acl_denies_is_never_asked_for_history(
     nursery, ca, tmp_path, pair
 ):

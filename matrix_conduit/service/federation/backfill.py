@@ -72,6 +72,8 @@ MAX_ANSWER_BYTES = 16 * 1024 * 1024
 RETRY_MIN_MS = 30_000
 RETRY_MAX_MS = 3600_000
 REMEMBERED = 10_000
+MAX_HIDDEN_ANCESTORS = 100
+"""Rejected and soft-failed ancestors looked through for the history behind them."""
 
 Event = dict[str, Any]
 
@@ -234,13 +236,25 @@ class Backfill:
         return None
 
     def _missing_prevs(self, event: Mapping[str, Any]) -> list[str]:
-        """prev_events neither in the timeline nor known to be kept out of it (rejected,
-        soft-failed): unknown, or known by id only (an outlier)."""
-        return [
-            prev_id
-            for prev_id in reference_ids(event.get("prev_events"))
-            if self._timeline.status(prev_id) in (None, EventStatus.OUTLIER)
-        ]
+        """The ancestors to fetch before `event`: its prev_events that are unknown or
+        known by id only (an outlier); behind prev_events kept out of the timeline
+        (rejected, soft-failed), their prev_events, recursively (at most
+        `MAX_HIDDEN_ANCESTORS`), so one rejected event does not end the history."""
+        missing: list[str] = []
+        seen: set[str] = set()
+        to_visit = reference_ids(event.get("prev_events"))
+        while to_visit and len(seen) < MAX_HIDDEN_ANCESTORS:
+            prev_id = to_visit.pop()
+            if prev_id in seen:
+                continue
+            seen.add(prev_id)
+            status = self._timeline.status(prev_id)
+            if status in (None, EventStatus.OUTLIER):
+                missing.append(prev_id)
+            elif status is not EventStatus.TIMELINE:
+                hidden = self._timeline.get_event(prev_id)
+                to_visit.extend(reference_ids((hidden or {}).get("prev_events")))
+        return missing
 
     def _back_off(self, room_id: str, event_id: str) -> None:
         previous = self._retry.get((room_id, event_id))
