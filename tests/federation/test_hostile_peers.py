@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 import trio
@@ -645,3 +645,45 @@ async def test_the_keys_of_a_transactions_signers_are_asked_for_all_at_once(worl
         release.set()
     assert set(answers[0]["pdus"]) == {event_id for _, event_id in pdus}
     assert all("error" in result for result in answers[0]["pdus"].values())
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+async def test_the_state_at_a_gap_is_filled_only_within_its_weight(world, monkeypatch, heavy):
+    """§ Retrieving events (`/state_ids`, then `/event` for each unknown id): the events
+    fetched for one gap are held until stored, so what they weigh together is bounded
+    (`MAX_GAP_BYTES`, made small here). Over it, the gap stays unfilled and the events
+    above it are dropped; under it, they are taken."""
+    if heavy:
+        monkeypatch.setattr(incoming, "MAX_GAP_BYTES", 100_000)
+    (below, below_id), (missing, missing_id), (latest, latest_id) = _chain(world, 3)
+    pads = [
+        world.peer.sign(
+            mallory_event(world, "org.example.pad", {"pad": "x" * 30_000}, str(n)),
+            world.room_version,
+        )
+        for n in range(5)
+    ]
+    served = {event_id: pdu for pdu, event_id in [*pads, (below, below_id)]}
+    state_ids = list(world.a.server.services.rooms.state.current_state_ids(world.room_id).values())
+
+    async def get_missing_events(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+        return 200, {"events": [missing]}
+
+    async def serve_state_ids(_method: str, target: str, _body: Any) -> tuple[int, Any]:
+        assert quote(below_id, safe="") in target
+        return 200, {"pdu_ids": [*state_ids, *served], "auth_chain_ids": []}
+
+    async def serve_event(_method: str, target: str, _body: Any) -> tuple[int, Any]:
+        event_id = unquote(target.rsplit("/", 1)[1])
+        return 200, {"origin": world.peer.name, "origin_server_ts": 0, "pdus": [served[event_id]]}
+
+    world.peer.on("POST", "/_matrix/federation/v1/get_missing_events/", get_missing_events)
+    world.peer.on("GET", "/_matrix/federation/v1/state_ids/", serve_state_ids)
+    world.peer.on("GET", "/_matrix/federation/v1/event/", serve_event)
+
+    ok(await world.peer.push(world.a, [latest]))
+
+    await eventually(lambda: _drained(world))
+    assert world.peer.asked("GET", "/_matrix/federation/v1/state_ids/")
+    expected = None if heavy else EventStatus.TIMELINE
+    assert [status(world, missing_id), status(world, latest_id)] == [expected, expected]

@@ -38,6 +38,7 @@ from typing import Any
 import trio
 
 from ...core.auth import Rejection, check_auth
+from ...core.canonical_json import encode_canonical_json
 from ...core.errors import CanonicalJsonError, InvalidEvent
 from ...core.events import compute_event_id, room_id_for_create_event
 from ...core.room_versions import RoomVersion
@@ -56,6 +57,9 @@ MAX_AUTH_FETCH = 100
 """Auth events fetched for one event (its chain back to what we have)."""
 MAX_GAP_EVENTS = 10_000
 """Events fetched to fill the state at one gap."""
+MAX_GAP_BYTES = 64 * 1024 * 1024
+"""What those events may weigh together (held in memory until they are stored): an honest
+state of 10,000 events is ~10–20 MB; one of PDUs padded to 64 KiB would be 640 MB."""
 GAP_FETCH_CONCURRENCY = 8
 FETCH_BUDGET_SECONDS = 180.0
 """All the fetching one pushed event may cause (its auth events, missing prev_events, the
@@ -377,17 +381,31 @@ class IncomingEvents:
             log.warning("not filling the gap at %s: %d unknown events", prev_id, len(wanted))
             return
         fetched: list[Event] = []
+        weight = 0
         limiter = trio.CapacityLimiter(GAP_FETCH_CONCURRENCY)
 
-        async def fetch(event_id: str) -> None:
+        async def fetch(event_id: str, nursery: trio.Nursery) -> None:
+            nonlocal weight
             async with limiter:
                 event = await self._fetcher.event(origin, room_id, event_id, room_version)
-            if event is not None:
-                fetched.append(event)
+            if event is None:
+                return
+            fetched.append(event)
+            weight += len(encode_canonical_json(event))
+            if weight > MAX_GAP_BYTES:
+                nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
             for event_id in wanted:
-                nursery.start_soon(fetch, event_id)
+                nursery.start_soon(fetch, event_id, nursery)
+        if weight > MAX_GAP_BYTES:
+            log.warning(
+                "not filling the gap at %s from %s: its events weigh over %d bytes",
+                prev_id,
+                origin,
+                MAX_GAP_BYTES,
+            )
+            return
         await self._fetch_auth_events(origin, room_id, room_version, fetched)
         await self._store_outliers(room_id, room_version, fetched)
         prev = self._timeline.get_event(prev_id)
