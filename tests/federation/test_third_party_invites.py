@@ -30,6 +30,7 @@ from tests.support.federation_ca import FederationCa
 from tests.support.matrix import User, assert_error, ok, path_part, register
 from tests.support.remote_membership import eventually
 from tests.support.sydent import Sydent, running_sydent, serve_tls_front
+from tests.support.synapse_rooms import Peers
 
 IDENTITY_API = "/_matrix/identity/v2"
 
@@ -54,6 +55,11 @@ def identity_client(ca: FederationCa, sydent: Sydent) -> httpx.AsyncClient:
 async def id_access_token(ca: FederationCa, sydent: Sydent, user: User) -> str:
     """Sydent's token for `user`, from an OpenID token of ours (v2 /account/register)."""
     openid = ok(await user.post(f"/user/{path_part(user.user_id)}/openid/request_token", {}))
+    return await id_access_token_for(ca, sydent, openid)
+
+
+async def id_access_token_for(ca: FederationCa, sydent: Sydent, openid: dict[str, Any]) -> str:
+    """Sydent's token for the holder of an OpenID token (Sydent asks its server who it is)."""
     async with identity_client(ca, sydent) as client:
         answer = await client.post(f"{IDENTITY_API}/account/register", json=openid)
     assert answer.status_code == 200, answer.text
@@ -315,3 +321,49 @@ async def test_onbind_redeems_only_invites_whose_key_the_identity_server_still_s
         assert content["third_party_invite"]["signed"] == signed
     else:
         assert content is None
+
+
+async def test_a_synapse_user_redeems_an_email_invite_of_ours(
+    nursery, both: Peers, tmp_path
+) -> None:
+    """With Synapse as the invitee's server: Sydent's /3pid/onbind goes to Synapse, which
+    asks us (`exchange_third_party_invite`) for the invite; it arrives and Bob joins.
+    Bob binds on Sydent directly (Synapse's own /account/3pid/bind would have to trust the
+    test's CA for identity servers)."""
+    ca = both.synapse.ca
+    with running_sydent(tmp_path / "sydent") as sydent:
+        await serve_tls_front(nursery, ca, sydent)
+        alice, bob = await both.our_account(), await both.synapse_account()
+        address = f"bob-{secrets.token_hex(3)}@example.test"
+        room_id = await alice.create_room()
+        openid_path = "/user/{}/openid/request_token"
+        alice_openid = ok(
+            await alice.request("POST", openid_path.format(path_part(alice.user_id)), {})
+        )
+        invitee = {
+            "id_server": sydent.id_server,
+            "id_access_token": await id_access_token_for(ca, sydent, alice_openid),
+            "medium": "email",
+            "address": address,
+        }
+        ok(await alice.request("POST", f"/rooms/{room_id}/invite", invitee))
+
+        bob_openid = ok(await bob.request("POST", openid_path.format(path_part(bob.user_id)), {}))
+        bob_token = await id_access_token_for(ca, sydent, bob_openid)
+        session = await validated_session(ca, sydent, bob_token, address)
+        async with identity_client(ca, sydent) as client:
+            bound = await client.post(
+                f"{IDENTITY_API}/3pid/bind",
+                json={**session, "mxid": bob.user_id},
+                headers={"Authorization": f"Bearer {bob_token}"},
+            )
+        assert bound.status_code == 200, bound.text
+
+        async def invited() -> dict[str, Any] | None:
+            response = await alice.state(room_id, "m.room.member", bob.user_id)
+            content = response.json() if response.status_code == 200 else None
+            return content if content and content.get("membership") == "invite" else None
+
+        content = await eventually(invited, timeout=60)
+        assert content["third_party_invite"]["signed"]["mxid"] == bob.user_id
+        ok(await bob.join(room_id))
