@@ -13,12 +13,14 @@ flow: an event from another server". For each event, in the spec's order:
    (`/get_missing_events`, at most `max_fetch_prev_events`) and handled
    oldest first through this same pipeline; where a gap remains below them,
    the state at the gap comes from `/state_ids` (its unknown events fetched
-   and stored as outliers). A *pushed* event whose prev_events are still
-   unknown after that is dropped, as Synapse does: trusting a state it
-   claims would let one event take over the room
-   (`../shared/notes/federation-lessons.md`);
-3. then, under the room's lock and without awaiting: auth against its own
-   auth events (else rejected), against the state before it — the
+   and stored as outliers, at most `MAX_GAP_EVENTS` weighing `MAX_GAP_BYTES`).
+   A *pushed* event whose prev_events are still unknown after that is
+   dropped, as Synapse does: trusting a state it claims would let one event
+   take over the room (`../shared/notes/federation-lessons.md`);
+3. then, under the room's lock and without awaiting: an event with a
+   prev_event of another room is rejected (that room's state is not its
+   state); auth against its own auth events (else rejected), against the
+   state before it — the
    resolution of its prev_events' states — (else rejected), against the
    current state (else soft-failed), and the `EventContext` for
    `Timeline.persist`: state before and after, the new forward extremities,
