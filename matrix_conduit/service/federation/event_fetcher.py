@@ -7,7 +7,11 @@ Spec: `content/server-server-api.md` § Retrieving events (`GET /event/{eventId}
 receipt checks (`received.checked_pdu`) before anyone sees it; an event that
 fails, or a server that does not answer, counts as not found: whoever needed
 it then rejects or drops what cited it. Nothing here holds a room lock, so
-these calls run before the incoming-event handler takes one.
+these calls run before the incoming-event handler takes one. Answers are
+read up to what an honest one can weigh (`/event` 1 MiB, for one PDU of at
+most 64 KiB; `/get_missing_events` 64 KiB per event asked; `/state_ids`
+64 MiB), and a `/get_missing_events` answer that is not what was asked
+(more events than `limit`, an event of another room) is not used at all.
 
 An event a server could not give us is not asked of it again at once: the
 pull backs off from `PULL_BACKOFF_MIN_MS`, doubling up to
