@@ -88,7 +88,7 @@ async def test_a_profile_change_brings_only_the_new_events_in_the_next_sync(
 async def test_members_who_changed_while_a_user_was_away_arrive_after_the_rejoin(
     server: SharedServer,
 ):
-    """"Syncing": state + timeline bring the client to the room's state at `next_batch`.
+    """Spec, "Syncing": state + timeline bring the client to the room's state at `next_batch`.
 
     With `history_visibility: joined` the events while alice was away are
     hidden from her timeline; the members who joined or left meanwhile must
