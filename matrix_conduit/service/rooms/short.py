@@ -139,6 +139,10 @@ class ShortIds:
         stored = self._roomid_short.get(room_id.encode())
         return from_u64(stored) if stored is not None else None
 
+    def room_ids(self) -> list[str]:
+        """Every room this server has a short id for (each room it ever knew)."""
+        return [key.decode() for key in self._roomid_short.keys_with_prefix()]
+
     def create_short_room_id(self, room_id: str, batch: WriteBatch) -> int:
         existing = self.short_room_id(room_id)
         if existing is not None:
