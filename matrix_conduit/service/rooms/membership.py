@@ -17,7 +17,7 @@ ordinary events here, which the federation outbox sends on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ...core.ids import InvalidIdentifier, UserId, is_on_server
@@ -73,8 +73,15 @@ class Membership:
         self.remote: RemoteRooms | None = None
         """Set when federation is built: joins of rooms we are not in, rejected remote
         invites and invites of other servers' users go through it."""
+        self.is_blocked: Callable[[str], bool] = lambda room_id: False
+        """Set by the wiring: rooms an admin blocked (`service/room_purge.py`), which
+        nobody joins or is invited to."""
 
     # ---- helpers
+
+    def _check_not_blocked(self, room_id: str) -> None:
+        if self.is_blocked(room_id):
+            raise forbidden(f"{room_id} was blocked by the server's admin.")
 
     def _require_room(self, room_id: str) -> None:
         try:
@@ -138,6 +145,7 @@ class Membership:
         (`servers`, from the client's `via`, first), unless no other server
         has ever been in it (a local room everyone left).
         """
+        self._check_not_blocked(room_id)
         content = self._profile_content(user_id, "join", reason)
         if (
             self.remote is not None
@@ -237,6 +245,7 @@ class Membership:
         reason: str | None = None,
         is_direct: bool = False,
     ) -> str:
+        self._check_not_blocked(room_id)
         self._require_room(room_id)
         self._check_target(target)
         current = self._state_cache.membership(room_id, target)
@@ -308,6 +317,7 @@ class Membership:
         """Knock on a room (rooms v7+, join rule `knock` or `knock_restricted`); returns
         the knock's event id. A room no user of ours is in is knocked on through one of
         its servers (`servers`, from the client's `via`, first)."""
+        self._check_not_blocked(room_id)
         if self._state_cache.membership(room_id, user_id) == "join":
             raise forbidden(f"You are already in {room_id}.")
         content = self._profile_content(user_id, "knock", reason)
