@@ -27,7 +27,8 @@ have the same power, so state resolution orders them by
 
 The second: what one side did with a power the other side took away
 meanwhile (a topic by a demoted user, a join after the room became
-invite-only) is undone on both.
+invite-only) is undone on both. The third: power levels sent by a user the
+other side demoted fail the iterative auth checks of resolution.
 """
 
 from __future__ import annotations
@@ -208,3 +209,54 @@ async def test_what_one_side_did_with_power_the_other_side_took_away_is_undone_o
     from_a = await alice.send(room_id, "after the partition, from A")
     await eventually(lambda: _in_timeline(bob, room_id, from_a))
     assert _state(a, room_id) == _state(b, room_id)
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_power_levels_sent_by_a_user_the_other_side_demoted_are_rejected_in_resolution(
+    nursery, ca, tmp_path, room_version
+):
+    """§ Room State Resolution, the iterative auth checks of the power events: A's branch
+    demotes bob (B, 90) to 50 and then lists carol at 50; B's branch, later, has bob
+    set a topic (50 is enough) and power levels listing erin (90 needed). Ordered by the
+    rules, bob's power levels come after his demotion and fail against it: both servers
+    keep A's last power levels and bob's topic; A soft-fails bob's power levels."""
+    a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    alice, carol = await register(a.server, "alice"), await register(a.server, "carol")
+    bob, erin = await register(b.server, "bob"), await register(b.server, "erin")
+    room_id = await alice.create_room(preset="public_chat", room_version=room_version)
+    ok(await join(bob, room_id, via=a.name))
+    levels = await _power_levels(alice, room_id)
+    levels["users"][bob.user_id] = 90
+    levels["events"]["m.room.power_levels"] = 90
+    await alice.set_state(room_id, "m.room.power_levels", levels)
+    await eventually(
+        lambda: _async(
+            _content(b, room_id, "m.room.power_levels")["users"].get(bob.user_id) == 90
+            and _state(a, room_id) == _state(b, room_id)
+        )
+    )
+
+    await b.stop()  # A's branch
+    await _set_power(alice, room_id, **{bob.user_id: 50})
+    a_power_levels = await _set_power(alice, room_id, **{carol.user_id: 50})
+    await a.stop()
+    b = await restart(nursery, b)  # B's branch
+    bob = _on(b, bob)
+    topic = await bob.set_state(room_id, "m.room.topic", {"topic": "bob's"})
+    await _set_power(bob, room_id, **{erin.user_id: 50})
+    a = await restart(nursery, a)
+
+    await _reconnect(a, b)
+    await eventually(
+        lambda: _async(
+            _state(b, room_id).get(("m.room.power_levels", "")) == a_power_levels
+            and _state(a, room_id).get(("m.room.topic", "")) == topic
+            and _state(a, room_id) == _state(b, room_id)
+        ),
+        timeout=60,
+    )
+
+    levels = _content(a, room_id, "m.room.power_levels")["users"]
+    assert levels[bob.user_id] == 50 and levels[carol.user_id] == 50
+    assert erin.user_id not in levels
