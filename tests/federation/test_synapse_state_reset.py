@@ -16,7 +16,8 @@ fork. Both must hold the same current state, event for event.
 The two power-levels events cite the same power levels and their senders
 have the same power: resolution orders them by `origin_server_ts`, so
 Synapse's, sent later, stays on both sides. The second test: what Synapse's
-side did with a power ours took away meanwhile is undone on both.
+side did with a power ours took away meanwhile is undone on both; the third:
+power levels sent by a user our side demoted fail resolution on both.
 
 This module's Synapse is the test's own (it is stopped), with its backoff
 cut short (`FAST_SYNAPSE_RETRIES`).
@@ -188,4 +189,53 @@ async def test_what_synapse_did_with_a_power_our_side_took_away_is_undone_on_bot
             assert _content(ours, room_id, "m.room.member", dave.user_id) is None
             levels = _content(ours, room_id, "m.room.power_levels")["users"]
             assert levels[carol.user_id] == 0
+        assert not our_errors(caplog.records), our_errors(caplog.records)
+
+
+@pytest.mark.parametrize("room_version", ["10", "12"])
+async def test_power_levels_synapse_sent_for_a_user_we_demoted_are_rejected_on_both(
+    nursery, ca, tmp_path, caplog, room_version
+):
+    """The iterative auth checks of the power events: our branch demotes carol (Synapse's,
+    90) to 50; Synapse's branch, later, has carol set a topic (50 is enough) and power
+    levels listing erin (90 needed). Both sides keep our power levels and her topic."""
+    with running_synapse(ca, tmp_path / "synapse", **FAST_SYNAPSE_RETRIES) as synapse:
+        ours = await start_federating(nursery, ca, tmp_path / "us", "127.0.0.2")
+        async with peers(ours, synapse) as both:
+            alice = await both.our_account()
+            carol, erin = await both.synapse_account(), await both.synapse_account()
+            room_id, _, _ = await shared_room(alice, carol, room_version=room_version)
+            levels = ok(await alice.state(room_id, "m.room.power_levels"))
+            levels["users"][carol.user_id] = 90
+            levels["events"]["m.room.power_levels"] = 90
+            ok(await alice.put_state(room_id, "m.room.power_levels", levels))
+
+            async def agreed() -> bool:
+                return _our_state(ours, room_id) == await _synapse_state(carol, room_id)
+
+            await eventually(agreed, timeout=60)
+
+            await trio.to_thread.run_sync(synapse.stop)  # our branch
+            ours_last = await _set_power(alice, room_id, **{carol.user_id: 50})
+            await ours.stop()
+            await synapse.restart_async()  # Synapse's branch
+            carol = both.reconnected(carol)
+            topic = ok(await carol.put_state(room_id, "m.room.topic", {"topic": "carol's"}))
+            await _set_power(carol, room_id, **{erin.user_id: 50})
+            ours = await restart(nursery, ours)
+            alice = _on(ours, alice)
+
+            await alice.send(room_id, "ours is back")
+
+            async def merged() -> bool:
+                theirs = await _synapse_state(carol, room_id)
+                return (
+                    theirs.get(("m.room.power_levels", "")) == ours_last
+                    and theirs.get(("m.room.topic", "")) == topic["event_id"]
+                    and await agreed()
+                )
+
+            await eventually(merged, timeout=120)
+            levels = _content(ours, room_id, "m.room.power_levels")["users"]
+            assert levels[carol.user_id] == 50 and erin.user_id not in levels
         assert not our_errors(caplog.records), our_errors(caplog.records)
