@@ -50,12 +50,21 @@ Trees:
   content_type, filename?, fetched_ts}: other servers' media kept here
 - `remotethumbnailkey_thumbnail`: server name | the key of
   `thumbnailkey_thumbnail` → the same record, for thumbnails of remote media
+- `mediakey_quarantined`: server name | media id → JSON {by, ts}: media a
+  server admin quarantined (Synapse's admin API "Quarantine media"); it
+  answers 404 to downloads and thumbnails, local or remote, until released
+
+A server admin may also delete local media (`delete_local`): its records and
+thumbnails go, and its file when no other media shares it (files are
+content-addressed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -88,6 +97,7 @@ TREES = (
     "thumbnailkey_thumbnail",
     "remotemedia_metadata",
     "remotethumbnailkey_thumbnail",
+    "mediakey_quarantined",
 )
 
 MEDIA_ID_BYTES = 24
@@ -127,6 +137,7 @@ class Media:
         """Set when a pending id's upload is in; awaited by downloads of that id."""
         self._remote_metadata = db.tree("remotemedia_metadata")
         self._remote_thumbnails = db.tree("remotethumbnailkey_thumbnail")
+        self._quarantined = db.tree("mediakey_quarantined")
         self.remote: RemoteMediaFetcher | None = None
         """Fetches other servers' media; None: only what is already here is served."""
         self._fetches: dict[tuple[str, str], _Fetch] = {}
@@ -308,6 +319,8 @@ class Media:
     ) -> dict[str, Any]:
         """The metadata of local or remote media whose file is here (fetched if need be)."""
         self._check_ids(server_name, media_id)
+        if self.is_quarantined(server_name, media_id):
+            raise not_found("There is no media with this id.")
         if self._is_local(server_name):
             return await self._uploaded_metadata(media_id, timeout_ms)
         return await self._remote_file_metadata(server_name, media_id, timeout_ms, allow_remote)
@@ -427,6 +440,60 @@ class Media:
         finally:
             del self._fetches[key]
             fetch.done.set()
+
+    # ---------------------------------------------------------------- admin
+
+    def is_quarantined(self, server_name: str, media_id: str) -> bool:
+        return join_key(server_name, media_id) in self._quarantined
+
+    def set_quarantined(
+        self, server_name: str, media_id: str, quarantined: bool, *, by: str
+    ) -> None:
+        """Quarantine (or release) media: while quarantined, nobody downloads it here."""
+        self._check_ids(server_name, media_id)
+        key = join_key(server_name, media_id)
+        if quarantined:
+            self._quarantined.put(key, _to_json({"by": by, "ts": self._clock()}))
+        else:
+            self._quarantined.delete(key)
+
+    def delete_local(self, server_name: str, media_id: str) -> None:
+        """Delete an upload: its record, thumbnails, and file unless other media shares it.
+
+        400 for another server's media, 404 when there is no such upload.
+        """
+        self._check_ids(server_name, media_id)
+        if not self._is_local(server_name):
+            raise invalid_param("Can only delete local media.")
+        stored = self._metadata.get(media_id.encode())
+        if stored is None:
+            raise not_found("There is no media with this id.")
+        hashes = {json.loads(stored)["sha256"]}
+        with self._db.batch() as batch:
+            batch.delete(self._metadata, media_id.encode())
+            for key, raw in self._thumbnails.iter_prefix(join_key(media_id, b"")):
+                sha256 = json.loads(raw).get("sha256")
+                if sha256:
+                    hashes.add(sha256)
+                batch.delete(self._thumbnails, key)
+        for sha256 in hashes - self._hashes_in_use():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._files.path_of(sha256))
+
+    def _hashes_in_use(self) -> set[str]:
+        """Every file some media record still names (uploads, remote media, thumbnails)."""
+        in_use = set()
+        for tree in (
+            self._metadata,
+            self._remote_metadata,
+            self._thumbnails,
+            self._remote_thumbnails,
+        ):
+            for _, raw in tree.iter_prefix(b""):
+                sha256 = json.loads(raw).get("sha256")
+                if sha256:
+                    in_use.add(sha256)
+        return in_use
 
     # ---------------------------------------------------------------- ids
 
