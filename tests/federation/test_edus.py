@@ -294,6 +294,7 @@ async def test_to_device_and_device_list_updates_queued_while_the_peer_is_down_s
 
     ok(await alice.put("/sendToDevice/m.dummy/txn1", body))
     phone = await new_device(a.server, alice)
+    await upload_device_keys(phone)  # /user/devices lists the devices with keys (the spec's)
     await a.stop()
     a = await restart(nursery, a)
     b = await restart(nursery, b)

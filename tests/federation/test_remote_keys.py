@@ -316,24 +316,34 @@ async def test_a_remote_user_who_leaves_the_last_shared_room_is_in_device_lists_
     assert lists.device_list(alice.user_id) is None
 
 
-async def test_a_server_new_to_an_encrypted_room_gets_the_device_lists_of_our_members_in_it(
+async def test_a_server_new_to_a_room_gets_the_device_lists_of_those_it_did_not_hear_of(
     nursery, ca, tmp_path, monkeypatch
 ):
+    """Our user joining any room sends their list to its servers that lacked it ("Device
+    Management": a must); another server's user joining an encrypted room of ours brings
+    that server the lists of our members there."""
     sent = install_recording_send(monkeypatch)
     a = await start_federating(nursery, ca, tmp_path / "a", "127.0.0.2")
     b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
     alice, carol, bob = await register(a.server), await register(a.server), await register(b.server)
     carol_keys = await upload_device_keys(carol)
+
+    def updates_from(server: FederatingServer) -> list[tuple[str, list[int]]]:
+        return [
+            (u["user_id"], u["prev_id"]) for u in sent.edus(server.name, "m.device_list_update")
+        ]
+
     plain_room = await alice.create_room(preset="public_chat")
     ok(await join(bob, plain_room, via=a.name))
     marker = await alice.send(plain_room, "after the join")
     await wait_until(lambda: marker in sent.pdu_ids(a.name))
-    assert sent.edus(a.name, "m.device_list_update") == []  # not encrypted: nothing to push
+    await wait_until(lambda: updates_from(b) == [(bob.user_id, [])])
+    assert updates_from(a) == []  # bob's server joined a room that is not encrypted
 
     secret_room = await carol.create_room(preset="public_chat", initial_state=[ENCRYPTION])
     ok(await join(bob, secret_room, via=a.name))
 
-    await wait_until(lambda: bool(sent.edus(a.name, "m.device_list_update")))
+    await wait_until(lambda: bool(updates_from(a)))
     (update,) = sent.edus(a.name, "m.device_list_update")
     assert (update["user_id"], update["device_id"], update["prev_id"]) == (
         carol.user_id,
@@ -345,16 +355,14 @@ async def test_a_server_new_to_an_encrypted_room_gets_the_device_lists_of_our_me
     assert lists.cached(carol.user_id)["devices"] == {
         carol.device_id: {"keys": carol_keys.device_keys()}
     }
+    assert updates_from(b) == [(bob.user_id, [])]  # A was hearing of bob already
 
     dave = await register(b.server)  # the other way: our user joins a room A holds
     dave_keys = await upload_device_keys(dave)
     ok(await join(dave, secret_room, via=a.name))
 
-    await wait_until(lambda: bool(sent.edus(b.name, "m.device_list_update")))
-    ((update_of, prev_id),) = [
-        (u["user_id"], u["prev_id"]) for u in sent.edus(b.name, "m.device_list_update")
-    ]
-    assert (update_of, prev_id) == (dave.user_id, [])
+    await wait_until(lambda: len(updates_from(b)) == 2)
+    assert updates_from(b)[1] == (dave.user_id, [])
     a_lists = a.server.services.remote_device_lists
     await wait_until(lambda: a_lists.cached(dave.user_id) is not None)
     assert a_lists.cached(dave.user_id)["devices"] == {

@@ -94,6 +94,30 @@ async def test_keys_queried_and_claimed_across_servers_are_the_ones_the_nio_clie
         verify_key_signature(key_object, owner.user_id, ed25519_id, identity_keys["ed25519"])
 
 
+async def test_a_device_that_never_uploaded_keys_does_not_spoil_the_query_of_its_user(
+    both, direction, tmp_path
+):
+    """user_devices.yaml: each device of `/user/devices` comes with its `keys`. Synapse reads
+    them from every device listed; a keyless one listed made the query a failure."""
+    owner, asker = await _accounts(both, direction)
+    await both.new_device(owner)  # logged in, never uploads keys
+
+    async def upload() -> None:
+        client = _nio(owner, tmp_path / "owner")
+        try:
+            assert isinstance(await client.keys_upload(), KeysUploadResponse)
+        finally:
+            await client.close()
+
+    await in_asyncio(upload)  # before the room: the asker's server has heard nothing of it
+    await shared_room(owner, asker)
+
+    answer = ok(await asker.request("POST", "/keys/query", {"device_keys": {owner.user_id: []}}))
+
+    assert answer["failures"] == {}
+    assert set(answer["device_keys"][owner.user_id]) == {owner.device_id}
+
+
 async def test_a_server_that_is_down_is_named_in_failures_and_the_other_servers_keys_come(
     both, direction, tmp_path
 ):

@@ -42,7 +42,7 @@ from ..presence import Presence
 from ..rooms.event_context import EventContext
 from ..rooms.state import RoomState
 from ..rooms.state_cache import StateCache
-from ..rooms.timeline import Event
+from ..rooms.timeline import Event, Timeline
 from .outbox import Item, Outbox, server_of
 from .sender import FederationSender
 
@@ -183,19 +183,23 @@ class OutgoingEdus:
 
 
 class DeviceListsForNewServers:
-    """Our users' device lists for a server that starts sharing an encrypted room with them.
+    """Our users' device lists for servers that start sharing a room with them.
 
-    Spec: "Device Management": updates are sent "when that user joins a room
-    which contains servers which are not already receiving updates for that
-    user's device list"; and the other way round, when another server's
-    user joins a room of ours (`../shared/notes/federation-lessons.md`: lists
-    go stale unless they are sent when a server joins a shared encrypted
-    room). Each of our users in the room whom the new server was not already
-    hearing about gets one `m.device_list_update` per device to that server
-    only, at the user's current stream id and without `prev_id`: the
-    receiver learns the devices at once, and one that keeps the whole list
-    fetches it (`/user/devices`), since nothing before is chained. Other
-    servers' chains are left alone.
+    Spec: "Device Management": updates must be sent "when that user joins a
+    room which contains servers which are not already receiving updates for
+    that user's device list" (any room: to-device messages need the list
+    too). The other way round, when another server's user brings it into
+    an encrypted room of ours, it gets the lists of our members there
+    (`../shared/notes/federation-lessons.md`: lists go stale unless they
+    are sent when a server joins a shared encrypted room); unencrypted
+    rooms are left to its own queries, since a big room would mean an
+    update for each of its members. Each user the new server was not
+    already hearing about gets one `m.device_list_update` per device, to
+    that server only, at the user's current stream id and without
+    `prev_id`: the receiver learns the devices at once, and one that keeps
+    the whole list fetches it (`/user/devices`), since nothing before is
+    chained; its later updates then chain. Other servers' chains are left
+    alone.
     """
 
     def __init__(
@@ -206,6 +210,7 @@ class DeviceListsForNewServers:
         streams: DeviceListStreams,
         state_cache: StateCache,
         state: RoomState,
+        timeline: Timeline,
     ) -> None:
         self._globals = globals_
         self._outbox = outbox
@@ -213,6 +218,7 @@ class DeviceListsForNewServers:
         self._streams = streams
         self._state_cache = state_cache
         self._state = state
+        self._timeline = timeline
 
     def _is_ours(self, user_id: str) -> bool:
         return server_of(user_id) == self._globals.server_name
@@ -232,12 +238,14 @@ class DeviceListsForNewServers:
         user_id, room_id = event.get("state_key"), event["room_id"]
         if not isinstance(user_id, str) or self._state_cache.is_joined(user_id, room_id):
             return  # a profile change, not a join
-        if ("m.room.encryption", "") not in self._state.current_state_ids(room_id):
-            return
         if self._is_ours(user_id):
             new_servers = self._outbox.servers_in_room(room_id)
+            if not new_servers and context.state_before is not None:
+                new_servers = self._servers_joined_in(context.state_before)  # our first join
             new_servers -= self._outbox.servers_sharing_a_room(user_id)
             self._queue_devices(batch, user_id, new_servers)
+            return
+        if ("m.room.encryption", "") not in self._state.current_state_ids(room_id):
             return
         server = server_of(user_id)
         if server in self._outbox.servers_in_room(room_id):
@@ -245,6 +253,19 @@ class DeviceListsForNewServers:
         for member in self._state_cache.joined_members(room_id):
             if self._is_ours(member) and server not in self._outbox.servers_sharing_a_room(member):
                 self._queue_devices(batch, member, {server})
+
+    def _servers_joined_in(self, shortstatehash: int) -> set[str]:
+        """Other servers with a member joined in that state: the room's servers when this
+        server joins it, before the state cache knows of any of them."""
+        servers = set()
+        for (event_type, state_key), event_id in self._state.state_ids(shortstatehash).items():
+            if event_type != "m.room.member" or server_of(state_key) in servers:
+                continue
+            event = self._timeline.get_event(event_id)
+            if event is not None and (event.get("content") or {}).get("membership") == "join":
+                servers.add(server_of(state_key))
+        servers.discard(self._globals.server_name)
+        return servers
 
     def _queue_devices(self, batch: WriteBatch, user_id: str, servers: set[str]) -> None:
         if not servers:
@@ -279,17 +300,18 @@ class EduContents:
     def user_devices(self, user_id: str) -> dict[str, Any]:
         """The answer to `GET /_matrix/federation/v1/user/devices/{userId}` (user_devices.yaml).
 
-        Every device, with its keys when it uploaded some (as Synapse
-        answers); `stream_id` is the version the next `m.device_list_update`
-        names as its `prev_id`.
+        Every device that uploaded keys, with them: the spec requires `keys`
+        of each device listed, and Synapse (which lists only those too) reads
+        them from each, failing the whole query over a keyless one.
+        `stream_id` is the version the next `m.device_list_update` names as
+        its `prev_id`.
         """
         keys = self._keys.device_keys_of(user_id)
-        devices = []
-        for device_id in self._devices.device_ids(user_id):
-            device: dict[str, Any] = {"device_id": device_id}
-            if device_id in keys:
-                device["keys"] = keys[device_id]
-            devices.append(device)
+        devices = [
+            {"device_id": device_id, "keys": keys[device_id]}
+            for device_id in self._devices.device_ids(user_id)
+            if device_id in keys
+        ]
         answer: dict[str, Any] = {
             "user_id": user_id,
             "stream_id": self._streams.current(user_id) or 0,
