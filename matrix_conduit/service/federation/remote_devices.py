@@ -6,13 +6,16 @@ Spec: `content/server-server-api.md`, "Device Management": a server sends
 keys) to every server sharing a room with the user. An update whose
 `prev_id` we do not know means one was lost: the whole list is fetched again
 with `GET /_matrix/federation/v1/user/devices/{userId}` (Synapse #18550:
-lists that silently go stale are the field's failure).
+lists that silently go stale are the field's failure). So is one without
+`prev_id` while we hold no whole list: the first a server sends us names
+one device, not the others (Synapse resyncs on those too). A resync that
+finds the server down is tried again later (`RESYNC_RETRY_SECONDS`).
 
 Tree `userid_remotedevicelist`: user → `{"stream_id", "devices": {device id:
 {"keys"?, "device_display_name"?}}, "master_key"?, "self_signing_key"?,
 "synced", "stale"}`. `synced`: the devices are the whole list (from a
-resync, a full `/user/keys/query` of `remote_keys`, or a chain followed from
-its start), not only the ones updates happened to name. `stale`: an update
+resync or a full `/user/keys/query` of `remote_keys`), not only the ones
+updates happened to name. `stale`: an update
 was missed and a resync is wanted (written first, so a restart resumes it).
 `/keys/query` answers from a record only while it is synced, not stale and
 the user is tracked: shares a room with one of our users. When they stop
