@@ -196,6 +196,7 @@ async def test_device_keys_a_server_did_not_sign_with_the_device_are_dropped_and
     nursery, ca, tmp_path, caplog
 ):
     good, forged_by = DeviceIdentity("", "GOOD"), DeviceIdentity("", "FORGED")
+    odd = DeviceIdentity("", "ODD")
     answers: list[dict[str, Any]] = []
 
     async def peer(method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -203,7 +204,7 @@ async def test_device_keys_a_server_did_not_sign_with_the_device_are_dropped_and
 
     peer_name = await serve_https(nursery, ca, "127.0.0.12", peer)
     eve = f"@eve:{peer_name}"
-    good.user_id = forged_by.user_id = eve
+    good.user_id = forged_by.user_id = odd.user_id = eve
     forged = forged_by.device_keys()
     forged["keys"]["ed25519:FORGED"] = good.device_keys()["keys"]["ed25519:GOOD"]  # not its key
     someone_else = DeviceIdentity(f"@other:{peer_name}", "OTHER")
@@ -214,6 +215,7 @@ async def test_device_keys_a_server_did_not_sign_with_the_device_are_dropped_and
                     "GOOD": good.device_keys(),
                     "FORGED": forged,
                     "WRONG": someone_else.device_keys(),
+                    "ODD": {**odd.device_keys(), "unsigned": "not an object"},  # not signed
                 },
                 someone_else.user_id: {"OTHER": someone_else.device_keys()},  # not asked for
             },
@@ -227,7 +229,7 @@ async def test_device_keys_a_server_did_not_sign_with_the_device_are_dropped_and
         answers_seen = [await query_keys(bob, eve) for _ in range(2)]
 
     for answer in answers_seen:
-        assert answer["device_keys"] == {eve: {"GOOD": as_queried(good)}}
+        assert answer["device_keys"] == {eve: {"GOOD": as_queried(good), "ODD": as_queried(odd)}}
         assert answer["master_keys"] == {}
     dropped = [r for r in caplog.records if "dropping device keys" in r.getMessage()]
     assert sorted(r.args[1] for r in dropped) == ["FORGED", "WRONG"]  # once each

@@ -104,6 +104,12 @@ def checked_cross_signing_key(key: object, user_id: str, usage: str) -> KeyObjec
     return key
 
 
+def unsigned_of(keys: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The `unsigned` object of keys another server sent (empty unless it is an object)."""
+    unsigned = keys.get("unsigned")
+    return unsigned if isinstance(unsigned, dict) else {}
+
+
 def _remote_user(origin: str, content: dict[str, Any]) -> str:
     user_id = content.get("user_id")
     if not isinstance(user_id, str) or not user_id.startswith("@"):
@@ -188,7 +194,7 @@ class RemoteDeviceLists:
         record: dict[str, Any] = {
             "stream_id": None,
             "devices": {
-                device_id: _device_entry(keys, (keys.get("unsigned") or {}))
+                device_id: _device_entry(keys, unsigned_of(keys))
                 for device_id, keys in devices.items()
             },
             "synced": True,

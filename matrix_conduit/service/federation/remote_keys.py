@@ -48,6 +48,7 @@ from .remote_devices import (
     CROSS_SIGNING_FIELDS,
     RemoteDeviceLists,
     checked_cross_signing_key,
+    unsigned_of,
     verified_device_keys,
 )
 
@@ -175,7 +176,7 @@ class RemoteKeys:
                 continue  # unknown to its server: left out, as the spec says
             cross_signing = self._checked_cross_signing(answer, user_id)
             response["device_keys"][user_id] = {
-                device_id: _shown(keys, keys.get("unsigned") or {}, user_id, viewer)
+                device_id: _shown(keys, unsigned_of(keys), user_id, viewer)
                 for device_id, keys in devices.items()
             }
             for field, key in cross_signing.items():
