@@ -26,6 +26,7 @@ from ..errors import MatrixError, bad_json
 from ..storage import Database
 from .clock import Clock, now_ms
 from .registration import Registration
+from .registration_tokens import RegistrationTokens
 from .users import Users
 
 TREES = ("sessionid_uiaainfo",)
@@ -92,6 +93,10 @@ class UserInteractiveAuth:
         self._registration = registration
         self.clock = clock
         self._next_purge_ts = 0
+        self.registration_tokens: RegistrationTokens | None = None
+        """Set by the wiring: the tokens an admin manages, valid at the token stage beside
+        the configured one; passing the stage holds one of the token's uses for the
+        session (`registration_tokens.py`)."""
 
     async def authenticate(
         self, auth: object, *, flows: Flows, endpoint: str, user_id: str | None
@@ -118,7 +123,7 @@ class UserInteractiveAuth:
         else:
             session = self._load(session_id, endpoint, user_id, flows)
         if stage is not None and stage not in session.completed:
-            failure = await self._attempt(stage, auth, session, flows)
+            failure = await self._attempt(stage, auth, session_id, session, flows)
             if failure is not None:
                 self._save(session_id, session)
                 raise AuthenticationRequired(flows, session_id, session.completed, failure)
@@ -171,7 +176,12 @@ class UserInteractiveAuth:
         self._sessions.put(session_id.encode(), json.dumps(asdict(session)).encode())
 
     async def _attempt(
-        self, stage: object, auth: dict[str, Any], session: _Session, flows: Flows
+        self,
+        stage: object,
+        auth: dict[str, Any],
+        session_id: str,
+        session: _Session,
+        flows: Flows,
     ) -> MatrixError | None:
         """None when `stage` succeeds; otherwise why it failed."""
         completed = [*session.completed, stage]
@@ -182,7 +192,15 @@ class UserInteractiveAuth:
         if stage == DUMMY:
             return None
         if stage == REGISTRATION_TOKEN:
-            if self._registration.token_is_valid(auth.get("token")):
+            token = auth.get("token")
+            managed = self.registration_tokens
+            if managed is not None and isinstance(token, str) and managed.exists(token):
+                if managed.reserve(token, session_id):  # a use held for this session
+                    return None
+                return MatrixError(
+                    401, "M_FORBIDDEN", "This registration token has expired or is used up."
+                )
+            if self._registration.token_is_valid(token):
                 return None
             return MatrixError(401, "M_FORBIDDEN", "Invalid registration token.")
         if stage == PASSWORD:
