@@ -43,6 +43,7 @@ ENCRYPTION = {
     "state_key": "",
     "content": {"algorithm": "m.megolm.v1.aes-sha2"},
 }
+SIGNED = f"{SIGNED_CURVE25519}:AAAB"
 QUERY_PATH = "/_matrix/federation/v1/user/keys/query"
 CLAIM_PATH = "/_matrix/federation/v1/user/keys/claim"
 
@@ -461,3 +462,34 @@ async def test_a_resync_that_finds_the_server_down_is_tried_again_later(
     await wait_until(lambda: lists.device_list(device.user_id) is not None)
     assert len(asked) == 2
     assert lists.device_list(device.user_id)["devices"] == {"PHONE": {"keys": device.device_keys()}}
+
+
+async def test_what_a_server_claims_is_passed_on_only_for_the_devices_and_algorithms_asked(
+    nursery, ca, tmp_path
+):
+    async def peer(method: str, path: str, body: Any) -> tuple[int, Any]:
+        if path == QUERY_PATH:
+            return 200, ["not", "an", "object"]
+        eve = next(iter(body["one_time_keys"]))
+        return 200, {
+            "one_time_keys": {
+                eve: {
+                    "ASKED": {"curve25519:AAA": "wrong algorithm", SIGNED: {"key": "k"}},
+                    "OTHER": {SIGNED: {"key": "not asked for"}},
+                    "BROKEN": "not an object",
+                },
+                f"@mallory:{peer_name}": {"X": {SIGNED: {"key": "not asked for"}}},
+            }
+        }
+
+    peer_name = await serve_https(nursery, ca, "127.0.0.12", peer)
+    eve = f"@eve:{peer_name}"
+    b = await start_federating(nursery, ca, tmp_path / "b", "127.0.0.3")
+    bob = await register(b.server)
+    wanted = {eve: {"ASKED": SIGNED_CURVE25519, "BROKEN": SIGNED_CURVE25519}}
+
+    claimed = ok(await bob.post("/keys/claim", {"one_time_keys": wanted}))
+    queried = await query_keys(bob, eve)
+
+    assert claimed == {"one_time_keys": {eve: {"ASKED": {SIGNED: {"key": "k"}}}}, "failures": {}}
+    assert queried["device_keys"] == {} and set(queried["failures"]) == {peer_name}
