@@ -240,6 +240,10 @@ class Config:
     emergency_password: str | None = field(
         default=None, metadata=_doc("Lets an admin log in as @conduit:server_name.")
     )
+    app_service_config_files: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Appservice (bridge) registration YAML files, read at start-up."),
+    )
     well_known: WellKnownConfig = field(
         default_factory=WellKnownConfig,
         metadata=_doc("`[global.well_known]` client/server for delegation."),

@@ -25,6 +25,7 @@ from . import sd_notify
 from .app import create_app
 from .config import Config
 from .service import Services
+from .service.appservices import RegistrationError
 from .storage import DatabaseError, open_database
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ async def serve(
             services = Services(config, db)
         except DatabaseError as error:
             raise StartupError(str(error)) from None
+        except RegistrationError as error:  # app_service_config_files
+            problems = "\n".join(f"  - {problem}" for problem in error.problems)
+            raise StartupError(f"appservice registration problems:\n{problems}") from None
         app = create_app(config, services)
         hyper = hypercorn_config(config)
 

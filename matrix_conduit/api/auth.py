@@ -7,6 +7,12 @@ versions before v1.20 accept; missing → 401 `M_MISSING_TOKEN`, unknown →
 403 `M_GUEST_ACCESS_FORBIDDEN` outside the endpoints it lists), and
 "User-Interactive Authentication API".
 
+An appservice's `as_token` (spec: application-service-api.md, "Identity
+assertion") acts as its sender, or as the user the `user_id` parameter
+names if that user is in its namespaces and registered (else 403
+`M_FORBIDDEN`), with the device `device_id` names (v1.17; unknown: 400
+`M_UNKNOWN_DEVICE`).
+
 Every handler that needs a user starts with `requester = authenticate()`.
 """
 
@@ -17,7 +23,9 @@ from dataclasses import dataclass
 
 from quart import request
 
-from ..errors import MatrixError
+from ..core.ids import is_on_server
+from ..errors import MatrixError, forbidden
+from ..service.appservices import AppService
 from .request import services
 
 
@@ -26,6 +34,8 @@ class Requester:
     user_id: str
     device_id: str | None
     is_guest: bool
+    appservice: AppService | None = None
+    """The appservice whose `as_token` made the request (masquerading or as its sender)."""
 
 
 def access_token() -> str | None:
@@ -55,7 +65,37 @@ def authenticate_if_present(*, allow_guest: bool = False) -> Requester | None:
     return None if token is None else _requester_for(token, allow_guest=allow_guest)
 
 
+def appservice_of_request() -> AppService:
+    """The appservice whose `as_token` the request carries, or 401 (missing, unknown)."""
+    token = access_token()
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "This needs an appservice's as_token.")
+    appservice = services().appservices.by_as_token(token)
+    if appservice is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "This is not an appservice's as_token.")
+    return appservice
+
+
+def _appservice_requester(appservice: AppService) -> Requester:
+    user_id = request.args.get("user_id") or appservice.sender
+    local = is_on_server(user_id, services().globals.server_name)
+    if not (local and appservice.owns_user(user_id)):
+        raise forbidden(
+            f"The appservice {appservice.id!r} cannot masquerade as {user_id[:300]}: "
+            "it is outside its user namespaces."
+        )
+    if not services().users.exists(user_id):
+        raise forbidden(f"The appservice {appservice.id!r} has not registered {user_id}.")
+    device_id = request.args.get("device_id") or request.args.get("org.matrix.msc3202.device_id")
+    if device_id is not None and services().devices.get(user_id, device_id) is None:
+        raise MatrixError(400, "M_UNKNOWN_DEVICE", f"{user_id} has no device {device_id[:100]}.")
+    return Requester(user_id, device_id, False, appservice)
+
+
 def _requester_for(token: str, *, allow_guest: bool) -> Requester:
+    appservice = services().appservices.by_as_token(token)
+    if appservice is not None:
+        return _appservice_requester(appservice)
     owner = services().devices.owner_of_access_token(
         token, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
     )

@@ -16,6 +16,10 @@ from ..config import Config
 from ..core.ip_ranges import IpRanges
 from ..storage import Database
 from .account_data import AccountData
+from .appservice_directory import AppServiceDirectory
+from .appservice_queries import AppServiceQueries
+from .appservice_sender import AppServiceInterest, AppServiceSender
+from .appservices import AppServices
 from .cleanup import Cleanup
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
@@ -24,7 +28,6 @@ from .event_stream import EventStream
 from .federation import Federation
 from .federation.backfill import Backfill
 from .federation.edus import EduHandlers
-from .federation.event_fetcher import EventFetcher
 from .federation.edus_in import IncomingEdus
 from .federation.edus_out import (
     DeviceListsForNewServers,
@@ -32,6 +35,7 @@ from .federation.edus_out import (
     EduContents,
     OutgoingEdus,
 )
+from .federation.event_fetcher import EventFetcher
 from .federation.inbound import Inbound
 from .federation.membership import ResidentMembership
 from .federation.outbox import Outbox
@@ -154,6 +158,7 @@ class Services:
         self._set_up_guests()
         self._set_up_url_previews()
         self._set_up_third_party_invites()
+        self._set_up_appservices()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -180,6 +185,43 @@ class Services:
             self,
         )
         self._set_up_legacy_sync()
+
+    def _set_up_appservices(self) -> None:
+        """Bridges: registrations (files and run time), namespace checks, the push queue
+        (events, ephemeral data, to-device, device lists) and queries to them."""
+        self.appservices = AppServices(
+            self.db,
+            self.config.server_name,
+            self.config.app_service_config_files,
+            self.registration.create_appservice_user,
+        )
+        self.registration.appservices = self.appservices
+        self.rooms.aliases.appservices = self.appservices
+        interest = AppServiceInterest(self.config.server_name, self.appservices, self.rooms)
+        self.appservice_sender = AppServiceSender(
+            self.db,
+            self.globals,
+            self.appservices,
+            interest,
+            self.rooms,
+            self.outgoing_http,
+            self.typing.typing_users,
+            self.presence.get,
+        )
+        sender = self.appservice_sender
+        self.rooms.timeline.appending.append(sender.queue_event)
+        self.typing.changed.append(sender.typing_changed)
+        self.receipts.written.append(sender.receipt_written)
+        self.presence.changed.append(sender.presence_changed)
+        self.devices.device_list_changed.append(sender.device_list_changed)
+        self.to_device.local_messages.append(sender.to_device_queued)
+        self.background_tasks.append(sender.run)
+        self.appservice_queries = AppServiceQueries(
+            self.appservices, self.outgoing_http, self.users.exists, self.rooms.aliases
+        )
+        self.rooms.aliases.query_appservices = self.appservice_queries.resolve_alias
+        self.appservice_directory = AppServiceDirectory(self.db)
+        self.rooms.directory.network_rooms = self.appservice_directory.rooms
 
     def _set_up_third_party_invites(self) -> None:
         """Invites by email or phone through identity servers, which users name: reached
@@ -292,6 +334,7 @@ class Services:
                 streams,
                 self.rooms.state_cache,
                 self.rooms.state,
+                self.rooms.timeline,
             ).member_joined
         )
         self.remote_device_lists = RemoteDeviceLists(

@@ -15,6 +15,11 @@ a token, the `m.login.dummy` stage is enough. Guest accounts exist only on
 open servers (on and no token), since a guest account would otherwise get
 around the token. The admin can always create accounts offline (`matrix-conduit
 create-user`), whatever the policy.
+
+Application services (`service/appservices.py`) register with their
+`as_token` whatever the policy, but only names in their user namespaces;
+everybody else gets 400 `M_EXCLUSIVE` for a name in an exclusive namespace
+(spec: application-service-api.md, "Server admin style permissions").
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ from ..config import Config
 from ..core.ids import is_valid_localpart, is_valid_user_id
 from ..errors import MatrixError, forbidden
 from ..storage import Database
+from .appservices import AppService, AppServices
 from .devices import DeviceLogin, Devices, Tokens
 from .passwords import PasswordHashing
+from .registration_tokens import RegistrationTokens
 from .users import Users
 
 REGISTRATION_DISABLED = (
@@ -59,38 +66,48 @@ class Registration:
         self._db = db
         self._allow_registration = config.allow_registration
         self._registration_token = config.registration_token
+        self._token_required = (
+            config.registration_token is not None or config.registration_requires_token
+        )
+        self.registration_tokens: RegistrationTokens | None = None
+        """Set by the wiring: the tokens an admin manages, valid beside the configured one."""
         self._users = users
         self._devices = devices
         self._passwords = passwords
         self.registered: list[Callable[[str], None]] = []
         """Called with the new user id once the account is written (e.g. default push rules)."""
+        self.appservices: AppServices | None = None
+        """Set by the wiring: whose exclusive namespaces names must stay out of."""
 
     def check_allowed(self, *, guest: bool) -> None:
         """403 unless this kind of account may register here."""
         if not self._allow_registration:
             raise forbidden(REGISTRATION_DISABLED)
-        if guest and self._registration_token is not None:
+        if guest and self._token_required:
             raise forbidden("Guest accounts are not available on this server.")
 
     def flows(self) -> list[list[str]]:
         """The user-interactive auth flows of `POST /register`."""
-        if self._registration_token is not None:
+        if self._token_required:
             return [["m.login.registration_token", "m.login.dummy"]]
         return [["m.login.dummy"]]
 
     def token_is_valid(self, token: object) -> bool:
-        """Whether `token` is this server's registration token (compared in constant time)."""
+        """Whether `token` is this server's registration token (compared in constant time)
+        or a valid one of those the admin manages."""
         if not self._allow_registration:
             raise forbidden(REGISTRATION_DISABLED)
+        if not isinstance(token, str):
+            return False
+        managed = self.registration_tokens
+        if managed is not None and managed.is_valid(token):
+            return True
         expected = self._registration_token
-        return (
-            expected is not None
-            and isinstance(token, str)
-            and hmac.compare_digest(token.encode(), expected.encode())
-        )
+        return expected is not None and hmac.compare_digest(token.encode(), expected.encode())
 
-    def available_user_id(self, username: object) -> str:
-        """The user id `username` would register, or `M_INVALID_USERNAME`/`M_USER_IN_USE`."""
+    def available_user_id(self, username: object, *, appservice: AppService | None = None) -> str:
+        """The user id `username` would register, or `M_INVALID_USERNAME`/`M_USER_IN_USE`,
+        or `M_EXCLUSIVE` (an appservice's namespace, or, for `appservice`, outside its own)."""
         if not isinstance(username, str):
             raise _invalid_username("The username must be a string.")
         localpart = username.lower()
@@ -102,8 +119,33 @@ class Registration:
         user_id = f"@{localpart}:{self._users.server_name}"
         if not is_valid_user_id(user_id, historical=False):
             raise _invalid_username("The username is too long (user ids have at most 255 bytes).")
+        self._check_namespace(user_id, appservice)
         self._check_free(user_id)
         return user_id
+
+    def _check_namespace(self, user_id: str, appservice: AppService | None) -> None:
+        if appservice is not None:
+            if not appservice.owns_user(user_id):
+                raise MatrixError(
+                    400,
+                    "M_EXCLUSIVE",
+                    f"{user_id} is outside the user namespaces of appservice {appservice.id!r}.",
+                )
+            return
+        owner = self.appservices.exclusive_owner_of_user(user_id) if self.appservices else None
+        if owner is not None:
+            raise MatrixError(
+                400, "M_EXCLUSIVE", f"{user_id} is reserved by the appservice {owner.id!r}."
+            )
+
+    def create_appservice_user(self, user_id: str) -> None:
+        """An appservice's sender account, made (password-less) if it does not exist."""
+        if self._users.exists(user_id):
+            return
+        with self._db.batch() as batch:
+            self._users.write_new_account(batch, user_id, "", appservice=True)
+        for callback in self.registered:
+            callback(user_id)
 
     async def register(
         self,
@@ -113,17 +155,35 @@ class Registration:
         guest: bool = False,
         login: DeviceLogin | None,
         admin: bool = False,
+        appservice: AppService | None = None,
+        uia_session: str | None = None,
     ) -> Registered:
-        """Create the account and, unless `login` is None, its first device and tokens."""
+        """Create the account and, unless `login` is None, its first device and tokens.
+
+        With `appservice`, a name in its user namespaces (required), no password.
+        `uia_session`: the user-interactive auth session that allowed it, whose
+        registration token use (if any) is counted as completed in the same batch.
+        """
         if username is None:
+            if appservice is not None:
+                raise MatrixError(400, "M_MISSING_PARAM", "An appservice must name the user.")
             user_id = self._generated_user_id()
         else:
-            user_id = self.available_user_id(username)
+            user_id = self.available_user_id(username, appservice=appservice)
         password_hash = await self._passwords.hash(password) if password else ""
         # From here on no `await`: the name check and the write are one step.
         self._check_free(user_id)
         with self._db.batch() as batch:
-            self._users.write_new_account(batch, user_id, password_hash, guest=guest, admin=admin)
+            self._users.write_new_account(
+                batch,
+                user_id,
+                password_hash,
+                guest=guest,
+                admin=admin,
+                appservice=appservice is not None,
+            )
+            if self.registration_tokens is not None:
+                self.registration_tokens.complete(uia_session, batch)
             tokens = None if login is None else self._devices.log_in(user_id, login, batch=batch)
         for callback in self.registered:
             callback(user_id)

@@ -61,6 +61,9 @@ class ToDevice:
         self._delivered = db.tree("todeviceid_deliveredthrough")
         self._transactions = db.tree("userdevicetxnid_todevice")
         self.remote_messages: list[RemoteMessagesHook] = []
+        self.local_messages: list[Callable[[WriteBatch, str, str, dict[str, Any]], None]] = []
+        """Called with (batch, user, device, event) for each local message, in the `send`
+        batch: appservices whose users it is for get it too (MSC4203)."""
         """Called with (batch, sender, event type, messages for users of other servers)
         inside the batch of a `send`: the federation outbox queues them there."""
 
@@ -94,6 +97,8 @@ class ToDevice:
                         key = join_key(user_id, target, u64(self._globals.next_count()))
                         batch.put(self._events, key, json.dumps(event).encode())
                         recipients.add(user_id)
+                        for hook in self.local_messages:
+                            hook(batch, user_id, target, event)
             if remote:
                 for hook in self.remote_messages:
                     hook(batch, sender, event_type, remote)

@@ -127,6 +127,17 @@ class Users:
     def is_admin(self, user_id: str) -> bool:
         return self._admin.get(user_id.encode()) is not None
 
+    def local_user_ids(self) -> list[str]:
+        """Every account of this server (deactivated and guests included), by id."""
+        return [key.decode() for key in self._password.keys_with_prefix()]
+
+    def set_admin(self, user_id: str, admin: bool) -> None:
+        """Make the account a server admin, or not (the admin API; `create-user --admin`)."""
+        if admin:
+            self._admin.put(user_id.encode(), b"")
+        else:
+            self._admin.delete(user_id.encode())
+
     def first_user(self) -> str | None:
         """The first account ever created besides the server user (it became admin)."""
         stored = self._milestones.get(_FIRST_USER)
@@ -249,10 +260,12 @@ class Users:
         *,
         guest: bool = False,
         admin: bool = False,
+        appservice: bool = False,
     ) -> None:
         """Queue a new account's records in `batch` (the caller checked the name is free).
 
-        The first non-guest account of the server becomes its admin.
+        The first non-guest account of the server becomes its admin, unless an
+        appservice made it (a bridge's bot or ghost is nobody's admin account).
         """
         key = user_id.encode()
         batch.put(self._password, key, password_hash.encode())
@@ -261,7 +274,7 @@ class Users:
         if guest:
             batch.put(self._guest, key, b"")
             return
-        if self.first_user() is None:
+        if self.first_user() is None and not appservice:
             batch.put(self._milestones, _FIRST_USER, key)
             admin = True
         if admin:
@@ -307,6 +320,21 @@ class Users:
         await self._announce(self.account_deactivated, user_id)
         if erase:
             await self._announce(self.account_erased, user_id)
+
+    async def reactivate(self, user_id: str, password: str) -> None:
+        """Let a deactivated account log in again with a new password (the admin API).
+
+        Its profile, devices and rooms are gone for good; an erasure stays (what it
+        sent before stays hidden from later joiners).
+        """
+        password_hash = await self._passwords.hash(password)
+        key = user_id.encode()
+        with self._db.batch() as batch:
+            batch.put(self._password, key, password_hash.encode())
+            batch.delete(self._deactivated, key)
+            localpart = UserId.parse(user_id).localpart
+            batch.put(self._displayname, key, self.default_displayname(localpart).encode())
+        log.info("reactivated %s", user_id)
 
     def _set_up_server_user(self, emergency_password: str | None) -> None:
         """Create `@conduit:<server_name>`; its password is the emergency password, if any."""

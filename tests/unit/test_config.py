@@ -166,6 +166,7 @@ OUR_OWN_DEFAULTS = {
     "url_preview_ip_range_allowlist": [],
     "url_preview_max_size": 10485760,
     "url_preview_timeout": 10.0,
+    "app_service_config_files": [],
 }
 """Keys Conduit does not have (the ranges are Synapse's `ip_range_blacklist`/`_whitelist`)."""
 

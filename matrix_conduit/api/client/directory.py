@@ -41,7 +41,7 @@ def _local_alias(alias: str) -> RoomAlias:
 @client_route(blueprint, "/directory/room/<path:room_alias>", methods=["GET"])
 async def get_alias(room_alias: str) -> dict:
     _local_alias(room_alias)
-    room_id = services().rooms.aliases.resolve(room_alias)
+    room_id = await services().rooms.aliases.resolve_or_ask(room_alias)
     if room_id is None:
         raise not_found(f"Room alias {room_alias} not found.")
     return {"room_id": room_id, "servers": [config().server_name]}
@@ -55,6 +55,7 @@ async def put_alias(room_alias: str) -> dict:
     rooms = services().rooms
     if rooms.aliases.resolve(room_alias) is not None:
         raise MatrixError(409, "M_UNKNOWN", f"Room alias {room_alias} already exists.")
+    rooms.aliases.check_may_create(room_alias, requester.user_id, requester.appservice)
     if not rooms.state_cache.is_joined(requester.user_id, room_id):
         raise forbidden("You must be in the room to give it an alias.")
     with services().db.batch() as batch:

@@ -45,6 +45,8 @@ def _is_local_user(user_id: str) -> bool:
 
 async def _profile(user_id: str, field: str | None = None) -> dict:
     """The public profile (or one field of it), ours or from the user's server."""
+    if is_on_server(user_id, services().users.server_name):
+        await services().appservice_queries.user_exists(user_id)  # a bridge may make it now
     if not _is_local_user(user_id):
         return await services().remote_profiles.profile(user_id, field)
     profile = services().profile_fields.profile(user_id)

@@ -10,6 +10,11 @@ The name checks (`M_INVALID_USERNAME`, `M_USER_IN_USE`) come before
 user-interactive auth, as registration.yaml requires. Guest registration
 skips user-interactive auth and ignores every body field but
 `initial_device_display_name`.
+
+An appservice registers its users with `type: m.login.application_service`
+and its `as_token` (application-service-api.md, "Server admin style
+permissions"): no user-interactive auth, whatever `allow_registration`
+says, names in its user namespaces only (else 400 `M_EXCLUSIVE`).
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from quart import Blueprint, request
 
 from ...errors import invalid_param, missing_param
 from ...service.devices import DeviceLogin
-from ..auth import user_interactive_auth
+from ..auth import appservice_of_request, user_interactive_auth
 from ..fields import optional_bool, optional_str
 from ..request import config, json_object, services
 from .routes import client_route
-from .session import device_login, login_json
+from .session import APPSERVICE_LOGIN, device_login, login_json
 
 blueprint = Blueprint("register", __name__)
 
@@ -34,6 +39,8 @@ async def register() -> dict:
         raise invalid_param("`kind` must be `user` or `guest`.")
     body = await json_object()
     registration = services().registration
+    if body.get("type") == APPSERVICE_LOGIN and kind == "user":
+        return await _register_for_appservice(body)
     registration.check_allowed(guest=kind == "guest")
     if kind == "guest":
         display_name = optional_str(body, "initial_device_display_name")
@@ -59,6 +66,21 @@ async def register() -> dict:
         registered = await registration.register(
             username=username, password=password, guest=kind == "guest", login=login
         )
+    if registered.tokens is None:
+        return {"user_id": registered.user_id, "home_server": config().server_name}
+    return login_json(registered.tokens)
+
+
+async def _register_for_appservice(body: dict) -> dict:
+    appservice = appservice_of_request()
+    username = optional_str(body, "username")
+    inhibit_login = optional_bool(body, "inhibit_login", default=False)
+    registered = await services().registration.register(
+        username=username,
+        password=None,
+        login=None if inhibit_login else device_login(body),
+        appservice=appservice,
+    )
     if registered.tokens is None:
         return {"user_id": registered.user_id, "home_server": config().server_name}
     return login_json(registered.tokens)

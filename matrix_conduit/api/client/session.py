@@ -6,7 +6,8 @@ Spec: `content/client-server-api/_index.md`, "Login" (legacy API),
 goes with its token), `refresh.yaml` (`POST /refresh`).
 
 `GET /login` lists exactly the types `POST /login` accepts:
-`m.login.password` always, the JWT types when `jwt_secret` is set.
+`m.login.password` always, the JWT types when `jwt_secret` is set,
+`m.login.application_service` when an appservice is registered.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from quart import Blueprint
 from ...errors import MatrixError, bad_json, forbidden
 from ...service.devices import DeviceLogin, Tokens, check_device_id
 from ...service.jwt_login import LOGIN_TYPES as JWT_LOGIN_TYPES
-from ..auth import authenticate
+from ..auth import appservice_of_request, authenticate
 from ..fields import optional_bool, optional_str, required_str
 from ..request import config, json_object, services
 from .routes import client_route
@@ -26,6 +27,7 @@ from .routes import client_route
 blueprint = Blueprint("session", __name__)
 
 PASSWORD_LOGIN = "m.login.password"
+APPSERVICE_LOGIN = "m.login.application_service"
 WRONG_CREDENTIALS = "Wrong user name or password."
 
 
@@ -60,7 +62,8 @@ def login_json(tokens: Tokens) -> dict[str, Any]:
 
 def login_types() -> list[str]:
     jwt_types = list(JWT_LOGIN_TYPES) if services().jwt_login.enabled else []
-    return [PASSWORD_LOGIN, *jwt_types]
+    appservice_types = [APPSERVICE_LOGIN] if services().appservices.list() else []
+    return [PASSWORD_LOGIN, *jwt_types, *appservice_types]
 
 
 @client_route(blueprint, "/login", methods=["GET"])
@@ -74,6 +77,8 @@ async def login() -> dict:
     login_type = body.get("type")
     if login_type == PASSWORD_LOGIN:
         user_id = await _password_login(body)
+    elif login_type == APPSERVICE_LOGIN:
+        user_id = _appservice_login(body)
     elif login_type in JWT_LOGIN_TYPES:
         user_id = await services().jwt_login.user_id_for(body.get("token"))
         _refuse_deactivated(user_id)
@@ -95,6 +100,22 @@ async def _password_login(body: dict[str, Any]) -> str:
         _refuse_deactivated(user_id)
     if user_id is None or not await users.check_password(user_id, password):
         raise forbidden(WRONG_CREDENTIALS)
+    return user_id
+
+
+def _appservice_login(body: dict[str, Any]) -> str:
+    """An appservice logs in as one of its users with its `as_token` (spec:
+    application-service-api.md, "Server admin style permissions"): another
+    user is 400 `M_EXCLUSIVE`."""
+    appservice = appservice_of_request()
+    user_id = services().users.user_id_from_identifier(body)
+    if user_id is None or not appservice.owns_user(user_id):
+        raise MatrixError(
+            400, "M_EXCLUSIVE", f"That user is outside the namespaces of {appservice.id!r}."
+        )
+    if not services().users.exists(user_id):
+        raise forbidden(WRONG_CREDENTIALS)
+    _refuse_deactivated(user_id)
     return user_id
 
 

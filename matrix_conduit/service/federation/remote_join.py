@@ -184,7 +184,7 @@ class RemoteMembership:
         except InvalidIdentifier as error:
             raise invalid_param(f"{alias[:100]!r} is not a room alias: {error}") from None
         if self._globals.is_ours(alias):
-            room_id = self._rooms.aliases.resolve(alias)
+            room_id = await self._rooms.aliases.resolve_or_ask(alias)
             if room_id is None:
                 raise not_found(f"Room alias {alias} not found.")
             return room_id, []

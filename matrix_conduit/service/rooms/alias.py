@@ -5,12 +5,22 @@ Spec: `content/client-server-api/_index.md`, "Room aliases" and
 `m.room.canonical_alias` in the state only advertises some of them.
 Who may delete an alias: its creator, or a user who may send
 `m.room.canonical_alias` in the room, or a server admin.
+
+Appservices (application-service-api.md, "Server admin style permissions"):
+an alias in an appservice's exclusive namespace is that appservice's alone
+(made with its `as_token` or by one of its exclusive users), an appservice
+makes aliases only in its own namespaces (else 400 `M_EXCLUSIVE`), and an
+unknown alias in a namespace is asked of the appservice ("Querying").
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from ...errors import MatrixError
 from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, join_key
+from ..appservices import AppService, AppServices
 
 TREES = ("alias_roomid", "alias_userid", "roomid_aliasid")
 
@@ -20,10 +30,38 @@ class Aliases:
         self._room = db.tree("alias_roomid")
         self._creator = db.tree("alias_userid")
         self._by_room = db.tree("roomid_aliasid")
+        self.appservices: AppServices | None = None
+        self.query_appservices: Callable[[str], Awaitable[str | None]] | None = None
+        """Set by the wiring: `appservice_queries.resolve_alias`."""
 
     def resolve(self, alias: str) -> str | None:
         stored = self._room.get(alias.encode())
         return stored.decode() if stored is not None else None
+
+    async def resolve_or_ask(self, alias: str) -> str | None:
+        """The room of a local alias; one not known yet is asked of the appservices whose
+        alias namespace it is in (they may create it while we wait)."""
+        room_id = self.resolve(alias)
+        if room_id is None and self.query_appservices is not None:
+            room_id = await self.query_appservices(alias)
+        return room_id
+
+    def check_may_create(
+        self, alias: str, user_id: str, appservice: AppService | None = None
+    ) -> None:
+        """400 `M_EXCLUSIVE` unless `user_id` (with `appservice`'s token, if any) may
+        create `alias` as far as appservice namespaces go."""
+        if appservice is not None and not appservice.owns_alias(alias):
+            raise MatrixError(
+                400,
+                "M_EXCLUSIVE",
+                f"{alias} is outside the alias namespaces of appservice {appservice.id!r}.",
+            )
+        owner = self.appservices.exclusive_owner_of_alias(alias) if self.appservices else None
+        if owner is not None and owner != appservice and not owner.exclusive_user(user_id):
+            raise MatrixError(
+                400, "M_EXCLUSIVE", f"{alias} is reserved by the appservice {owner.id!r}."
+            )
 
     def creator(self, alias: str) -> str | None:
         stored = self._creator.get(alias.encode())

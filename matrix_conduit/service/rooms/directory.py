@@ -8,7 +8,7 @@ of the room set it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,8 @@ class Directory:
         self._public = db.tree("publicroomids")
         self._timeline = timeline
         self._state_cache = state_cache
+        self.network_rooms: Callable[[str], Iterator[str]] = lambda network: iter(())
+        """The rooms an appservice published for a `third_party_instance_id` (wiring)."""
 
     def is_public(self, room_id: str) -> bool:
         return room_id.encode() in self._public
@@ -117,10 +119,9 @@ class Directory:
 
         `room_types` keeps only rooms of those types (`None` in it: rooms
         without a type). `network` is a `third_party_instance_id`: the rooms
-        an application service published for that network, and no
-        application service publishes rooms here, so none.
+        an application service published for that network.
         """
-        listed = self.public_rooms() if network is None else iter(())
+        listed = self.public_rooms() if network is None else self.network_rooms(network)
         rooms = [self.summary(room_id) for room_id in listed]
         if room_types is not None:
             rooms = [room for room in rooms if room.get("room_type") in room_types]
