@@ -250,9 +250,19 @@ class DeviceListsForNewServers:
         server = server_of(user_id)
         if server in self._outbox.servers_in_room(room_id):
             return  # already in the room: it hears of our members there
+        with_server: dict[str, bool] = {}  # room → has a member of `server`: asked once each
         for member in self._state_cache.joined_members(room_id):
-            if self._is_ours(member) and server not in self._outbox.servers_sharing_a_room(member):
+            if self._is_ours(member) and not self._shares_a_room(member, server, with_server):
                 self._queue_devices(batch, member, {server})
+
+    def _shares_a_room(self, user_id: str, server: str, with_server: dict[str, bool]) -> bool:
+        for room_id in list(self._state_cache.joined_rooms(user_id)):
+            if room_id not in with_server:
+                members = self._state_cache.joined_members(room_id)
+                with_server[room_id] = any(server_of(member) == server for member in members)
+            if with_server[room_id]:
+                return True
+        return False
 
     def _servers_joined_in(self, shortstatehash: int) -> set[str]:
         """Other servers with a member joined in that state: the room's servers when this

@@ -306,6 +306,7 @@ class RemoteDeviceLists:
         room_id = event["room_id"]
         if not self._state_cache.is_joined(target, room_id):
             return
+        with_local: dict[str, bool] = {}  # room → has a local member: asked once per room
         if self._globals.is_ours(server_of(target)):
             if self._has_local_member(room_id, ignoring=target):
                 return
@@ -313,12 +314,15 @@ class RemoteDeviceLists:
                 member
                 for member in self._state_cache.joined_members(room_id)
                 if not self._globals.is_ours(server_of(member))
+                and self._lists.get(member.encode()) is not None
             ]
             for member in candidates:
-                if not self._shares_another_room(member, room_id):
-                    self._forget(batch, member)
-        elif not self._shares_another_room(target, room_id):
-            self._forget(batch, target)
+                if not self._shares_another_room(member, room_id, with_local):
+                    batch.delete(self._lists, member.encode())
+        elif self._lists.get(target.encode()) is not None and not self._shares_another_room(
+            target, room_id, with_local
+        ):
+            batch.delete(self._lists, target.encode())
 
     def _has_local_member(self, room_id: str, *, ignoring: str | None) -> bool:
         return any(
@@ -326,15 +330,15 @@ class RemoteDeviceLists:
             for member in self._state_cache.joined_members(room_id)
         )
 
-    def _shares_another_room(self, user_id: str, room_id: str) -> bool:
-        return any(
-            other != room_id and self._has_local_member(other, ignoring=None)
-            for other in list(self._state_cache.joined_rooms(user_id))
-        )
-
-    def _forget(self, batch: WriteBatch, user_id: str) -> None:
-        if self._lists.get(user_id.encode()) is not None:
-            batch.delete(self._lists, user_id.encode())
+    def _shares_another_room(self, user_id: str, room_id: str, with_local: dict[str, bool]) -> bool:
+        for other in list(self._state_cache.joined_rooms(user_id)):
+            if other == room_id:
+                continue
+            if other not in with_local:
+                with_local[other] = self._has_local_member(other, ignoring=None)
+            if with_local[other]:
+                return True
+        return False
 
     # ---- resyncing
 
