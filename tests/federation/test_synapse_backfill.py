@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 from tests.support.backfill import bodies, history
 from tests.support.matrix import ok
@@ -125,3 +126,34 @@ async def test_messages_ours_missed_from_synapse_are_read_back_across_the_gap_in
 
     assert events[0]["type"] == "m.room.create"
     assert bodies(events) == ["before the gap", *missed, "after the gap"]
+
+
+async def test_a_forked_history_from_synapse_comes_back_oldest_first_to_the_create(both):
+    """Synapse's room gets 200 messages four at a time: its events fork (several at one
+    depth). Backfilled, every event still comes after those it follows (depth never
+    goes down along the history) and `m.room.create` is the first."""
+    home, visitor = await both.synapse_account(), await both.our_account()
+    room_id = await home.create_room(preset="public_chat")
+    texts = [f"forked {n}" for n in range(200)]
+    limiter = trio.CapacityLimiter(4)
+
+    async def send(text: str) -> None:
+        async with limiter:
+            await home.send(room_id, text)
+
+    async with trio.open_nursery() as nursery:
+        for text in texts:
+            nursery.start_soon(send, text)
+    visitor_sync = visitor.sync()
+    await visitor_sync.once()
+    ok(await visitor.join(room_id, server_name=home.server_name))
+    await visitor_sync.until(joined(visitor.user_id, room_id))
+    timeline = both.ours.server.services.rooms.timeline
+
+    events = await history(visitor, room_id, page=50)
+
+    assert events[0]["type"] == "m.room.create"
+    assert sorted(bodies(events)) == sorted(texts)
+    depths = [timeline.get_event(event["event_id"])["depth"] for event in events]
+    assert len(set(depths)) < len(depths)  # the history did fork
+    assert depths == sorted(depths)

@@ -28,6 +28,7 @@ change, nothing new for `/sync`.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,6 +75,10 @@ RETRY_MAX_MS = 3600_000
 REMEMBERED = 10_000
 MAX_HIDDEN_ANCESTORS = 100
 """Rejected and soft-failed ancestors looked through for the history behind them."""
+FRONTIER_SCAN = 1000
+"""Filled-in events scanned, deepest first, for what is still missing behind them."""
+MAX_FRONTIER = 50
+"""Event ids one `/backfill` starts from."""
 
 Event = dict[str, Any]
 
@@ -206,6 +211,7 @@ class Backfill:
                     if gap is None:
                         break
                     child, missing = gap
+                    missing = self._frontier(room_id, child, missing)
                     if not await self._fill(room_id, child, missing):
                         self._back_off(room_id, child["event_id"])
                         break
@@ -255,6 +261,25 @@ class Backfill:
                 hidden = self._timeline.get_event(prev_id)
                 to_visit.extend(reference_ids((hidden or {}).get("prev_events")))
         return missing
+
+    def _frontier(self, room_id: str, child: Mapping[str, Any], missing: list[str]) -> list[str]:
+        """Everything missing behind the stretch of history `child` is in, not only
+        behind `child`: the missing prev_events of the history already filled in
+        there (deepest first, `FRONTIER_SCAN` events up to the first event that
+        came in live), at most `MAX_FRONTIER`. Asked for together, a forked
+        history comes back with all its branches, so none of them is placed below
+        older events later."""
+        wanted = dict.fromkeys(missing)
+        deepest = self._timeline.backfill_positions(room_id, child["event_id"], 1)[0]
+        stretch = self._timeline.events_after(room_id, deepest)
+        for position, event in itertools.islice(stretch, FRONTIER_SCAN):
+            if len(wanted) >= MAX_FRONTIER:
+                break
+            for prev_id in self._missing_prevs(event):
+                wanted.setdefault(prev_id)
+            if int(position) >= 0:
+                break  # the event the history was filled in before
+        return list(wanted)[:MAX_FRONTIER]
 
     def _back_off(self, room_id: str, event_id: str) -> None:
         previous = self._retry.get((room_id, event_id))
@@ -373,20 +398,80 @@ class Backfill:
                 self._report_foreign(server, room_id, event["room_id"])
             elif self._timeline.status(event["event_id"]) is EventStatus.OUTLIER:
                 by_id[event["event_id"]] = event
-        events = _ancestors_in(by_id, missing)
+        events = self._above_the_frontier(_ancestors_in(by_id, missing))
         if not events:
             return False
         ordered = _oldest_first(events)
         received = {event["event_id"] for event in ordered}
         needing = [event for event in ordered if self._needs_state_from_server(event, received)]
-        bottoms = needing[:MAX_STATE_FETCHES]
+        needing.sort(key=_sort_key, reverse=True)  # the newest are the ones placed first
         states: dict[str, dict[StateKey, str]] = {}
-        for event in bottoms:
+        for event in needing[:MAX_STATE_FETCHES]:
             state = await self._state_before(server, room_id, room_version, event["event_id"])
             if state is not None:
                 states[event["event_id"]] = state
+        ordered = self._with_known_state(ordered, states)
+        if not ordered:
+            return False
         async with self._rooms.locks.hold(room_id) as guard:
             return self._place(guard, room_id, room_version, child, ordered, states) > 0
+
+    def _with_known_state(
+        self, ordered: list[Event], states: Mapping[str, Mapping[StateKey, str]]
+    ) -> list[Event]:
+        """`ordered` (oldest first) less the events whose state before cannot be known
+        now, and every event no deeper than those: what is left out now goes below
+        what is placed, later, so nothing newer may be left behind (as for the
+        frontier)."""
+        while True:
+            placed: set[str] = set()
+            cut: int | None = None
+            for event in ordered:
+                prevs = reference_ids(event.get("prev_events"))
+                known = (
+                    not prevs
+                    or event["event_id"] in states
+                    or any(
+                        prev_id in placed
+                        or self._state.shortstatehash_after_event(prev_id) is not None
+                        for prev_id in prevs
+                    )
+                )
+                if known:
+                    placed.add(event["event_id"])
+                else:
+                    depth = _sort_key(event)[0]
+                    cut = depth if cut is None else max(cut, depth)
+            if cut is None:
+                return ordered
+            ordered = [event for event in ordered if _sort_key(event)[0] > cut]
+
+    def _above_the_frontier(self, events: list[Event]) -> list[Event]:
+        """The events of an answer that no event still missing can belong above.
+
+        New history always goes below what was filled in before, so an answer
+        cut off across a fork must not place one branch's older events while
+        the other branch's newer ones are still to come: an event behind the
+        answer is older than the answer's event that names it (depth), so
+        only events deeper than every such event less one are placed now;
+        the rest stay outliers for the next round, which fetches what lies
+        behind them. (The answer's events are ancestors of the gap's missing
+        prev_events, so the newest of those always passes.)
+        """
+        in_answer = {event["event_id"] for event in events}
+        cut: int | None = None
+        for event in events:
+            for prev_id in reference_ids(event.get("prev_events")):
+                if prev_id not in in_answer and self._timeline.status(prev_id) in (
+                    None,
+                    EventStatus.OUTLIER,
+                ):
+                    below = _sort_key(event)[0] - 1
+                    cut = below if cut is None else max(cut, below)
+                    break
+        if cut is None:
+            return events
+        return [event for event in events if _sort_key(event)[0] > cut]
 
     def _needs_state_from_server(self, event: Mapping[str, Any], received: set[str]) -> bool:
         """An event none of whose prev_events will have a known state: the oldest of an
