@@ -170,6 +170,17 @@ class Config:
     registration_token: str | None = field(
         default=None, metadata=_doc("When set, registering requires this token.")
     )
+    registration_requires_token: bool = field(
+        default=False,
+        metadata=_doc("Registering requires a token (also without `registration_token`)."),
+    )
+    registration_shared_secret: str | None = field(
+        default=None,
+        metadata=_doc("Enables shared-secret registration (`register_new_matrix_user`)."),
+    )
+    registration_shared_secret_path: str | None = field(
+        default=None, metadata=_doc('A file holding the registration shared secret ("": unset).')
+    )
     allow_encryption: bool = field(default=True, metadata=_doc("Allow encrypted rooms."))
     allow_federation: bool = field(default=True, metadata=_doc("Talk to other Matrix servers."))
     allow_room_creation: bool = field(default=True, metadata=_doc("Let local users create rooms."))
@@ -248,6 +259,13 @@ class Config:
         default_factory=WellKnownConfig,
         metadata=_doc("`[global.well_known]` client/server for delegation."),
     )
+
+    @property
+    def effective_registration_shared_secret(self) -> str | None:
+        """The shared secret, from the key or from the file `..._path` names (None: off)."""
+        if self.registration_shared_secret_path:
+            return read_shared_secret(self.registration_shared_secret_path)
+        return self.registration_shared_secret
 
     @property
     def effective_turn(self) -> TurnConfig:
@@ -511,6 +529,7 @@ def _validate(config: Config, problems: _Problems) -> None:
             "is empty; an empty token would let anyone register. "
             "Set a secret token or remove the key",
         )
+    _validate_shared_secret(config, problems)
     if config.max_request_size < MIN_REQUEST_SIZE:
         problems.add(
             "max_request_size", f"{config.max_request_size} is under {MIN_REQUEST_SIZE} bytes"
@@ -549,6 +568,34 @@ def _validate(config: Config, problems: _Problems) -> None:
         parse_log_filter(config.log)
     except ValueError as error:
         problems.add("log", str(error))
+
+
+def _validate_shared_secret(config: Config, problems: _Problems) -> None:
+    if config.registration_shared_secret is not None and config.registration_shared_secret_path:
+        problems.add(
+            "registration_shared_secret",
+            "conflicts with registration_shared_secret_path; set only one of them",
+        )
+    elif config.registration_shared_secret == "":
+        problems.add(
+            "registration_shared_secret",
+            "is empty; an empty secret would let anyone create admin accounts. "
+            "Set a long random secret or remove the key",
+        )
+    elif config.registration_shared_secret_path:
+        try:
+            read_shared_secret(config.registration_shared_secret_path)
+        except (OSError, ValueError) as error:
+            problems.add("registration_shared_secret_path", str(error))
+
+
+def read_shared_secret(path: str) -> str:
+    """The secret in the file at `path` (surrounding whitespace removed; must not be empty)."""
+    with open(path, encoding="utf-8") as file:
+        secret = file.read().strip()
+    if not secret:
+        raise ValueError(f"{path} is empty; it must hold the shared secret")
+    return secret
 
 
 def _is_network(text: str) -> bool:

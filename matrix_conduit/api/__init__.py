@@ -65,6 +65,7 @@ def blueprints() -> list[Blueprint]:
     from .federation import third_party_invites as federation_third_party_invites
     from .federation import transactions as federation_transactions
     from .federation import version
+    from .synapse_admin import blueprint as synapse_admin
 
     return [
         versions.blueprint,
@@ -119,4 +120,5 @@ def blueprints() -> list[Blueprint]:
         spaces.blueprint,
         third_party.blueprint,
         admin.blueprint,
+        synapse_admin,
     ]

@@ -8,6 +8,7 @@ layer calls. Each service declares the trees it owns at the top of its module
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -16,6 +17,8 @@ from ..config import Config
 from ..core.ip_ranges import IpRanges
 from ..storage import Database
 from .account_data import AccountData
+from .admin_rooms import AdminRooms
+from .admin_users import AdminUsers
 from .appservice_directory import AppServiceDirectory
 from .appservice_queries import AppServiceQueries
 from .appservice_sender import AppServiceInterest, AppServiceSender
@@ -75,9 +78,12 @@ from .push_sender import PushEvaluation, PushRating, PushSender
 from .pushers import Pushers
 from .receipts import Receipts
 from .registration import Registration
+from .registration_tokens import RegistrationTokens
 from .reports import Reports
+from .room_purge import RoomPurge
 from .rooms import Rooms
 from .rooms.guest_access import GuestAccess
+from .shared_secret_registration import SharedSecretRegistration
 from .sync import Sync
 from .third_party_invites import ThirdPartyInvites
 from .to_device import ToDevice
@@ -159,6 +165,7 @@ class Services:
         self._set_up_url_previews()
         self._set_up_third_party_invites()
         self._set_up_appservices()
+        self._set_up_administration()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -174,6 +181,7 @@ class Services:
                 self.url_previews.purge_expired,
                 self.openid.purge_expired,
                 self.inbound.queue.purge_expired,
+                self.registration_tokens.purge_expired,
             ],
         )
         self.background_tasks.append(self.cleanup.run)
@@ -222,6 +230,25 @@ class Services:
         self.rooms.aliases.query_appservices = self.appservice_queries.resolve_alias
         self.appservice_directory = AppServiceDirectory(self.db)
         self.rooms.directory.network_rooms = self.appservice_directory.rooms
+
+    def _set_up_administration(self) -> None:
+        """Synapse's admin API: shared-secret registration, users, rooms (deletion in the
+        background, blocked rooms), media quarantine, registration tokens."""
+        self.registration_tokens = RegistrationTokens(self.db)
+        self.registration.registration_tokens = self.registration_tokens
+        self.uiaa.registration_tokens = self.registration_tokens
+        self.shared_secret_registration = SharedSecretRegistration(
+            self.config.effective_registration_shared_secret,
+            self.registration,
+            self.users,
+            monotonic=time.monotonic,
+        )
+        self.admin_users = AdminUsers(self.db, self.users, self.devices, self.registration)
+        self.registration.registered.append(self.admin_users.note_registered)
+        self.admin_rooms = AdminRooms(self.config.server_name, self.rooms, self.devices)
+        self.room_purge = RoomPurge(self.db, self.config.server_name, self.rooms, self.users)
+        self.rooms.membership.is_blocked = self.room_purge.is_blocked
+        self.background_tasks.append(self.room_purge.run)
 
     def _set_up_third_party_invites(self) -> None:
         """Invites by email or phone through identity servers, which users name: reached

@@ -16,6 +16,11 @@ open servers (on and no token), since a guest account would otherwise get
 around the token. The admin can always create accounts offline (`matrix-conduit
 create-user`), whatever the policy.
 
+Besides the configured token, the tokens a server admin manages through the
+admin API (`registration_tokens.py`: multi-use, expiring) pass the token
+stage; `registration_requires_token` asks for the stage without a configured
+token, so that only those tokens open registration.
+
 Application services (`service/appservices.py`) register with their
 `as_token` whatever the policy, but only names in their user namespaces;
 everybody else gets 400 `M_EXCLUSIVE` for a name in an exclusive namespace
@@ -78,6 +83,16 @@ class Registration:
         """Called with the new user id once the account is written (e.g. default push rules)."""
         self.appservices: AppServices | None = None
         """Set by the wiring: whose exclusive namespaces names must stay out of."""
+
+    @property
+    def allow_registration(self) -> bool:
+        """Whether anyone may register; the admin room's `allow-registration` changes it
+        until the next start, when `allow_registration` of the config applies again."""
+        return self._allow_registration
+
+    @allow_registration.setter
+    def allow_registration(self, allowed: bool) -> None:
+        self._allow_registration = allowed
 
     def check_allowed(self, *, guest: bool) -> None:
         """403 unless this kind of account may register here."""

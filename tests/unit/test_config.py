@@ -167,6 +167,9 @@ OUR_OWN_DEFAULTS = {
     "url_preview_max_size": 10485760,
     "url_preview_timeout": 10.0,
     "app_service_config_files": [],
+    "registration_requires_token": False,
+    "registration_shared_secret": None,
+    "registration_shared_secret_path": None,
 }
 """Keys Conduit does not have (the ranges are Synapse's `ip_range_blacklist`/`_whitelist`)."""
 

@@ -63,8 +63,13 @@ async def register() -> dict:
             login=login,
         )
     else:
+        auth = body.get("auth")
         registered = await registration.register(
-            username=username, password=password, guest=kind == "guest", login=login
+            username=username,
+            password=password,
+            guest=kind == "guest",
+            login=login,
+            uia_session=auth.get("session") if isinstance(auth, dict) and kind == "user" else None,
         )
     if registered.tokens is None:
         return {"user_id": registered.user_id, "home_server": config().server_name}
