@@ -23,6 +23,12 @@ lack, the state `/state_ids` gives. Backfilled events are never soft-failed,
 and are stored by `Timeline.persist_backfilled`, just before the event whose
 gap they fill: no push, no outbox, no forward extremity, no current state
 change, nothing new for `/sync`.
+
+Each answer goes below what was filled in before, so the order of a forked
+history (several servers, or one sending concurrently) is kept by what is
+placed when: a round asks from everything still missing behind the stretch
+being filled, and places only the part of the answer that nothing still
+missing can belong above (by depth); the rest waits for the next round.
 """
 
 from __future__ import annotations
