@@ -75,7 +75,7 @@ async def federation_get(
 # ---- used by /messages
 
 
-@pytest.mark.parametrize("room_version", ["10", "12"])
+@pytest.mark.parametrize("room_version", ["1", "6", "10", "12"])
 async def test_a_user_who_joined_later_pages_back_through_every_old_message_to_the_create(
     pair, room_version
 ):
