@@ -457,6 +457,10 @@ class Media:
         else:
             self._quarantined.delete(key)
 
+    def local_uploads(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every upload of this server: (media id, its metadata: uploader, created_ts, size...)."""
+        return [(key.decode(), json.loads(raw)) for key, raw in self._metadata.iter_prefix(b"")]
+
     def delete_local(self, server_name: str, media_id: str) -> None:
         """Delete an upload: its record, thumbnails, and file unless other media shares it.
 

@@ -138,6 +138,10 @@ class Users:
         else:
             self._admin.delete(user_id.encode())
 
+    def admin_user_ids(self) -> list[str]:
+        """The server admins (the admin room invites each and gives them power level 100)."""
+        return [key.decode() for key in self._admin.keys_with_prefix(b"")]
+
     def first_user(self) -> str | None:
         """The first account ever created besides the server user (it became admin)."""
         stored = self._milestones.get(_FIRST_USER)

@@ -109,5 +109,14 @@ class LevelDBDatabase(Database):
         if not self._db.closed:
             self._db.close()
 
+    def memory_usage(self) -> dict[str, str]:
+        """What LevelDB reports of its memory (memtables, block cache) and its levels."""
+        report = {}
+        for name in ("approximate-memory-usage", "stats"):
+            value = self._db.get_property(f"leveldb.{name}".encode())
+            if value is not None:
+                report[name] = value.decode(errors="replace")
+        return report
+
     def size_on_disk(self) -> int:
         return sum(entry.stat().st_size for entry in os.scandir(self.path) if entry.is_file())

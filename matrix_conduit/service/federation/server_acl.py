@@ -12,6 +12,8 @@ endpoint's answer, not an ACL's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...core.server_acl import server_allowed
 from ..rooms.timeline import Timeline
 
@@ -21,9 +23,13 @@ ACL_EVENT_TYPE = "m.room.server_acl"
 class ServerAcl:
     def __init__(self, timeline: Timeline) -> None:
         self._timeline = timeline
+        self.room_disabled: Callable[[str], bool] = lambda room_id: False
+        """Rooms the admin disabled (`admin_room/disabled_rooms.py`): no server passes."""
 
     def allows(self, room_id: str, server_name: str) -> bool:
         """Whether `server_name` passes the room's current server ACL (no ACL: yes)."""
+        if self.room_disabled(room_id):
+            return False
         event = self._timeline.state_event(room_id, ACL_EVENT_TYPE)
         if event is None:
             return True

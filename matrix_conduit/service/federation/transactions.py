@@ -114,6 +114,8 @@ class Transactions:
         """Where each EDU goes; the EDU services set their dispatcher here."""
         self.out_of_band: OutOfBand = _no_out_of_band
         """Who may take a PDU of a room we are not in (remote membership sets it)."""
+        self.room_disabled: Callable[[str], bool] = lambda room_id: False
+        """Rooms the admin disabled (`admin_room/disabled_rooms.py`): their PDUs are refused."""
         self._origin_locks: dict[str, trio.Lock] = {}
         self._work = trio.Event()
         self._queued: dict[str, int] = {}
@@ -193,6 +195,11 @@ class Transactions:
             log.info("ignoring a PDU from %s for %s, a room unknown here", origin, room_id)
             return
         assert isinstance(pdu, dict)
+        if self.room_disabled(room_id):
+            event_id = self._event_id(pdu, room_version)
+            if event_id is not None:
+                results[event_id] = {"error": f"{room_id} is disabled on this server"}
+            return
         if not self._acl_allows(room_id, origin):
             event_id = self._event_id(pdu, room_version)
             if event_id is not None:

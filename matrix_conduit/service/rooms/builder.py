@@ -70,6 +70,9 @@ class EventBuilder:
         self._state = state
         self._timeline = timeline
         self.locks = locks
+        self.checks: list[Callable[[Mapping[str, Any]], None]] = []
+        """Called with each event template of ours; one may refuse it with a MatrixError
+        (the admin room's disabled rooms: `service/admin_room/disabled_rooms.py`)."""
 
     async def send(
         self,
@@ -131,7 +134,10 @@ class EventBuilder:
         server, which signs it; ours go on to `sign_and_append`.
         """
         room_version = self._timeline.room_version(room_id)
-        return self._build(room_id, room_version, sender, event_type, content, state_key, redacts)
+        event = self._build(room_id, room_version, sender, event_type, content, state_key, redacts)
+        for check in self.checks:
+            check(event)
+        return event
 
     def sign_and_append(
         self,
