@@ -29,6 +29,8 @@ UNSTABLE_FEATURES: dict[str, bool] = {
     # clients look for these to call room summaries and mutual rooms (MSC3266, MSC2666).
     "im.nheko.summary": True,
     "uk.half-shot.msc2666.query_mutual_rooms": True,
+    # Simplified sliding sync (MSC4186): Element X logs in only where it sees this.
+    "org.matrix.simplified_msc3575": True,
 }
 
 
