@@ -276,3 +276,18 @@ async def test_admin_flag_errors(api):
     assert_error(
         await api.put("/v1/users/@ghost:localhost/admin", {"admin": True}), 404, "M_NOT_FOUND"
     )
+
+
+async def test_joined_rooms_and_whois_under_synapses_paths(server, api):
+    lena = await register(server)
+    room_id = await lena.create_room()
+    rooms = ok(await api.get(f"/v1/users/{path_part(lena.user_id)}/joined_rooms"))
+    assert rooms == {"joined_rooms": [room_id], "total": 1}
+    whois = ok(await api.get(f"/v1/whois/{path_part(lena.user_id)}"))
+    assert whois["user_id"] == lena.user_id and lena.device_id in whois["devices"]
+    assert_error(await api.get("/v1/users/nobody/joined_rooms"), 400, "M_INVALID_PARAM")
+    assert_error(
+        await AdminApi(lena).get(f"/v1/users/{path_part(lena.user_id)}/joined_rooms"),
+        403,
+        "M_FORBIDDEN",
+    )

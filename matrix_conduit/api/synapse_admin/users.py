@@ -4,15 +4,18 @@
 Synapse's admin API "User Admin API": the list with its filters, orders and
 paging; one user's record; create or modify with `PUT` (201 when created);
 deactivation (with `erase`); password reset (with `logout_devices`,
-default true); the admin flag. The behaviour is `service/admin_users.py`.
+default true); the admin flag; a user's joined rooms; and the spec's whois
+under Synapse's path. The behaviour is `service/admin_users.py`.
 """
 
 from __future__ import annotations
 
 from quart import request
 
+from ...core.ids import is_valid_user_id
 from ...errors import bad_json, invalid_param, missing_param
 from ...service.admin_users import UserQuery
+from ..client.admin import whois
 from ..fields import optional_bool, required_str
 from ..query import query_bool, query_int
 from ..request import json_object, services
@@ -106,6 +109,19 @@ async def put_admin(user_id: str) -> dict:
     admin_users.require_info(user_id)
     admin_users.set_admin(requester.user_id, user_id, admin)
     return {}
+
+
+@admin_route("/users/<user_id>/joined_rooms", methods=["GET"])
+async def joined_rooms(user_id: str) -> dict:
+    require_admin()
+    if not is_valid_user_id(user_id):
+        raise invalid_param(f"{user_id!r} is not a valid user id.")
+    rooms = sorted(services().rooms.state_cache.joined_rooms(user_id))
+    return {"joined_rooms": rooms, "total": len(rooms)}
+
+
+admin_route("/whois/<user_id>", methods=["GET"])(whois)
+"""Synapse serves the spec's `/admin/whois` here too (admins, and users about themselves)."""
 
 
 def _local_admin_candidate(user_id: str) -> str:
