@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..lru import LRUCache
+from ..lru import SMALL_ENTRY_BYTES, LRUCache, MemoryBudget
 from .rooms.timeline import Event, Timeline
 
 MAX_COUNTED = 1000
@@ -40,10 +40,14 @@ class NotificationCounts:
     starts over from it).
     """
 
-    def __init__(self, timeline: Timeline, rating: EventRating) -> None:
+    def __init__(
+        self, timeline: Timeline, rating: EventRating, memory: MemoryBudget | None = None
+    ) -> None:
         self._timeline = timeline
         self.rating = rating
-        self._cache: LRUCache[tuple[str, str], _Count] = LRUCache(CACHED_COUNTS)
+        self._cache: LRUCache[tuple[str, str], _Count] = (memory or timeline.memory).cache(
+            "notification_counts", CACHED_COUNTS, lambda _key, _value: SMALL_ENTRY_BYTES
+        )
 
     def counts(self, room_id: str, user_id: str, read_event_id: str | None) -> dict[str, int]:
         """`{"notification_count", "highlight_count"}` after the user's read receipt

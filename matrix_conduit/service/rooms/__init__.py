@@ -26,6 +26,7 @@ Modules (each owns its trees):
 from __future__ import annotations
 
 from ...config import Config
+from ...lru import MemoryBudget
 from ...storage import Database
 from ..globals import Globals
 from ..notifier import Notifier
@@ -63,13 +64,17 @@ class Rooms:
         capacity = max(
             1000, int(config.pdu_cache_capacity * config.conduit_cache_capacity_modifier)
         )
+        self.memory = MemoryBudget(config.cache_memory_mb, config.conduit_cache_capacity_modifier)
+        """The caches of room data and their byte budget (`cache_memory_mb`)."""
         server_name = config.server_name
-        self.short = ShortIds(db, globals_, capacity)
-        self.compressor = StateCompressor(db, globals_, max(100, capacity // 1000))
-        self.state = RoomState(db, self.short, self.compressor, max(100, capacity // 1000))
-        self.state_cache = StateCache(db)
+        self.short = ShortIds(db, globals_, capacity, self.memory)
+        self.compressor = StateCompressor(db, globals_, max(100, capacity // 1000), self.memory)
+        self.state = RoomState(
+            db, self.short, self.compressor, max(100, capacity // 1000), self.memory
+        )
+        self.state_cache = StateCache(db, self.memory, capacity)
         self.timeline = Timeline(
-            db, globals_, self.short, self.state, self.state_cache, notifier, capacity
+            db, globals_, self.short, self.state, self.state_cache, notifier, capacity, self.memory
         )
         self.resolution = StateResolution(self.state, self.timeline)
         self.locks = RoomLocks()

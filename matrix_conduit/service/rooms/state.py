@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ...lru import LRUCache
+from ...lru import STATE_MAP_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
 from ...storage.kv import from_u64, u64
 from .short import ShortIds, StateKey
@@ -30,17 +30,31 @@ StateIds = Mapping[StateKey, str]
 EMPTY_STATE: StateIds = MappingProxyType({})
 
 
+def _state_size(state: StateIds) -> int:
+    return STATE_MAP_ENTRY_BYTES * (len(state) + 1)
+
+
 class RoomState:
     def __init__(
-        self, db: Database, short: ShortIds, compressor: StateCompressor, cache_capacity: int
+        self,
+        db: Database,
+        short: ShortIds,
+        compressor: StateCompressor,
+        cache_capacity: int,
+        memory: MemoryBudget | None = None,
     ) -> None:
+        memory = memory or MemoryBudget(96.0)
         self._short = short
         self._compressor = compressor
         self._room_hash = db.tree("roomid_shortstatehash")
         self._event_hash = db.tree("shorteventid_shortstatehash")
         self._event_hash_after = db.tree("shorteventid_statehashafter")
-        self._current: dict[str, tuple[int, StateIds]] = {}
-        self._snapshots: LRUCache[int, StateIds] = LRUCache(cache_capacity)
+        self._current: LRUCache[str, tuple[int, StateIds]] = memory.cache(
+            "current_state", cache_capacity * 10, lambda _, value: _state_size(value[1])
+        )
+        self._snapshots: LRUCache[int, StateIds] = memory.cache(
+            "state_snapshots", cache_capacity, lambda _, value: _state_size(value)
+        )
 
     # ---- reading
 
@@ -60,7 +74,7 @@ class RoomState:
         if shortstatehash is None:
             return EMPTY_STATE
         state = self.state_ids(shortstatehash)
-        self._current[room_id] = (shortstatehash, state)
+        self._current.put(room_id, (shortstatehash, state))
         return state
 
     def state_ids(self, shortstatehash: int) -> StateIds:
@@ -185,15 +199,16 @@ class RoomState:
         when the caller knows it: the cache is then updated without reloading.
         """
         batch.put(self._room_hash, room_id.encode(), u64(shortstatehash))
-        cached = self._current.get(room_id)
+        cached = self._current.peek(room_id)
 
         def update_cache() -> None:
             if changed is not None and cached is not None:
                 state = dict(cached[1])
                 state[changed[0]] = changed[1]
-                self._current[room_id] = (shortstatehash, MappingProxyType(state))
-                self._snapshots.put(shortstatehash, self._current[room_id][1])
+                proxy = MappingProxyType(state)
+                self._current.put(room_id, (shortstatehash, proxy))
+                self._snapshots.put(shortstatehash, proxy)
             else:
-                self._current.pop(room_id, None)
+                self._current.discard(room_id)
 
         batch.after_commit(update_cache)

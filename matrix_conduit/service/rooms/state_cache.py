@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from ...lru import MEMBER_ENTRY_BYTES, SMALL_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64, join_key, u64
 
@@ -38,8 +39,15 @@ def _split(key: bytes) -> tuple[str, str]:
     return first.decode(), second.decode()
 
 
+def _set_size(_key: str, members: frozenset[str]) -> int:
+    return SMALL_ENTRY_BYTES + MEMBER_ENTRY_BYTES * len(members)
+
+
 class StateCache:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, memory: MemoryBudget | None = None, cache_capacity: int = 150_000
+    ) -> None:
+        memory = memory or MemoryBudget(96.0)
         self._user_joined = db.tree("userroomid_joined")
         self._room_joined = db.tree("roomuserid_joined")
         self._user_invited = db.tree("userroomid_invitestate")
@@ -50,12 +58,20 @@ class StateCache:
         self._room_left = db.tree("roomuserid_leftcount")
         self._joined_count = db.tree("roomid_joinedcount")
         self._invited_count = db.tree("roomid_invitedcount")
-        self._counts: dict[tuple[str, str], int] = {}
-        self._joined: dict[str, frozenset[str]] = {}
-        self._invited: dict[str, frozenset[str]] = {}
-        self._rooms_of: dict[str, frozenset[str]] = {}
+        self._counts: LRUCache[tuple[str, str], int] = memory.cache(
+            "member_counts", cache_capacity, lambda _key, _value: SMALL_ENTRY_BYTES
+        )
+        self._joined: LRUCache[str, frozenset[str]] = memory.cache(
+            "room_members", cache_capacity, _set_size
+        )
+        """Joined members per room, read once: every message asks who to wake."""
+        self._invited: LRUCache[str, frozenset[str]] = memory.cache(
+            "invited_members", cache_capacity, _set_size
+        )
+        self._rooms_of: LRUCache[str, frozenset[str]] = memory.cache(
+            "user_rooms", cache_capacity, _set_size
+        )
         """The rooms each user is joined to: every sync asks, several times."""
-        """Joined and invited members per room, read once: every message asks who to wake."""
 
     # ---- writing
 
@@ -102,7 +118,7 @@ class StateCache:
                 new_count = self.member_count(room_id, kind) + delta
                 batch.put(tree, room_id.encode(), u64(new_count))
                 batch.after_commit(
-                    lambda kind=kind, new_count=new_count: self._counts.__setitem__(
+                    lambda kind=kind, new_count=new_count: self._counts.put(
                         (room_id, kind), new_count
                     )
                 )
@@ -137,7 +153,7 @@ class StateCache:
                 _split(key)[1]
                 for key in self._user_joined.keys_with_prefix(user_id.encode() + SEPARATOR)
             )
-            self._rooms_of[user_id] = cached
+            self._rooms_of.put(user_id, cached)
         return cached
 
     def invited_rooms(self, user_id: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
@@ -168,7 +184,7 @@ class StateCache:
                 _split(key)[1]
                 for key in self._room_joined.keys_with_prefix(room_id.encode() + SEPARATOR)
             )
-            self._joined[room_id] = cached
+            self._joined.put(room_id, cached)
         return cached
 
     def invited_members(self, room_id: str) -> frozenset[str]:
@@ -178,13 +194,13 @@ class StateCache:
                 _split(key)[1]
                 for key in self._room_invited.keys_with_prefix(room_id.encode() + SEPARATOR)
             )
-            self._invited[room_id] = cached
+            self._invited.put(room_id, cached)
         return cached
 
     def _forget_members(self, room_id: str, user_id: str) -> None:
-        self._joined.pop(room_id, None)
-        self._invited.pop(room_id, None)
-        self._rooms_of.pop(user_id, None)
+        self._joined.discard(room_id)
+        self._invited.discard(room_id)
+        self._rooms_of.discard(user_id)
 
     def member_count(self, room_id: str, kind: str) -> int:
         """How many members are `"joined"` or `"invited"`."""
@@ -194,7 +210,7 @@ class StateCache:
         tree = self._joined_count if kind == "joined" else self._invited_count
         stored = tree.get(room_id.encode())
         count = from_u64(stored) if stored is not None else 0
-        self._counts[(room_id, kind)] = count
+        self._counts.put((room_id, kind), count)
         return count
 
     def rooms_shared(self, user_id: str, other_user_id: str) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ...lru import LRUCache
+from ...lru import STATE_LAYER_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
 from ...storage.kv import from_u64, u64
 from ..globals import Globals
@@ -46,11 +46,24 @@ class Layer:
         return self._mapping
 
 
+def _layers_size(_shortstatehash: int, layers: list[Layer]) -> int:
+    """Estimated bytes: the top layer's entries (its parents are counted where cached)."""
+    return STATE_LAYER_ENTRY_BYTES * (len(layers[-1].full) + 1)
+
+
 class StateCompressor:
-    def __init__(self, db: Database, globals_: Globals, cache_capacity: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        globals_: Globals,
+        cache_capacity: int,
+        memory: MemoryBudget | None = None,
+    ) -> None:
         self._globals = globals_
         self._diffs = db.tree("shortstatehash_statediff")
-        self._layers: LRUCache[int, list[Layer]] = LRUCache(cache_capacity)
+        self._layers: LRUCache[int, list[Layer]] = (memory or MemoryBudget(96.0)).cache(
+            "state_layers", cache_capacity, _layers_size
+        )
 
     def layers(self, shortstatehash: int) -> list[Layer]:
         """The layers of a snapshot, from its root (a full snapshot) to itself."""

@@ -44,7 +44,7 @@ from ...core.client_events import STRIPPED_STATE_TYPES, stripped_state
 from ...core.power_levels import PowerLevels
 from ...core.redaction import redact
 from ...core.room_versions import RoomVersion, get_room_version
-from ...lru import LRUCache
+from ...lru import LRUCache, MemoryBudget, event_size
 from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64, u64
 from ..globals import Globals
@@ -156,6 +156,11 @@ def redaction_target(event: Event) -> str | None:
     return target if isinstance(target, str) else None
 
 
+def _event_size(_key: object, event: Event) -> int:
+    """For an event put without its stored bytes' length (none is, today)."""
+    return event_size(len(encode_event(event)))
+
+
 class Timeline:
     def __init__(
         self,
@@ -166,7 +171,11 @@ class Timeline:
         state_cache: StateCache,
         notifier: Notifier,
         cache_capacity: int,
+        memory: MemoryBudget | None = None,
     ) -> None:
+        memory = memory or MemoryBudget(96.0)
+        self.memory = memory
+        """The byte budget of the room caches, for services whose caches follow events."""
         self._db = db
         self._globals = globals_
         self._short = short
@@ -178,11 +187,13 @@ class Timeline:
         self._outliers = db.tree("eventid_outlierpdu")
         self._status = db.tree("eventid_status")
         self._leaves = db.tree("roomid_pduleaves")
-        self._events: LRUCache[str, Event] = LRUCache(cache_capacity)
+        self._events: LRUCache[str, Event] = memory.cache("events", cache_capacity, _event_size)
         self._versions: dict[str, RoomVersion] = {}
         self._extremities: dict[str, list[str]] = {}
         self._power_levels: dict[str, tuple[tuple[str | None, str | None], PowerLevels]] = {}
-        self._by_pdu_id: LRUCache[bytes, Event] = LRUCache(cache_capacity)
+        self._by_pdu_id: LRUCache[bytes, Event] = memory.cache(
+            "events_by_pdu_id", cache_capacity, _event_size
+        )
         self.indexers: list[Callable[[Event, bytes, WriteBatch], None]] = []
         """Called with each event, its PDU id and the batch that stores it: indexes of
         other services (search, relations) land in the same atomic write."""
@@ -208,7 +219,7 @@ class Timeline:
         if raw is None:
             return None
         event = json.loads(raw)
-        self._events.put(event_id, event)
+        self._events.put(event_id, event, event_size(len(raw)))
         return event
 
     def auth_events_in(
@@ -342,7 +353,7 @@ class Timeline:
         if cached is not None:
             return cached
         event = json.loads(raw)
-        self._by_pdu_id.put(pdu_id, event)
+        self._by_pdu_id.put(pdu_id, event, event_size(len(raw)))
         return event
 
     # ---- persisting
@@ -394,12 +405,14 @@ class Timeline:
                 self._add_replaced_state(stored, context.state_before)
             if event["type"] == "m.room.redaction":
                 self._apply_redaction(stored, room_version, context.state_before, batch)
-            batch.put(self._pdus, pdu_id, encode_event(stored))
+            encoded = encode_event(stored)
+            batch.put(self._pdus, pdu_id, encoded)
             batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
             for index in self.indexers:
                 index(stored, pdu_id, batch)
         else:
-            batch.put(self._outliers, event_id.encode(), encode_event(stored))
+            encoded = encode_event(stored)
+            batch.put(self._outliers, event_id.encode(), encoded)
             batch.put(self._status, event_id.encode(), context.status.value.encode())
         if context.forward_extremities is not None:
             self._set_forward_extremities(room_id, context.forward_extremities, batch)
@@ -410,10 +423,11 @@ class Timeline:
             hook(stored, context, count, batch)
         batch.commit()
 
-        self._events.put(event_id, stored)
+        size = event_size(len(encoded))
+        self._events.put(event_id, stored, size)
         if pdu_id is None:
             return None
-        self._by_pdu_id.put(pdu_id, stored)
+        self._by_pdu_id.put(pdu_id, stored, size)
         if event["type"] == "m.room.create":
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
@@ -482,11 +496,13 @@ class Timeline:
             self._add_replaced_state(stored, state_before)
         if event["type"] == "m.room.redaction":
             self._apply_redaction(stored, room_version, state_before, batch)
-        batch.put(self._pdus, pdu_id, encode_event(stored))
+        encoded = encode_event(stored)
+        batch.put(self._pdus, pdu_id, encoded)
         batch.put(self._eventid_pduid, event_id.encode(), pdu_id)
         batch.commit()
-        self._events.put(event_id, stored)
-        self._by_pdu_id.put(pdu_id, stored)
+        size = event_size(len(encoded))
+        self._events.put(event_id, stored, size)
+        self._by_pdu_id.put(pdu_id, stored, size)
 
     def _set_forward_extremities(
         self, room_id: str, extremities: tuple[str, ...], batch: WriteBatch
@@ -594,11 +610,13 @@ class Timeline:
         redacted = redact(target, room_version)
         redacted["event_id"] = target["event_id"]
         redacted["unsigned"] = {"redacted_because": self.client_redaction(redaction)}
-        batch.put(self._pdus, pdu_id, encode_event(redacted))
+        encoded = encode_event(redacted)
+        batch.put(self._pdus, pdu_id, encoded)
 
         def cache_redacted() -> None:
-            self._events.put(target_id, redacted)
-            self._by_pdu_id.put(pdu_id, redacted)
+            size = event_size(len(encoded))
+            self._events.put(target_id, redacted, size)
+            self._by_pdu_id.put(pdu_id, redacted, size)
 
         batch.after_commit(cache_redacted)
 
