@@ -13,7 +13,7 @@ a cheap function of the key and value; the constants those use
 (`EVENT_BYTES_PER_JSON_BYTE`, `*_ENTRY_BYTES` below) were measured once with
 `tracemalloc` (allocated bytes after filling a cache with 10,000 typical
 entries, divided by the entries, OrderedDict node included; `bench/memory.py
---measure-entries` repeats the measurement). Shared objects (one event dict
+entries` repeats the measurement). Shared objects (one event dict
 in both event caches, one state key tuple in several snapshots) are counted in
 each cache that holds them: the sum over-estimates, so the budget holds.
 """
@@ -30,20 +30,26 @@ V = TypeVar("V")
 
 MIB = 1024 * 1024
 
-EVENT_BYTES_PER_JSON_BYTE = 6
-"""A parsed event (dicts, strings) takes about this many bytes per byte of its JSON."""
-EVENT_OVERHEAD_BYTES = 600
+EVENT_BYTES_PER_JSON_BYTE = 5
+"""A parsed event (dicts, strings) takes about this many bytes per byte of its JSON
+(measured: 3,937 bytes for a 742-byte message)."""
+EVENT_OVERHEAD_BYTES = 300
 """A parsed event's fixed cost: its dicts and the cache entry, whatever its size."""
-SHORT_ID_ENTRY_BYTES = 230
-"""An event id (str) ↔ short id (int) entry, key, value and node."""
-STATE_KEY_ENTRY_BYTES = 260
-"""A `(type, state_key)` tuple ↔ short id entry."""
-STATE_MAP_ENTRY_BYTES = 110
-"""One `(type, state_key) -> event_id` slot of a state snapshot (the strings are shared)."""
-STATE_LAYER_ENTRY_BYTES = 170
-"""One 16-byte entry of a compressor layer: its bytes object, set slots and mapping slot."""
+SHORT_ID_ENTRY_BYTES = 210
+"""An event id (str) ↔ short id (int) entry, key, value and node, plus the id's
+length (measured: 250 bytes with a 44-character id)."""
+STATE_KEY_ENTRY_BYTES = 250
+"""A `(type, state_key)` tuple ↔ short id entry, plus both strings' lengths
+(measured: 283 bytes for a member's key)."""
+STATE_MAP_ENTRY_BYTES = 120
+"""One `(type, state_key) -> event_id` slot of a state snapshot: 30 bytes measured when
+its strings are shared with the short id caches, about 250 when not."""
+STATE_LAYER_ENTRY_BYTES = 200
+"""One 16-byte entry of a compressor layer: its bytes object, set slots and mapping slot
+(measured: 195)."""
 MEMBER_ENTRY_BYTES = 90
-"""One user id (or room id) in a cached member set (the string is shared with the state)."""
+"""One user id (or room id) in a cached member set: 52 bytes measured with the string
+shared, more when the set alone holds it."""
 SMALL_ENTRY_BYTES = 300
 """A small record (a count, a flag, a short tuple): key, value and node."""
 
