@@ -16,8 +16,11 @@ import logging
 from typing import Any
 
 import pytest
+import trio
 
 from matrix_conduit.core.events import compute_event_id
+from matrix_conduit.core.room_versions import get_room_version
+from matrix_conduit.service.federation import backfill as backfill_service
 from matrix_conduit.service.federation.errors import RemoteError
 from matrix_conduit.service.federation.received import wire_pdu
 from tests.support.backfill import bodies, history
@@ -25,6 +28,7 @@ from tests.support.federation import FederatingServer, start_federating
 from tests.support.matrix import User, ok, path_part, register
 from tests.support.push_gateway import start_gateway
 from tests.support.remote_membership import eventually, join
+from tests.support.stub_peer import StubPeer, StubRoom, start_stub_peer
 
 BACKFILL = "/_matrix/federation/v1/backfill/"
 LIMIT_20 = json.dumps({"room": {"timeline": {"limit": 20}}})
@@ -373,6 +377,65 @@ async def test_backfilled_messages_whose_content_was_changed_are_shown_redacted_
     messages = [e for e in events if e["type"] == "m.room.message"]
     assert len(messages) == len(texts)
     assert all(e["content"] == {} for e in messages)
+
+
+async def room_with_a_stub_member(
+    nursery: Any, ca: Any, pair: Any
+) -> tuple[FederatingServer, User, str, StubPeer]:
+    """A's room with history and a user of a stub peer in it; then bob of B joined and
+    A stopped, so the stub is the one server B can ask for the history."""
+    a, b = pair
+    stub = await start_stub_peer(nursery, ca, "127.0.0.5")
+    _alice, room_id, _texts = await room_with_history(a, 5)
+    await stub.join(a, room_id, "mallory")
+    bob = await joined_later(a, b, room_id)
+    await a.stop()
+    return b, bob, room_id, stub
+
+
+async def test_a_stub_peer_answering_backfill_with_its_own_rooms_events_gives_nothing(
+    nursery, ca, pair, caplog
+):
+    """The stub's answer is validly signed, by the stub, but of a room of its own."""
+    b, bob, room_id, stub = await room_with_a_stub_member(nursery, ca, pair)
+    elsewhere = StubRoom.create(stub)
+
+    async def other_room(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+        return 200, {"origin": stub.name, "origin_server_ts": 0, "pdus": elsewhere.state_pdus()}
+
+    stub.on("GET", BACKFILL, other_room)
+    caplog.set_level(logging.WARNING, "matrix_conduit.service.federation.backfill")
+
+    events = await history(bob, room_id, page=10)
+
+    assert stub.asked("GET", BACKFILL)
+    assert [e["type"] for e in events] == ["m.room.member"]
+    timeline = b.server.services.rooms.timeline
+    version = get_room_version("10")
+    for pdu in elsewhere.state_pdus():
+        assert timeline.get_event(compute_event_id(pdu, version)) is None
+    assert [r for r in caplog.records if "another room" in r.getMessage()]
+
+
+async def test_a_stub_peer_that_never_answers_backfill_holds_messages_only_so_long(
+    nursery, ca, pair, monkeypatch
+):
+    """Each server gets a bounded turn (`SERVER_TIMEOUT_SECONDS`, here 1 s): `/messages`
+    answers with what B has, and the stub is not asked again at once (backoff)."""
+    monkeypatch.setattr(backfill_service, "SERVER_TIMEOUT_SECONDS", 1.0)
+    _b, bob, room_id, stub = await room_with_a_stub_member(nursery, ca, pair)
+
+    async def never(_method: str, _target: str, _body: Any) -> tuple[int, Any]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    stub.on("GET", BACKFILL, never)
+
+    first = await history(bob, room_id, page=10)
+    again = await history(bob, room_id, page=10)
+
+    assert [e["type"] for e in first] == [e["type"] for e in again] == ["m.room.member"]
+    assert len(stub.asked("GET", BACKFILL)) == 1
 
 
 # ---- served, with history visibility
