@@ -22,6 +22,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .api import blueprints
+from .api.rate_limits import retry_after_headers
 from .config import Config
 from .core.errors import CanonicalJsonError
 from .errors import MatrixError, bad_json
@@ -142,7 +143,9 @@ def create_app(config: Config, services: Services) -> MatrixApp:
 
     @app.errorhandler(MatrixError)
     async def matrix_error(error: MatrixError) -> Response:
-        return error_response(error)
+        response = error_response(error)
+        response.headers.update(retry_after_headers(error))
+        return response
 
     @app.errorhandler(CanonicalJsonError)
     async def not_canonical_json(error: CanonicalJsonError) -> Response:

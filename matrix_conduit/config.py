@@ -28,6 +28,7 @@ import tomlkit.exceptions
 from .core.ids import is_valid_server_name, parse_server_name
 from .core.ip_ranges import DEFAULT_DENYLIST as DEFAULT_IP_RANGE_DENYLIST
 from .core.ip_ranges import parse_network
+from .core.rate_limits import RateLimitsConfig, parse_rate_limits
 from .core.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,24 @@ class TurnConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """`[global.metrics]`: Prometheus metrics on their own listener, or a path of the main one."""
+
+    address: str = field(default="127.0.0.1", metadata=_doc("Address of the metrics listener."))
+    port: int | None = field(default=None, metadata=_doc("Port of a separate metrics listener."))
+    path: str | None = field(
+        default=None, metadata=_doc("Path on the main listener (needs `token`).")
+    )
+    token: str | None = field(
+        default=None, metadata=_doc("Bearer token the `path` on the main listener requires.")
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None or self.path is not None
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyRule:
     """One `[[global.proxy.by_domain]]` entry: a proxy for matching domains."""
 
@@ -135,6 +154,10 @@ class Config:
     conduit_cache_capacity_modifier: float = field(
         default=1.0, metadata=_doc("Scales the server's in-memory caches.")
     )
+    cache_memory_mb: float = field(
+        default=96.0,
+        metadata=_doc("Estimated MiB the in-memory caches may hold together (times the modifier)."),
+    )
     rocksdb_max_open_files: int = field(
         default=1000, metadata=_doc("Max files the LevelDB store keeps open.")
     )
@@ -163,6 +186,18 @@ class Config:
     max_inbound_requests_per_server: int = field(
         default=50,
         metadata=_doc("Federation requests one server may have in progress here at once."),
+    )
+    rate_limits: RateLimitsConfig = field(
+        default_factory=RateLimitsConfig,
+        metadata=_doc("`[global.rate_limits]`: enabled, exempt_admins, and each limit's table."),
+    )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata=_doc("Reverse proxies (CIDR) whose X-Forwarded-For names the client."),
+    )
+    metrics: MetricsConfig = field(
+        default_factory=MetricsConfig,
+        metadata=_doc("`[global.metrics]`: Prometheus metrics (off unless port or path)."),
     )
     allow_registration: bool = field(
         default=False, metadata=_doc("Let anyone register an account.")
@@ -326,7 +361,12 @@ def read_toml(path: str) -> dict[str, Any]:
     return global_table
 
 
-_TABLE_FIELDS = {"tls": TlsConfig, "well_known": WellKnownConfig, "turn": TurnConfig}
+_TABLE_FIELDS = {
+    "tls": TlsConfig,
+    "well_known": WellKnownConfig,
+    "turn": TurnConfig,
+    "metrics": MetricsConfig,
+}
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -540,6 +580,8 @@ def _validate(config: Config, problems: _Problems) -> None:
     for key in ("db_cache_capacity_mb", "conduit_cache_capacity_modifier"):
         if getattr(config, key) < 0:
             problems.add(key, "must not be negative")
+    if not config.cache_memory_mb > 0:
+        problems.add("cache_memory_mb", "must be more than 0 MiB")
     for key in (
         "rocksdb_max_open_files",
         "pdu_cache_capacity",
@@ -560,6 +602,7 @@ def _validate(config: Config, problems: _Problems) -> None:
         "federation_ip_range_allowlist",
         "url_preview_ip_range_denylist",
         "url_preview_ip_range_allowlist",
+        "trusted_proxies",
     ):
         bad_ranges = [text for text in getattr(config, key) if not _is_network(text)]
         if bad_ranges:
@@ -568,6 +611,21 @@ def _validate(config: Config, problems: _Problems) -> None:
         parse_log_filter(config.log)
     except ValueError as error:
         problems.add("log", str(error))
+    _validate_metrics(config.metrics, problems)
+
+
+def _validate_metrics(metrics: MetricsConfig, problems: _Problems) -> None:
+    if metrics.port is not None and not 1 <= metrics.port <= 65535:
+        problems.add("metrics.port", f"{metrics.port} is out of range (1-65535)")
+    if metrics.path is not None:
+        if not metrics.path.startswith("/") or metrics.path.startswith("/_matrix/"):
+            problems.add("metrics.path", "must start with / and not be under /_matrix/")
+        if not metrics.token:
+            problems.add(
+                "metrics.token",
+                "is required with metrics.path: the main listener is public, so the "
+                "metrics there need a bearer token (or use metrics.port instead)",
+            )
 
 
 def _validate_shared_secret(config: Config, problems: _Problems) -> None:
@@ -635,6 +693,10 @@ def build_config(values: Mapping[str, Any], *, env_keys: set[str] = frozenset())
         value = values[key]
         if key == "proxy":
             kwargs[key] = _read_proxy(value, problems)
+        elif key == "rate_limits":
+            kwargs[key], limit_problems = parse_rate_limits(value)
+            for problem_key, reason in limit_problems:
+                problems.add(problem_key, reason)
         elif key in _TABLE_FIELDS:
             kwargs[key] = _read_table(key, value, _TABLE_FIELDS[key], problems, env_keys=env_keys)
         else:

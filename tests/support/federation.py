@@ -78,6 +78,7 @@ def federation_config(
         "allow_federation": True,
         "trusted_servers": [],
         "federation_ip_range_allowlist": ["127.0.0.0/8"],
+        "rate_limits": {"enabled": False},  # limits only where a test asks for them
     }
     values.update(overrides)
     return build_config(values)

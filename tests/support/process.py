@@ -43,6 +43,7 @@ def write_config(directory: Path, **overrides: Any) -> Path:
         "allow_federation": False,
         "trusted_servers": [],
         "log": "info",
+        "rate_limits": {"enabled": False},  # tests and benchmarks outpace any person
     }
     values.update(overrides)
     path = directory / "conduit.toml"

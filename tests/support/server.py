@@ -39,6 +39,8 @@ def make_config(database_path: Path, **overrides: Any) -> Config:
         "port": free_port(),
         "allow_federation": False,
         "trusted_servers": [],
+        # Tests register and log in far faster than any person: limits only where a test asks.
+        "rate_limits": {"enabled": False},
     }
     values.update(overrides)
     return build_config(values)

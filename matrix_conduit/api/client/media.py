@@ -37,6 +37,7 @@ from ...service.media import MediaContent
 from ...service.thumbnails import METHODS, Method
 from ..auth import authenticate
 from ..query import query_bool, query_int
+from ..rate_limits import limit_user
 from ..request import config, services
 from .routes import View, client_route, versioned_route
 
@@ -102,6 +103,7 @@ def media_route(
 @media_route("/upload", methods=["POST"])
 async def upload() -> dict:
     requester = authenticate()
+    limit_user("media_create", requester)
     data = await request.get_data(cache=False)
     content_uri = await services().media.upload(
         requester.user_id, data, request.headers.get("Content-Type"), request.args.get("filename")
@@ -112,6 +114,7 @@ async def upload() -> dict:
 @media_route("/create", methods=["POST"], versions=("v1",))
 async def create() -> dict:
     requester = authenticate()
+    limit_user("media_create", requester)
     content_uri, unused_expires_at = services().media.create(requester.user_id)
     return {"content_uri": content_uri, "unused_expires_at": unused_expires_at}
 
@@ -119,6 +122,7 @@ async def create() -> dict:
 @media_route("/upload/<server_name>/<media_id>", methods=["PUT"], versions=("v3",))
 async def upload_to(server_name: str, media_id: str) -> dict:
     requester = authenticate()
+    limit_user("media_create", requester)
     data = await request.get_data(cache=False)
     await services().media.upload_to(
         requester.user_id,

@@ -12,6 +12,7 @@ from quart import Blueprint, request
 from ...errors import MatrixError
 from ..auth import authenticate
 from ..fields import optional_bool, optional_str, required_str
+from ..rate_limits import limit_invite, limit_join
 from ..request import json_object, services
 from .routes import client_route
 from .threepid import third_party_id
@@ -40,6 +41,7 @@ async def join_by_id_or_alias(room_id_or_alias: str) -> dict:
     requester = authenticate(allow_guest=True)  # as Synapse: guests may use this route too
     body = await json_object(optional=True)
     room_id, servers = await _room_and_servers(room_id_or_alias)
+    limit_join(requester, room_id)
     if requester.is_guest:
         services().guest_access.check_join(room_id)
     await services().rooms.membership.join(
@@ -53,6 +55,7 @@ async def join(room_id: str) -> dict:
     requester = authenticate(allow_guest=True)
     body = await json_object(optional=True)
     room_id = resolve_room(room_id)
+    limit_join(requester, room_id)
     if requester.is_guest:
         services().guest_access.check_join(room_id)
     await services().rooms.membership.join(
@@ -83,6 +86,7 @@ async def invite(room_id: str) -> dict:
     """By user id, or (third_party_membership.yaml) by `id_server`/`medium`/`address`."""
     requester = authenticate()
     body = await json_object()
+    limit_invite(requester, body.get("user_id"))
     if "user_id" not in body and ("medium" in body or "id_server" in body):
         await services().third_party_invites.invite(
             room_id, requester.user_id, third_party_id(body)

@@ -20,6 +20,7 @@ from ...service.rooms.room_events import parse_token
 from ..auth import Requester, authenticate
 from ..fields import optional_str
 from ..query import query_int
+from ..rate_limits import limit_user
 from ..request import json_object, parse_json, services
 from .routes import client_route
 
@@ -47,6 +48,7 @@ def client_events(requester: Requester, events: list) -> list[dict]:
 @client_route(blueprint, "/rooms/<room_id>/send/<event_type>/<txn_id>", methods=["PUT"])
 async def send_message(room_id: str, event_type: str, txn_id: str) -> dict:
     requester = authenticate(allow_guest=True)
+    limit_user("message", requester)
     content = await json_object()
     event_id = await services().rooms.events.send(
         room_id, requester.user_id, requester.device_id, event_type, content, txn_id=txn_id
@@ -57,6 +59,7 @@ async def send_message(room_id: str, event_type: str, txn_id: str) -> dict:
 @client_route(blueprint, "/rooms/<room_id>/redact/<path:event_id>/<txn_id>", methods=["PUT"])
 async def redact(room_id: str, event_id: str, txn_id: str) -> dict:
     requester = authenticate()
+    limit_user("message", requester)
     body = await json_object(optional=True)
     redaction_id = await services().rooms.events.redact(
         room_id,

@@ -25,6 +25,7 @@ from ...errors import invalid_param, missing_param
 from ...service.devices import DeviceLogin
 from ..auth import appservice_of_request, user_interactive_auth
 from ..fields import optional_bool, optional_str
+from ..rate_limits import limited_by_address
 from ..request import config, json_object, services
 from .routes import client_route
 from .session import APPSERVICE_LOGIN, device_login, login_json
@@ -33,6 +34,7 @@ blueprint = Blueprint("register", __name__)
 
 
 @client_route(blueprint, "/register", methods=["POST"])
+@limited_by_address("registration", charge_on_success=True)
 async def register() -> dict:
     kind = request.args.get("kind", "user")
     if kind not in ("user", "guest"):

@@ -21,6 +21,7 @@ from ...service.devices import DeviceLogin, Tokens, check_device_id
 from ...service.jwt_login import LOGIN_TYPES as JWT_LOGIN_TYPES
 from ..auth import appservice_of_request, authenticate
 from ..fields import optional_bool, optional_str, required_str
+from ..rate_limits import limited_login
 from ..request import config, json_object, services
 from .routes import client_route
 
@@ -72,6 +73,7 @@ async def get_login_types() -> dict:
 
 
 @client_route(blueprint, "/login", methods=["POST"])
+@limited_login
 async def login() -> dict:
     body = await json_object()
     login_type = body.get("type")

@@ -26,6 +26,7 @@ from ...errors import MatrixError, bad_json
 from ...service.third_party_invites import ThirdPartyId
 from ..auth import authenticate
 from ..fields import optional_str, required_str
+from ..rate_limits import limited_by_address
 from ..request import json_object, services
 from .routes import client_route
 
@@ -96,17 +97,20 @@ async def unbind_threepid() -> dict:
 
 @client_route(blueprint, "/account/3pid/email/requestToken", methods=["POST"])
 @client_route(blueprint, "/account/3pid/msisdn/requestToken", methods=["POST"])
+@limited_by_address("threepid_validation")
 async def add_threepid_request_token() -> dict:
     raise MatrixError(400, "M_THREEPID_MEDIUM_NOT_SUPPORTED", NO_THREEPIDS)
 
 
 @client_route(blueprint, "/register/email/requestToken", methods=["POST"])
 @client_route(blueprint, "/register/msisdn/requestToken", methods=["POST"])
+@limited_by_address("threepid_validation")
 async def register_request_token() -> dict:
     raise MatrixError(403, "M_THREEPID_DENIED", NO_THREEPIDS)
 
 
 @client_route(blueprint, "/account/password/email/requestToken", methods=["POST"])
 @client_route(blueprint, "/account/password/msisdn/requestToken", methods=["POST"])
+@limited_by_address("threepid_validation")
 async def password_reset_request_token() -> dict:
     raise MatrixError(400, "M_THREEPID_NOT_FOUND", NO_THREEPIDS)

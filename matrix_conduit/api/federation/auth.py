@@ -21,6 +21,7 @@ from __future__ import annotations
 from quart import Blueprint, g, request
 
 from ...errors import forbidden
+from ..rate_limits import limit_federation
 from ..request import config, parse_json, services
 
 
@@ -49,6 +50,7 @@ async def _authenticate() -> None:
     server_name = await request_auth.origin_of(
         request.headers.getlist("Authorization"), request.method, _request_uri(), content
     )
+    limit_federation(server_name)
     request_auth.admit(server_name)
     g.federation_origin = server_name
 
