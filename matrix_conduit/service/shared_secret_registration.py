@@ -31,6 +31,8 @@ from .users import Users
 log = logging.getLogger(__name__)
 
 NONCE_LIFETIME_S = 60
+MAX_NONCES = 10_000
+"""Nonces kept at most (the oldest go first), so that a flood of `GET`s holds no more memory."""
 MAX_FIELD_LENGTH = 512
 USER_TYPES = ("bot", "support")
 """The user types Synapse knows; accepted in the mac, not stored (this server has none)."""
@@ -78,6 +80,8 @@ class SharedSecretRegistration:
         self._forget_old_nonces()
         nonce = secrets.token_hex(64)
         self._nonces[nonce] = self._monotonic()
+        while len(self._nonces) > MAX_NONCES:
+            del self._nonces[next(iter(self._nonces))]
         return nonce
 
     async def register(self, body: dict) -> Registered:
