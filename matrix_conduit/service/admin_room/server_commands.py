@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from .room import CommandContext, new_parser
 SECRET_WORDS = ("password", "secret", "token", "jwt")
 """A key whose name holds one of these is shown masked."""
 MASK = "***"
-_WALK_DEPTH = 4
+_WALK_DEPTH = 5
 
 
 def _masked(key: str, value: Any) -> Any:
@@ -53,9 +54,9 @@ async def show_config(context: CommandContext, args: argparse.Namespace) -> Repl
 def caches(root: object) -> Iterator[tuple[str, LRUCache[Any, Any]]]:
     """Every `LRUCache` reachable from `root` through attributes, with the path to it."""
     seen: set[int] = set()
-    pending: list[tuple[str, object, int]] = [("", root, 0)]
-    while pending:
-        path, value, depth = pending.pop()
+    pending: deque[tuple[str, object, int]] = deque([("", root, 0)])
+    while pending:  # breadth first: each cache is named by its shortest path
+        path, value, depth = pending.popleft()
         if id(value) in seen:
             continue
         seen.add(id(value))
@@ -74,7 +75,9 @@ async def memory_usage(context: CommandContext, args: argparse.Namespace) -> Rep
     total_entries = total_bytes = 0
     for path, cache in found:
         estimated = getattr(cache, "bytes", None)
-        line = f"{path}: {len(cache)} of {cache.capacity} entries"
+        name = getattr(cache, "name", "")
+        label = f"{path} ({name})" if name else path
+        line = f"{label}: {len(cache)} of {cache.capacity} entries"
         if isinstance(estimated, int):
             line += f", ~{estimated // 1024} KiB"
             total_bytes += estimated
