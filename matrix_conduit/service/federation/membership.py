@@ -583,8 +583,10 @@ class ResidentMembership:
 
         `room_version_id` is None for the v1 API (rooms v1 and v2 only; the
         version we know for the room, else "1"). Returns the event with our
-        signature added, all else untouched.
+        signature added, all else untouched. A room our admin blocked is 403.
         """
+        if self._rooms.membership.is_blocked(room_id):
+            raise forbidden(f"{room_id} was blocked by this server's admin.")
         room_version = self._invite_room_version(room_id, room_version_id)
         event = self._invite_pdu(origin, room_id, event_id, pdu, room_version)
         try:
