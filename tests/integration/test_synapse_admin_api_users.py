@@ -41,18 +41,28 @@ async def api(server) -> AdminApi:
         ("POST", "/v1/reset_password/@someone:localhost"),
         ("GET", "/v1/users/@someone:localhost/admin"),
         ("PUT", "/v1/users/@someone:localhost/admin"),
+        ("GET", "/v1/users/@someone:localhost/joined_rooms"),
         ("GET", "/v1/rooms"),
+        ("GET", "/v1/rooms/!room:localhost"),
+        ("GET", "/v1/rooms/!room:localhost/members"),
+        ("GET", "/v1/rooms/!room:localhost/state"),
+        ("DELETE", "/v2/rooms/!room:localhost"),
+        ("GET", "/v2/rooms/!room:localhost/delete_status"),
         ("GET", "/v2/rooms/delete_status/x"),
         ("DELETE", "/v1/media/localhost/abc"),
         ("POST", "/v1/media/quarantine/localhost/abc"),
+        ("POST", "/v1/media/unquarantine/localhost/abc"),
         ("GET", "/v1/registration_tokens"),
         ("POST", "/v1/registration_tokens/new"),
+        ("GET", "/v1/registration_tokens/abc"),
+        ("PUT", "/v1/registration_tokens/abc"),
+        ("DELETE", "/v1/registration_tokens/abc"),
     ],
 )
 async def test_everybody_but_server_admins_gets_403(server, api, method, path):
     """(`api`: an admin exists, so the user is not the first account, which is admin.)"""
     user = AdminApi(await register(server))
-    body = {} if method in ("PUT", "POST") else None
+    body = {} if method in ("PUT", "POST", "DELETE") else None
     assert_error(await user.request(method, path, body), 403, "M_FORBIDDEN")
     response = await server.client.request(method, f"/_synapse/admin{path}", json=body)
     assert_error(response, 401, "M_MISSING_TOKEN")
