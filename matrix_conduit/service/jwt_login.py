@@ -15,8 +15,6 @@ Synapse's JWT login.
 
 from __future__ import annotations
 
-import jwt
-
 from ..config import Config
 from ..core.ids import is_valid_localpart
 from ..errors import MatrixError, forbidden
@@ -46,6 +44,8 @@ class JwtLogin:
             )
         if not isinstance(token, str):
             raise forbidden("The login token must be a string.")
+        import jwt  # at the first JWT login: PyJWT pulls in cryptography's backends (~9 MiB)
+
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}

@@ -17,9 +17,12 @@ run at once so a burst of logins cannot exhaust the memory of a small host.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import argon2
 import trio
+
+if TYPE_CHECKING:
+    import argon2
 
 MAX_CONCURRENT_HASHES = 2
 
@@ -38,14 +41,24 @@ class PasswordHashing:
     """Hash and verify passwords; `parameters` only apply to new hashes."""
 
     def __init__(self, parameters: Argon2Parameters = RASPBERRY_PI_PARAMETERS) -> None:
-        self._hasher = argon2.PasswordHasher(
-            time_cost=parameters.time_cost,
-            memory_cost=parameters.memory_cost_kib,
-            parallelism=parameters.parallelism,
-            type=argon2.Type.ID,
-        )
+        self._parameters = parameters
+        self._password_hasher: argon2.PasswordHasher | None = None
         self._limiter = trio.CapacityLimiter(MAX_CONCURRENT_HASHES)
         self._decoy_hash: str | None = None
+
+    @property
+    def _hasher(self) -> argon2.PasswordHasher:
+        """argon2, imported at the first password (not at startup: idle memory)."""
+        if self._password_hasher is None:
+            import argon2
+
+            self._password_hasher = argon2.PasswordHasher(
+                time_cost=self._parameters.time_cost,
+                memory_cost=self._parameters.memory_cost_kib,
+                parallelism=self._parameters.parallelism,
+                type=argon2.Type.ID,
+            )
+        return self._password_hasher
 
     def hash_blocking(self, password: str) -> str:
         """The hash, computed on this thread (startup and offline commands only)."""
@@ -61,6 +74,8 @@ class PasswordHashing:
         )
 
     def _verify_blocking(self, stored_hash: str, password: str) -> bool:
+        import argon2
+
         try:
             matches = self._hasher.verify(stored_hash or self._decoy(), password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):

@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from PIL import Image, ImageFile, ImageOps
+if TYPE_CHECKING:
+    from PIL import Image, ImageFile
+
+# Pillow is imported by the first thumbnail, not at startup: it is a few MiB of
+# an idle server's memory that a server nobody sends images to never needs.
 
 Method = Literal["crop", "scale"]
 METHODS: tuple[Method, ...] = ("crop", "scale")
@@ -89,6 +93,8 @@ def make_thumbnail(original: bytes, size: ThumbnailSize | None, *, animated: boo
     The original answers when it already fits, unless it is animated and
     `animated` was not asked for: then its first frame does, as a still image.
     """
+    from PIL import Image
+
     try:
         image = Image.open(io.BytesIO(original), formats=DECODED_FORMATS)
         return _thumbnail_of(image, size, animated=animated)
@@ -102,6 +108,8 @@ def make_thumbnail(original: bytes, size: ThumbnailSize | None, *, animated: boo
 def _thumbnail_of(
     image: ImageFile.ImageFile, size: ThumbnailSize | None, *, animated: bool
 ) -> Thumbnail:
+    from PIL import Image, ImageOps
+
     raw_width, raw_height = image.size
     if raw_width * raw_height > MAX_SOURCE_PIXELS:
         raise TooLargeToThumbnail(f"{raw_width}x{raw_height} is more than {MAX_SOURCE_PIXELS} px")

@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import trio
-from PIL import Image, UnidentifiedImageError
 
 from ..core.opengraph import is_html, parse_opengraph
 from ..errors import MatrixError
@@ -158,6 +157,8 @@ class UrlPreviews:
         self, requester: str, data: bytes, headers: Any, url: str
     ) -> dict[str, Any]:
         """`og:image` (as our own media), its type, size and dimensions; `{}` if not an image."""
+        from PIL import Image, UnidentifiedImageError  # here, not at startup: idle memory
+
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size

@@ -15,13 +15,12 @@ they do for every other program on the machine.
 from __future__ import annotations
 
 import socket
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.resolver
 import trio
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 SRV_LIFETIME_SECONDS = 10.0
 
@@ -47,6 +46,10 @@ class DnsResolver:
 
     def _srv_resolver(self) -> dns.asyncresolver.Resolver:
         if self._dns is None:  # reads /etc/resolv.conf: only once a lookup is needed
+            # dnspython too (a few MiB): a server that never federates never loads it.
+            import dns.asyncresolver
+            import dns.resolver
+
             self._dns = dns.asyncresolver.Resolver(configure=self._nameservers is None)
             if self._nameservers is not None:
                 self._dns.nameservers = self._nameservers
@@ -56,8 +59,12 @@ class DnsResolver:
         return self._dns
 
     async def srv(self, name: str) -> list[tuple[str, int]]:
+        resolver = self._srv_resolver()
+        import dns.exception
+        import dns.name
+
         try:
-            answer = await self._srv_resolver().resolve(name, "SRV")
+            answer = await resolver.resolve(name, "SRV")
         except (dns.exception.DNSException, OSError):
             return []
         records = sorted(answer, key=lambda record: (record.priority, -record.weight))
