@@ -19,6 +19,7 @@ from matrix_conduit.config import (
     EXAMPLE_PATH,
     Config,
     ConfigError,
+    MetricsConfig,
     ProxyRule,
     TlsConfig,
     TurnConfig,
@@ -27,6 +28,7 @@ from matrix_conduit.config import (
     load_config,
 )
 from matrix_conduit.core.ip_ranges import DEFAULT_DENYLIST as DEFAULT_IP_RANGE_DENYLIST
+from matrix_conduit.core.rate_limits import RateLimitsConfig
 from matrix_conduit.core.room_versions import KNOWN_ROOM_VERSIONS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "conduit.toml"
@@ -167,6 +169,10 @@ OUR_OWN_DEFAULTS = {
     "url_preview_max_size": 10485760,
     "url_preview_timeout": 10.0,
     "app_service_config_files": [],
+    "cache_memory_mb": 96.0,
+    "rate_limits": RateLimitsConfig(),
+    "trusted_proxies": [],
+    "metrics": MetricsConfig(),
     "registration_requires_token": False,
     "registration_shared_secret": None,
     "registration_shared_secret_path": None,
