@@ -12,7 +12,11 @@ What a deletion does here, in order:
    joins, knocks and invites of it from then on.
 2. Every local member leaves (joined, invited or knocking: their own leave
    event, as Synapse makes them); who could not be made to leave is listed.
-3. The room leaves the public directory, and its local aliases are deleted.
+   With `new_room_user_id`, that user first creates a public room (named
+   `room_name`, where others cannot speak), says `message` there, and every
+   member made to leave joins it (Synapse's "new room" for the evicted).
+3. The room leaves the public directory; its local aliases are deleted, or
+   point to the new room when there is one.
 4. `purge` (the default): every local user forgets the room, so it is gone
    from their syncs and room lists. The room's events stay in the
    database: they are no longer served to anybody of ours (nobody is a
@@ -40,11 +44,13 @@ from typing import Any
 import trio
 
 from ..core.ids import is_on_server
-from ..errors import MatrixError, not_found
+from ..core.room_versions import DEFAULT_ROOM_VERSION
+from ..errors import MatrixError, invalid_param, not_found
 from ..storage import Database
 from ..storage.kv import SEPARATOR, join_key
 from .clock import Clock, now_ms
 from .rooms import Rooms
+from .rooms.create import RoomSettings
 from .users import Users
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,14 @@ COMPLETE = "complete"
 FAILED = "failed"
 
 
+DEFAULT_NEW_ROOM_NAME = "Content Violation Notification"
+DEFAULT_MESSAGE = (
+    "Sharing illegal content on this server is not permitted and rooms in violation "
+    "will be blocked."
+)
+"""Synapse's defaults for the room the evicted members are moved to."""
+
+
 @dataclass(frozen=True)
 class DeletionRequest:
     room_id: str
@@ -64,13 +78,23 @@ class DeletionRequest:
     block: bool = False
     purge: bool = True
     message: str | None = None
+    new_room_user_id: str | None = None
+    room_name: str | None = None
 
 
 class RoomPurge:
     def __init__(
-        self, db: Database, server_name: str, rooms: Rooms, users: Users, *, clock: Clock = now_ms
+        self,
+        db: Database,
+        server_name: str,
+        rooms: Rooms,
+        users: Users,
+        *,
+        room_version: str = DEFAULT_ROOM_VERSION,
+        clock: Clock = now_ms,
     ) -> None:
         self._db = db
+        self._room_version = room_version
         self._server_name = server_name
         self._rooms = rooms
         self._users = users
@@ -104,6 +128,15 @@ class RoomPurge:
         known = self._rooms.short.short_room_id(request.room_id) is not None
         if not known and not request.block:
             raise not_found(f"Unknown room {request.room_id}.")
+        new_owner = request.new_room_user_id
+        if new_owner is not None and (
+            not is_on_server(new_owner, self._server_name)
+            or not self._users.exists(new_owner)
+            or self._users.is_deactivated(new_owner)
+        ):
+            raise invalid_param(
+                f"new_room_user_id must be an active user of this server, not {new_owner!r}."
+            )
         delete_id = secrets.token_urlsafe(12)
         record = {
             "room_id": request.room_id,
@@ -112,6 +145,8 @@ class RoomPurge:
             "purge": request.purge,
             "requester": request.requester,
             "message": request.message,
+            "new_room_user_id": new_owner,
+            "room_name": request.room_name,
         }
         with self._db.batch() as batch:
             batch.put(self._deletions, delete_id.encode(), json.dumps(record).encode())
@@ -156,7 +191,7 @@ class RoomPurge:
         record["status"] = ACTIVE
         self._save(delete_id, record)
         try:
-            record["shutdown_room"] = await self._shut_down(record)
+            record["shutdown_room"] = await self._shut_down(delete_id, record)
             record["status"] = COMPLETE
         except MatrixError as error:
             log.warning("deleting %s failed: %s", record["room_id"], error.message)
@@ -165,7 +200,7 @@ class RoomPurge:
         self._save(delete_id, record)
         self.finished.append(delete_id)
 
-    async def _shut_down(self, record: dict[str, Any]) -> dict[str, Any]:
+    async def _shut_down(self, delete_id: str, record: dict[str, Any]) -> dict[str, Any]:
         room_id = record["room_id"]
         state_cache = self._rooms.state_cache
         local_members = sorted(
@@ -176,6 +211,7 @@ class RoomPurge:
             }
         )
         local_members = [m for m in local_members if is_on_server(m, self._server_name)]
+        new_room_id = record.get("new_room_id") or await self._new_room(delete_id, record)
         kicked, failed = [], []
         for user_id in local_members:
             try:
@@ -184,19 +220,45 @@ class RoomPurge:
             except MatrixError as error:
                 log.warning("could not make %s leave %s: %s", user_id, room_id, error.message)
                 failed.append(user_id)
+                continue
+            if new_room_id is not None and user_id != record["new_room_user_id"]:
+                with contextlib.suppress(MatrixError):  # e.g. a guest the room does not allow
+                    await self._rooms.membership.join(new_room_id, user_id)
         aliases = self._rooms.aliases.local_aliases(room_id)
         with self._db.batch() as batch:
             self._rooms.directory.set_public(room_id, False, batch)
             for alias in aliases:
                 self._rooms.aliases.remove(alias, batch)
+        if new_room_id is not None:
+            with self._db.batch() as batch:
+                for alias in aliases:
+                    self._rooms.aliases.set(alias, new_room_id, record["new_room_user_id"], batch)
         if record["purge"]:
             self._forget_everywhere(room_id)
         return {
             "kicked_users": kicked,
             "failed_to_kick_users": failed,
             "local_aliases": aliases,
-            "new_room_id": None,
+            "new_room_id": new_room_id,
         }
+
+    async def _new_room(self, delete_id: str, record: dict[str, Any]) -> str | None:
+        """The room the evicted members go to (made once: its id is saved at once)."""
+        owner = record.get("new_room_user_id")
+        if owner is None:
+            return None
+        settings = RoomSettings(
+            room_version=self._room_version,
+            preset="public_chat",
+            name=record.get("room_name") or DEFAULT_NEW_ROOM_NAME,
+            power_level_content_override={"users_default": -10},
+        )
+        new_room_id = await self._rooms.creation.create(owner, settings)
+        record["new_room_id"] = new_room_id
+        self._save(delete_id, record)
+        content = {"msgtype": "m.text", "body": record.get("message") or DEFAULT_MESSAGE}
+        await self._rooms.events.send(new_room_id, owner, None, "m.room.message", content)
+        return new_room_id
 
     def _knocking_local_users(self, room_id: str) -> list[str]:
         state_cache = self._rooms.state_cache

@@ -172,13 +172,42 @@ async def test_an_unknown_room_can_be_blocked_but_not_deleted(server, api):
     assert server.services.room_purge.is_blocked(unknown)
 
 
+async def test_with_new_room_user_id_the_members_move_to_a_new_room(server, api):
+    moderator, jane, kai = [await register(server) for _ in range(3)]
+    room_id = await jane.create_room(preset="public_chat", room_alias_name="moving")
+    await kai.join(room_id)
+    body = {"new_room_user_id": moderator.user_id, "room_name": "Moved", "message": "Gone."}
+    answer = ok(await api.delete(f"/v2/rooms/{path_part(room_id)}", body))
+    status = await finished_deletion(api, answer["delete_id"])
+
+    new_room_id = status["shutdown_room"]["new_room_id"]
+    assert new_room_id and new_room_id != room_id
+    assert sorted(await jane.joined_rooms()) == [new_room_id]
+    assert sorted(await kai.joined_rooms()) == [new_room_id]
+    details = ok(await api.get(f"/v1/rooms/{path_part(new_room_id)}"))
+    assert details["name"] == "Moved" and details["creator"] == moderator.user_id
+    messages = [e for e in await kai.timeline(new_room_id) if e["type"] == "m.room.message"]
+    assert [e["content"]["body"] for e in messages] == ["Gone."]
+    assert_error(
+        await kai.send_event(
+            new_room_id, "m.room.message", {"msgtype": "m.text", "body": "can I talk?"}
+        ),
+        403,
+        "M_FORBIDDEN",
+    )
+    resolved = ok(await kai.get("/directory/room/%23moving:localhost"))
+    assert resolved["room_id"] == new_room_id
+
+
 @pytest.mark.parametrize(
     ("body", "errcode"),
     [
         ({"block": "yes"}, "M_BAD_JSON"),
         ({"purge": 0}, "M_BAD_JSON"),
         ({"message": 5}, "M_BAD_JSON"),
-        ({"new_room_user_id": "@someone:localhost"}, "M_INVALID_PARAM"),
+        ({"new_room_user_id": 5}, "M_BAD_JSON"),
+        ({"new_room_user_id": "@nobody-at-all:localhost"}, "M_INVALID_PARAM"),
+        ({"new_room_user_id": "@someone:elsewhere.org"}, "M_INVALID_PARAM"),
     ],
 )
 async def test_bad_deletion_requests(server, api, body, errcode):

@@ -6,7 +6,8 @@ details, its members and its current state (`service/admin_rooms.py`); and
 "Delete Room API" version 2: `DELETE /v2/rooms/{roomId}` (`block`, `purge`,
 `message`) answered with a `delete_id` at once, its progress at
 `v2/rooms/{roomId}/delete_status` and `v2/rooms/delete_status/{delete_id}`
-(`service/room_purge.py`).
+(`service/room_purge.py`; `new_room_user_id` and `room_name` move the members
+to a new room).
 """
 
 from __future__ import annotations
@@ -70,11 +71,6 @@ async def delete_room(room_id: str) -> dict:
         if not isinstance(value, bool):
             raise bad_json(f"Param '{name}' must be a boolean, if given.")
         flags[name] = value
-    if body.get("new_room_user_id") is not None:
-        raise invalid_param(
-            "new_room_user_id is not supported here: the room's members are not moved to "
-            "a new room (leave it out)."
-        )
     delete_id = services().room_purge.start(
         DeletionRequest(
             room_id=_room_id(room_id),
@@ -82,6 +78,8 @@ async def delete_room(room_id: str) -> dict:
             block=flags["block"],
             purge=flags["purge"],
             message=optional_str(body, "message"),
+            new_room_user_id=optional_str(body, "new_room_user_id"),
+            room_name=optional_str(body, "room_name"),
         )
     )
     return {"delete_id": delete_id}
