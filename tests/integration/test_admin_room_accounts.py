@@ -164,6 +164,8 @@ async def test_emergency_password_lets_the_server_user_hand_the_room_to_a_new_ad
                 assert await join_admin_room(bob) == room_id
                 rooms = await command(bob, room_id, "!admin list-rooms")
                 assert room_id in rooms
+                state_cache = server.services.rooms.state_cache
+                assert state_cache.membership(room_id, "@alice:localhost") == "leave"
                 await conduit.close()
             finally:
                 await admin.close()

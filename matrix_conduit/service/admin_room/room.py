@@ -20,7 +20,8 @@ Only server admins (and the server user, reachable with `emergency_password`
 to recover the room) may run commands; others in the room are told so.
 
 Trees: `adminroom_info` (b"room_id" → the room's id), `adminroom_commandqueue`
-(stream position, u64 → the command's event id).
+(stream position, u64 → the command's event id), `adminroom_invited` (the admins
+invited once: one who leaves the room is invited again only by `make-user-admin`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TREES = ("adminroom_info", "adminroom_commandqueue")
+TREES = ("adminroom_info", "adminroom_commandqueue", "adminroom_invited")
 
 ADMIN_POWER_LEVEL = 100
 MAX_REPLY_CHARS = 24_000
@@ -82,6 +83,7 @@ class AdminRoom:
         self._db = db
         self._info = db.tree("adminroom_info")
         self._queue = db.tree("adminroom_commandqueue")
+        self._invited = db.tree("adminroom_invited")
         self.server_name = services.config.server_name
         self.server_user_id = services.users.server_user_id
         self.alias = f"#admins:{self.server_name}"
@@ -141,12 +143,13 @@ class AdminRoom:
             )
         if rooms.state_cache.membership(room_id, user_id) not in ("join", "invite"):
             await rooms.membership.invite(room_id, self.server_user_id, user_id)
+        self._invited.put(user_id.encode(), b"")
 
     async def _invite_admins(self) -> None:
         users = self._services.users
         for user_id in users.admin_user_ids():
-            if users.is_deactivated(user_id) or user_id == self.server_user_id:
-                continue
+            if user_id.encode() in self._invited or users.is_deactivated(user_id):
+                continue  # an admin who left is not invited again unless made admin again
             try:
                 await self.add_admin(user_id)
             except MatrixError as error:
