@@ -27,6 +27,7 @@ from .config import Config
 from .core.errors import CanonicalJsonError
 from .errors import MatrixError, bad_json
 from .http_connection import ClosingHTTPConnection
+from .request_log import install_request_log
 from .service import Services
 from .url_routing import RawPathMap
 
@@ -121,6 +122,7 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    install_request_log(app)
 
     @app.before_request
     async def answer_preflight() -> Response | None:
@@ -143,6 +145,8 @@ def create_app(config: Config, services: Services) -> MatrixApp:
 
     @app.errorhandler(MatrixError)
     async def matrix_error(error: MatrixError) -> Response:
+        if error.status >= 500:
+            log.error("%s %s failed", request.method, request.path, exc_info=error)
         response = error_response(error)
         response.headers.update(retry_after_headers(error))
         return response

@@ -129,7 +129,7 @@ async def serve(
 
             await nursery.start(services.run_background)
             binds = await nursery.start(serve_http)
-            log.warning("matrix-conduit serving %s on %s", config.server_name, ", ".join(binds))
+            log.info("matrix-conduit serving %s on %s", config.server_name, ", ".join(binds))
             sd_notify.notify("READY=1")
             task_status.started(Running(binds, services))
     finally:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from quart import request
+from quart import g, request
 
 from ..core.ids import is_on_server
 from ..errors import MatrixError, forbidden
@@ -89,6 +89,7 @@ def _appservice_requester(appservice: AppService) -> Requester:
     device_id = request.args.get("device_id") or request.args.get("org.matrix.msc3202.device_id")
     if device_id is not None and services().devices.get(user_id, device_id) is None:
         raise MatrixError(400, "M_UNKNOWN_DEVICE", f"{user_id} has no device {device_id[:100]}.")
+    g.user_id = user_id  # for the request log
     return Requester(user_id, device_id, False, appservice)
 
 
@@ -99,6 +100,7 @@ def _requester_for(token: str, *, allow_guest: bool) -> Requester:
     owner = services().devices.owner_of_access_token(
         token, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
     )
+    g.user_id = owner.user_id  # for the request log
     is_guest = services().users.is_guest(owner.user_id)
     if is_guest and not allow_guest:
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts cannot do this.")

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from ..logs import FailureLog
+
 log = logging.getLogger(__name__)
 
 
@@ -19,13 +21,17 @@ class Cleanup:
     def __init__(self, interval_seconds: float, tasks: Sequence[Callable[[], None]]) -> None:
         self._interval = interval_seconds
         self._tasks = list(tasks)
+        self._failures = FailureLog(log, "cleanup task", level=logging.ERROR)
 
     def run_once(self) -> None:
         for task in self._tasks:
+            name = str(getattr(task, "__qualname__", task))
             try:
                 task()
-            except Exception:  # one failing cleanup must not stop the others
-                log.exception("cleanup task %s failed", getattr(task, "__qualname__", task))
+            except Exception as error:  # one failing cleanup must not stop the others
+                self._failures.failed(name, repr(error), exc_info=True)
+            else:
+                self._failures.recovered(name)
 
     async def run(self) -> None:
         while True:

@@ -29,6 +29,7 @@ import trio
 from ..config import Config
 from ..core.ids import is_on_server
 from ..core.push_rules import PushContext, is_highlight, should_notify, tweaks
+from ..logs import FailureLog
 from ..storage import Database, WriteBatch
 from ..storage.kv import SEPARATOR, join_key, u64
 from .notification_counts import Rating
@@ -53,6 +54,7 @@ class PushEvaluation:
 
     def __init__(self, rooms: Rooms, push_rules: PushRules, displayname: Any) -> None:
         self._rooms = rooms
+        self._failures = FailureLog(log, "push gateway")
         self._push_rules = push_rules
         self._displayname = displayname
 
@@ -206,10 +208,12 @@ class PushSender:
                 url, self._notification(event, user_id, pusher, entry)
             )
         except httpx.HTTPError as error:
-            log.info("push gateway %s unreachable: %s", url, error)
+            self._failures.failed(url, f"unreachable: {error}")
             return "retry"
         if response.status_code >= 500 or response.status_code == 429:
+            self._failures.failed(url, f"answered {response.status_code}")
             return "retry"
+        self._failures.recovered(url)
         if response.status_code >= 400:
             log.warning("push gateway %s refused a notification: %s", url, response.status_code)
             return "dropped"

@@ -38,6 +38,7 @@ from urllib.parse import quote
 import trio
 
 from ...core.room_versions import RoomVersion
+from ...logs import FailureLog
 from ..clock import Clock, now_ms
 from ..rooms.timeline import Event, Timeline
 from .client import FederationClient
@@ -113,6 +114,7 @@ class FederationSender:
         retry_interval_seconds: float = RETRY_INTERVAL_SECONDS,
     ) -> None:
         self._server_name = server_name
+        self._failures = FailureLog(log, "federation to")
         self._outbox = outbox
         self._client = client
         self._destinations = destinations
@@ -250,14 +252,16 @@ class FederationSender:
             if error.status == 429:
                 return _Outcome.RATE_LIMITED
             if error.status >= 500:
+                self._failures.failed(destination, error)
                 return _Outcome.FAILED
             log.warning("%s refused transaction %s: %s", destination, transaction.txn_id, error)
         except (FederationDisabled, DestinationForbidden) as error:
             log.warning("dropping transaction %s: %s", transaction.txn_id, error)
         except FederationError as error:
-            log.info("transaction %s not delivered: %s", transaction.txn_id, error)
+            self._failures.failed(destination, error)
             return _Outcome.FAILED
         else:
+            self._failures.recovered(destination)
             self._log_refused_pdus(destination, answer)
         self._outbox.remove(transaction.keys)
         return _Outcome.DONE
