@@ -19,10 +19,12 @@ import trio
 
 from matrix_conduit.service.admin_room import all_commands
 from tests.support.admin_room import (
+    PASSWORD,
     SERVER_USER,
     command,
     expect,
     join_admin_room,
+    log_in,
     register,
     send_text,
 )
@@ -111,3 +113,31 @@ async def test_only_admins_may_run_commands_and_plain_chat_is_left_alone(server:
                 await bob.close()
 
     await in_asyncio(scenario)
+
+
+async def test_the_admin_room_is_made_once_and_answers_after_a_restart(tmp_path: Path):
+    config = make_config(tmp_path / "db", allow_registration=True)
+
+    async def first_start(base_url: str) -> str:
+        with tempfile.TemporaryDirectory() as store:
+            admin = await register(base_url, store, "alice")
+            try:
+                return await join_admin_room(admin)
+            finally:
+                await admin.close()
+
+    async with trio.open_nursery() as nursery, serving(nursery, config) as running:
+        room_id = await in_asyncio(lambda: first_start(running.base_url))
+
+    async def second_start(base_url: str) -> None:
+        with tempfile.TemporaryDirectory() as store:
+            admin = await log_in(base_url, store, "@alice:localhost", PASSWORD)
+            try:
+                assert await join_admin_room(admin) == room_id
+                answer = await command(admin, room_id, "!admin list-rooms")
+                assert answer.startswith("1 rooms:")
+            finally:
+                await admin.close()
+
+    async with trio.open_nursery() as nursery, serving(nursery, config) as running:
+        await in_asyncio(lambda: second_start(running.base_url))
