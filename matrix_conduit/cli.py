@@ -6,6 +6,8 @@
     matrix-conduit reset-password NAME [--password PASSWORD]
                                         manage accounts while the service is stopped
     matrix-conduit rotate-signing-key   sign with a new server key (service stopped)
+    matrix-conduit backup DEST          copy database and media while the server runs
+    matrix-conduit verify-backup PATH   open a backup, count it, check its server_name
     matrix-conduit --version
 
 Every failure an admin can cause (bad config, database in use, port taken)
@@ -106,6 +108,42 @@ def _rotate_signing_key(_: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(arguments: argparse.Namespace) -> int:
+    from .backup import BackupError, backup
+
+    config, status = _load_from_environment()
+    if config is None:
+        return status
+    try:
+        report = backup(config.database_path, config.storage_engine, arguments.destination)
+    except BackupError as error:
+        return _fail(str(error))
+    print(report.summary())
+    return 0
+
+
+def _verify_backup(arguments: argparse.Namespace) -> int:
+    from .backup import BackupError, verify
+
+    config, status = _load_from_environment()
+    if config is None:
+        return status
+    try:
+        found = verify(arguments.path, config.server_name)
+    except BackupError as error:
+        return _fail(str(error))
+    print(
+        f"{found.path}: {found.backend} database of server_name {found.server_name}, "
+        f"{len(found.trees)} trees, {sum(found.trees.values())} entries, "
+        f"{found.events} events, {found.media_files} media files"
+    )
+    if found.problems:
+        return _fail(
+            "\n".join(["the backup cannot be used:"] + [f"  - {p}" for p in found.problems])
+        )
+    return 0
+
+
 def _add_account_command(
     commands: argparse._SubParsersAction, name: str, help_text: str
 ) -> argparse.ArgumentParser:
@@ -153,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign with a new server key; the old one stays published (stop the service first)",
     )
     rotate.set_defaults(handler=_rotate_signing_key)
+    backup = commands.add_parser(
+        "backup", help="copy the database and media to a new directory (server may run)"
+    )
+    backup.add_argument("destination", help="a directory that does not exist yet, or is empty")
+    backup.set_defaults(handler=_backup)
+    verify = commands.add_parser(
+        "verify-backup", help="open a backup, count it and check it fits this configuration"
+    )
+    verify.add_argument("path", help="the backup's directory")
+    verify.set_defaults(handler=_verify_backup)
     return parser
 
 

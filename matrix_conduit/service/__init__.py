@@ -17,12 +17,15 @@ from ..config import Config
 from ..core.ip_ranges import IpRanges
 from ..storage import Database
 from .account_data import AccountData
+from .admin_room import AdminRoom, DisabledRooms, all_commands
 from .admin_rooms import AdminRooms
 from .admin_users import AdminUsers
 from .appservice_directory import AppServiceDirectory
 from .appservice_queries import AppServiceQueries
 from .appservice_sender import AppServiceInterest, AppServiceSender
 from .appservices import AppServices
+from .backup import OnlineBackup
+from .cache_stats import CacheStats
 from .cleanup import Cleanup
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
@@ -76,6 +79,7 @@ from .profile_fields import ProfileFields
 from .push_rules import PushRules
 from .push_sender import PushEvaluation, PushRating, PushSender
 from .pushers import Pushers
+from .rate_limiter import RateLimiter
 from .receipts import Receipts
 from .registration import Registration
 from .registration_tokens import RegistrationTokens
@@ -83,6 +87,9 @@ from .reports import Reports
 from .room_purge import RoomPurge
 from .rooms import Rooms
 from .rooms.guest_access import GuestAccess
+from .sliding_sync import SlidingSync
+from .sliding_sync.connections import Connections
+from .sliding_sync.index import RoomIndex
 from .shared_secret_registration import SharedSecretRegistration
 from .sync import Sync
 from .third_party_invites import ThirdPartyInvites
@@ -105,6 +112,7 @@ class Services:
         self.background_tasks: list[Callable[[], Awaitable[None]]] = []
         """Loops `run_background` runs for the server's lifetime (expiry, queues...)."""
         self.globals = Globals(db, config.server_name)
+        self.rate_limiter = RateLimiter(config.rate_limits)
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
         self.users = Users(
@@ -152,8 +160,12 @@ class Services:
             self.to_device.device_deleted,
             self.key_changes.device_deleted,
         ]
+        self.cache_stats = CacheStats(self.rooms.memory)
+        """Entries, estimated bytes and hit rates of the caches (`memory-usage`, metrics)."""
         self._set_up_push()
         self.federation = Federation(config, db, self.globals, self.outgoing_http)
+        if config.allow_federation:
+            self.background_tasks.append(self.outgoing_http.warm_up)
         self.server_acl = ServerAcl(self.rooms.timeline)
         self.inbound = Inbound(config, db, self.globals, self.rooms, self.federation)
         self.background_tasks.append(self.inbound.transactions.run)
@@ -166,6 +178,8 @@ class Services:
         self._set_up_third_party_invites()
         self._set_up_appservices()
         self._set_up_administration()
+        self._set_up_admin_room()
+        self._set_up_backup()
         self.turn = Turn(config.effective_turn)
         self.reports = Reports(db, self.globals, self.rooms, self.users.exists)
         self.user_directory = UserDirectory(
@@ -193,6 +207,7 @@ class Services:
             self,
         )
         self._set_up_legacy_sync()
+        self._set_up_sliding_sync()
 
     def _set_up_appservices(self) -> None:
         """Bridges: registrations (files and run time), namespace checks, the push queue
@@ -231,6 +246,26 @@ class Services:
         self.appservice_directory = AppServiceDirectory(self.db)
         self.rooms.directory.network_rooms = self.appservice_directory.rooms
 
+    def _set_up_backup(self) -> None:
+        """Online backup (`matrix-conduit backup`, over database_path/backup.sock)."""
+        self.backup = OnlineBackup(self.db, self.config.database_path)
+        self.background_tasks.append(self.backup.serve_socket)
+
+    def _set_up_admin_room(self) -> None:
+        """Conduit's admin room `#admins` and its commands; disabled rooms refuse local
+        joins and sends and every federation request about them."""
+        self.disabled_rooms = DisabledRooms(self.db, self.users.server_user_id)
+        disabled = self.disabled_rooms.is_disabled
+        self.rooms.builder.checks.append(self.disabled_rooms.check_local_event)
+        blocked = self.rooms.membership.is_blocked
+        self.rooms.membership.is_blocked = lambda room_id: disabled(room_id) or blocked(room_id)
+        self.server_acl.room_disabled = disabled
+        self.inbound.transactions.room_disabled = disabled
+        self.admin_room = AdminRoom(self, all_commands())
+        self.rooms.timeline.appending.append(self.admin_room.queue_command)
+        self.registration.registered.append(self.admin_room.note_registered)
+        self.background_tasks.append(self.admin_room.run)
+
     def _set_up_administration(self) -> None:
         """Synapse's admin API: shared-secret registration, users, rooms (deletion in the
         background, blocked rooms), media quarantine, registration tokens."""
@@ -246,7 +281,13 @@ class Services:
         self.admin_users = AdminUsers(self.db, self.users, self.devices, self.registration)
         self.registration.registered.append(self.admin_users.note_registered)
         self.admin_rooms = AdminRooms(self.config.server_name, self.rooms, self.devices)
-        self.room_purge = RoomPurge(self.db, self.config.server_name, self.rooms, self.users)
+        self.room_purge = RoomPurge(
+            self.db,
+            self.config.server_name,
+            self.rooms,
+            self.users,
+            room_version=self.config.default_room_version,
+        )
         self.rooms.membership.is_blocked = self.room_purge.is_blocked
         self.background_tasks.append(self.room_purge.run)
 
@@ -297,6 +338,19 @@ class Services:
         state_cache = self.rooms.state_cache
         rooms = {*state_cache.left_rooms(user_id), *state_cache.joined_rooms(user_id)}
         self.account_data.erase(user_id, rooms)
+
+    def _set_up_sliding_sync(self) -> None:
+        """Simplified sliding sync (MSC4186): the per-user room index kept in each event's
+        batch, connections on disk (dropped with their device, expired by the cleanup)."""
+        index = RoomIndex(self.db, self.globals, self.rooms)
+        self.rooms.timeline.appending.append(index.note_event)
+        self.registration.registered.append(index.user_registered)
+        connections = Connections(self.db, self.globals)
+        self.devices.device_deleted.append(connections.device_deleted)
+        self.background_tasks.append(connections.run)
+        self.sliding_sync = SlidingSync(
+            self.globals, self.notifier, self.rooms, index, connections, self
+        )
 
     def _set_up_legacy_sync(self) -> None:
         """The deprecated `/events` stream (peeking included) and `/initialSync` snapshots."""
