@@ -17,10 +17,13 @@ import nio
 import pytest
 import trio
 
+from matrix_conduit.config import Config
+from matrix_conduit.offline_accounts import offline_services
 from matrix_conduit.service.admin_room import all_commands
 from tests.support.admin_room import (
     PASSWORD,
     SERVER_USER,
+    answer_to,
     command,
     expect,
     join_admin_room,
@@ -141,3 +144,49 @@ async def test_the_admin_room_is_made_once_and_answers_after_a_restart(tmp_path:
 
     async with trio.open_nursery() as nursery, serving(nursery, config) as running:
         await in_asyncio(lambda: second_start(running.base_url))
+
+
+def _queue_command_offline(config: Config, room_id: str, body: str) -> str:
+    """Alice's command message, stored while no server runs (nothing can answer it yet)."""
+    with offline_services(config) as services:
+
+        async def send() -> str:
+            content = {"msgtype": "m.text", "body": body}
+            return await services.rooms.builder.send(
+                room_id, "@alice:localhost", "m.room.message", content
+            )
+
+        return trio.run(send)
+
+
+async def test_a_command_stored_while_nothing_answers_is_answered_at_the_next_start(
+    tmp_path: Path,
+):
+    config = make_config(tmp_path / "db", allow_registration=True)
+
+    async def first_start(base_url: str) -> str:
+        with tempfile.TemporaryDirectory() as store:
+            admin = await register(base_url, store, "alice")
+            try:
+                return await join_admin_room(admin)
+            finally:
+                await admin.close()
+
+    async with trio.open_nursery() as nursery, serving(nursery, config) as running:
+        room_id = await in_asyncio(lambda: first_start(running.base_url))
+    event_id = await trio.to_thread.run_sync(
+        _queue_command_offline, config, room_id, "!admin list-local-users"
+    )
+
+    async def second_start(base_url: str) -> None:
+        with tempfile.TemporaryDirectory() as store:
+            admin = await log_in(base_url, store, "@alice:localhost", PASSWORD)
+            try:
+                content = await answer_to(admin, room_id, event_id)
+                assert "@alice:localhost (admin)" in content["body"]
+            finally:
+                await admin.close()
+
+    async with trio.open_nursery() as nursery, serving(nursery, config) as running:
+        await in_asyncio(lambda: second_start(running.base_url))
+        assert running.services.admin_room.answered == [event_id]
