@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := dev
 
-.PHONY: run test synapse-venv sydent-venv lint format bench deb deb-test clean
+.PHONY: run test synapse-venv sydent-venv js-client lint format bench deb deb-test clean
 
 $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ synapse-venv: venv
 sydent-venv: venv
 	$(BIN)/python -m tests.support.sydent
 
+# matrix-js-sdk from the npm registry, the sliding sync client of
+# tests/integration/test_sliding_sync_js_client.py: tests/support/js/package-lock.json
+# under the machine's Node.js (Debian's nodejs and npm when there is none).
+JS_CLIENT := tests/support/js
+$(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
+	command -v npm >/dev/null || (apt-get update && apt-get install -y nodejs npm)
+	cd $(JS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js-client: $(JS_CLIENT)/node_modules/.package-lock.json
+
 # A development config: server_name localhost, LevelDB under ./dev/, port 6167,
 # registration open with a generated token (printed by `make run`).
 $(DEV)/conduit.toml:
@@ -43,7 +54,7 @@ run: venv $(DEV)/conduit.toml
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 
-test: venv synapse-venv sydent-venv
+test: venv synapse-venv sydent-venv js-client
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from . import federation, federation_history, federation_join, rooms, sync, versions
+from . import (
+    federation,
+    federation_history,
+    federation_join,
+    rooms,
+    sliding_sync,
+    sync,
+    versions,
+)
 
 BENCHMARKS = {
     "versions": versions,
     "rooms": rooms,
     "sync": sync,
+    "sliding_sync": sliding_sync,
     "federation": federation,
     "federation_join": federation_join,
     "federation_history": federation_history,

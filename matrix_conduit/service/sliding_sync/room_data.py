@@ -144,7 +144,9 @@ class RoomData:
         entry: dict[str, Any] = {
             "timeline": [self._format(request, e) for e in timeline.events],
             "required_state": [self._format(request, e) for e in state],
-            "limited": timeline.limited,
+            # An expanded timeline repeats events the client has: `limited` tells clients that
+            # know no `expanded_timeline` (matrix-js-sdk) to merge them as scrollback.
+            "limited": timeline.limited or expanded,
             "prev_batch": self._prev_batch(timeline.events, request.upto),
             "num_live": self._num_live(timeline.events, request.live_after),
             "membership": request.membership,
