@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from aiohttp import web
 from mautrix.appservice import AppService
 from mautrix.appservice.state_store.memory import ASStateStore
 from mautrix.client.state_store.memory import MemoryStateStore
@@ -72,10 +73,14 @@ class Bridge:
         self.registration_path.write_text(registration_yaml(self.port, server_name))
         self.events: list[Event] = []
         self.ephemeral: list[Event] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `wait_for` predicates call `event_ids`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.appservice: AppService | None = None
+        self.transactions: list[tuple[str, bytes]] = []
+        """Every `PUT /transactions/{txnId}` as it came over HTTP: (txnId, body)."""
+        self.fail_transactions = 0
+        """Answer this many transactions 500 after handling them (an answer lost)."""
         self.queried: list[str] = []
         """User ids and aliases the server asked about (`GET /users`, `/rooms`)."""
         self.echo = True
@@ -122,6 +127,7 @@ class Bridge:
         )
         appservice.synchronous_handlers = True  # recorded before the transaction's 200
         appservice.matrix_event_handler(self._on_event)
+        appservice.app.middlewares.append(self._watch_transactions)
         await appservice.start(host="127.0.0.1", port=self.port)
         self.appservice = appservice
 
@@ -129,6 +135,27 @@ class Bridge:
         if self.appservice is not None:
             await self.appservice.stop()
             self.appservice = None
+
+    @web.middleware
+    async def _watch_transactions(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if "/transactions/" not in request.path:
+            return await handler(request)
+        body = await request.read()  # aiohttp keeps it for mautrix's handler
+        txn_id = request.path.rsplit("/", 1)[1]
+        try:
+            response = await handler(request)
+        except web.HTTPException:  # mautrix answers a repeated txnId with a raised 200
+            with self._lock:
+                self.transactions.append((txn_id, body))
+            raise
+        with self._lock:
+            self.transactions.append((txn_id, body))
+            lost = self.fail_transactions > 0 and response.status == 200
+            if lost:
+                self.fail_transactions -= 1
+        if lost:
+            return web.json_response({"errcode": "M_UNKNOWN", "error": "answer lost"}, status=500)
+        return response
 
     # ---- queries: the bridge makes ghosts and portal rooms when the server asks
 
