@@ -211,6 +211,7 @@ class Registration:
         username: str | None,
         password: str | None,
         login: DeviceLogin | None,
+        uia_session: str | None = None,
     ) -> Registered:
         """Make the guest whose token this is a full account: same user id, same rooms.
 
@@ -236,6 +237,8 @@ class Registration:
             raise MatrixError(400, "M_USER_IN_USE", "This guest account was already upgraded.")
         with self._db.batch() as batch:
             self._users.upgrade_guest(batch, user_id, password_hash)
+            if self.registration_tokens is not None:  # `uia_session` as for `register`
+                self.registration_tokens.complete(uia_session, batch)
             tokens = None if login is None else self._devices.log_in(user_id, login, batch=batch)
         # No `registered` callbacks: the account exists (its push rules, which the
         # guest may have edited, stay).

@@ -57,21 +57,23 @@ async def register() -> dict:
         login = None if inhibit_login else device_login(body)
         await user_interactive_auth(body, registration.flows(), user_id=None)
     guest_access_token = optional_str(body, "guest_access_token") if kind == "user" else None
+    auth = body.get("auth")
+    uia_session = auth.get("session") if isinstance(auth, dict) and kind == "user" else None
     if guest_access_token is not None:
         registered = await registration.upgrade_guest(
             guest_access_token=guest_access_token,
             username=username,
             password=password,
             login=login,
+            uia_session=uia_session,
         )
     else:
-        auth = body.get("auth")
         registered = await registration.register(
             username=username,
             password=password,
             guest=kind == "guest",
             login=login,
-            uia_session=auth.get("session") if isinstance(auth, dict) and kind == "user" else None,
+            uia_session=uia_session,
         )
     if registered.tokens is None:
         return {"user_id": registered.user_id, "home_server": config().server_name}
