@@ -27,6 +27,7 @@ from .config import Config
 from .core.errors import CanonicalJsonError
 from .errors import MatrixError, bad_json
 from .http_connection import ClosingHTTPConnection
+from .metrics import Metrics, install_metrics
 from .request_log import install_request_log
 from .service import Services
 from .url_routing import RawPathMap
@@ -94,6 +95,8 @@ class MatrixApp(QuartTrio):
         super().__init__(__name__, static_folder=None)
         self.matrix_config = config
         self.services = services
+        self.metrics: Metrics | None = None
+        """Prometheus metrics, when `[global.metrics]` turns them on."""
 
 
 def error_response(error: MatrixError) -> Response:
@@ -123,6 +126,7 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
     install_request_log(app)
+    app.metrics = install_metrics(app, services, config.metrics)
 
     @app.before_request
     async def answer_preflight() -> Response | None:

@@ -16,6 +16,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import hypercorn
 import hypercorn.trio
@@ -24,6 +25,7 @@ import trio
 from . import sd_notify
 from .app import create_app
 from .config import Config
+from .metrics import serve_metrics_listener
 from .service import Services
 from .service.appservices import RegistrationError
 from .storage import DatabaseError, open_database
@@ -127,8 +129,18 @@ async def serve(
                 # HTTP has drained: stop the background work too.
                 nursery.cancel_scope.cancel()
 
+            async def serve_metrics(*args: Any, task_status: trio.TaskStatus[None]) -> None:
+                try:
+                    await serve_metrics_listener(*args, task_status=task_status)
+                except* OSError as errors:
+                    reason = _innermost(errors).strerror
+                    address = f"{config.metrics.address}:{config.metrics.port}"
+                    raise StartupError(f"cannot listen on {address} (metrics): {reason}") from None
+
             await nursery.start(services.run_background)
             binds = await nursery.start(serve_http)
+            if app.metrics is not None and config.metrics.port is not None:
+                await nursery.start(serve_metrics, app.metrics, config.metrics)
             log.info("matrix-conduit serving %s on %s", config.server_name, ", ".join(binds))
             sd_notify.notify("READY=1")
             task_status.started(Running(binds, services))
