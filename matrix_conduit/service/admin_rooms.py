@@ -4,7 +4,9 @@ Synapse's admin API "Rooms" (`/_synapse/admin/v1/rooms` list with
 `from`/`limit`/`order_by`/`dir`/`search_term`/`public_rooms`/`empty_rooms`,
 `v1/rooms/{roomId}` details, `/members`, `/state`): every room this server
 knows (it has a short id for), described from its current state. What
-synapse-admin shows comes from these records.
+synapse-admin shows comes from these records. `forgotten` (Synapse: every
+local user forgot the room) is always false: memberships are indexed by
+user here, so telling would mean reading every account's.
 """
 
 from __future__ import annotations
