@@ -6,6 +6,8 @@ local media the room's events refer to (uploads of this server), then hands
 the room to the admin API's room deletion (`service/room_purge.py`: every
 local member leaves, its aliases and directory entry go, local users forget
 it; `--block` keeps anybody from joining again) and reports how it ended.
+The room's events stay in the database (no longer served to anybody here,
+nobody being a member): reclaiming their space is not done.
 """
 
 from __future__ import annotations
