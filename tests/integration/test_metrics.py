@@ -10,6 +10,9 @@ exposition format (parsed by `prometheus_client.parser`, not by hand).
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,3 +193,29 @@ async def test_federation_queue_and_backoff_are_reported_per_destination(nursery
     assert value(found, "conduit_federation_queue_depth", destination=down) >= 1
     assert value(found, "conduit_federation_backoff_failures", destination=down) >= 1
     assert value(found, "conduit_federation_backoff_retry_seconds", destination=down) > 0
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "etc" / "grafana-dashboard.json"
+
+
+async def test_every_metric_the_grafana_dashboard_draws_is_exported(nursery, tmp_path) -> None:
+    """etc/grafana-dashboard.json names only metrics a scrape has (no panel stays empty
+    because a name drifted)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    drawn = {
+        name for expr in expressions for name in re.findall(r"\b(?:conduit|process)_\w+", expr)
+    }
+    async with serving(nursery, path_config(tmp_path)) as server:
+        alice = await register(server)
+        await alice.send(await alice.create_room())
+        response = await server.client.get(
+            METRICS_PATH, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+    exported = set()
+    for family in text_string_to_metric_families(response.text):
+        exported.add(family.name)
+        exported.update(sample.name for sample in family.samples)
+        if family.type in ("counter", "histogram"):
+            exported.update(f"{family.name}{suffix}" for suffix in ("_total", "_bucket"))
+    assert drawn and drawn <= exported, sorted(drawn - exported)
