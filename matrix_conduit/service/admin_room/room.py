@@ -192,9 +192,12 @@ class AdminRoom:
                 await trio.sleep(RETRY_SECONDS)
         while True:
             self._work = trio.Event()
-            await self._invite_admins()
-            for key, event_id in list(self._queue.iter_prefix(b"")):
-                await self._answer(key, event_id.decode())
+            try:
+                await self._invite_admins()
+                for key, event_id in list(self._queue.iter_prefix(b"")):
+                    await self._answer(key, event_id.decode())
+            except Exception:  # a bug here must not stop the server: log, go on
+                log.exception("the admin room task failed; it goes on at the next wake-up")
             await self._work.wait()
 
     async def _answer(self, queue_key: bytes, event_id: str) -> None:
