@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from tests.support.matrix import CLIENT_V3, assert_error, ok, path_part, register
+from tests.support.matrix import CLIENT_V3, assert_error, new_device, ok, path_part, register
 from tests.support.mautrix_bridge import AS_ID, AS_TOKEN, BOT, Bridge
 from tests.support.server import TestServer, make_config, start_server
 
@@ -243,6 +243,9 @@ async def test_unknown_alias_and_user_in_the_namespace_are_asked_of_the_bridge(b
     ghost_id = bridge.ghost("grace")
     ok(await alice.get(f"/profile/{path_part(ghost_id)}"))
     assert ghost_id in bridge.queried
+    invited = bridge.ghost("ivan")
+    ok(await alice.post(f"/rooms/{path_part(room_id)}/invite", {"user_id": invited}))
+    assert invited in bridge.queried
     assert_error(
         await alice.get(f"/directory/room/{path_part('#elsewhere:localhost')}"), 404, "M_NOT_FOUND"
     )
@@ -282,3 +285,26 @@ async def test_bridge_publishes_rooms_in_its_network_directory(bridged):
     ok(await as_request(server, "PUT", path, json={"visibility": "private"}))
     listed = ok(await alice.post("/publicRooms", {"third_party_instance_id": f"{AS_ID}|irc"}))
     assert listed["chunk"] == []
+
+
+async def test_bridge_gets_to_device_messages_of_its_users_and_device_list_changes(bridged):
+    """MSC4203 (to-device in transactions) and MSC3202 (`device_lists`), which the
+    registration asks for with `org.matrix.msc3202: true`."""
+    server, bridge = bridged
+    alice = await register(server)
+    room_id = await alice.create_room(preset="public_chat")
+    ghost_id = await join_ghost(bridge, "judy", room_id)
+    login = {
+        "type": "m.login.application_service",
+        "identifier": {"type": "m.id.user", "user": ghost_id},
+    }
+    device_id = ok(await as_request(server, "POST", "/login", json=login))["device_id"]
+
+    messages = {"messages": {ghost_id: {device_id: {"secret": "for the bridge"}}}}
+    ok(await alice.put("/sendToDevice/org.example.test/txn-1", messages))
+    await bridge.wait_for(lambda b: any(m.to_user_id == ghost_id for m in b.to_device))
+    (message,) = [m for m in bridge.to_device if m.to_user_id == ghost_id]
+    assert message.to_device_id == device_id and message.sender == alice.user_id
+
+    await new_device(server, alice)
+    await bridge.wait_for(lambda b: alice.user_id in b.device_list_changes)

@@ -6,8 +6,10 @@ coroutines there and waits for it from trio. It writes its registration YAML
 (what `app_service_config_files` names), serves the application-service API
 on 127.0.0.1 with mautrix's own HTTP handler (hs_token checked, transactions
 deduplicated by txnId), records every event and ephemeral event it is
-pushed, and, like a real bridge, answers messages in its rooms through the
-ghost they mention ("!echo" → a reply from that ghost).
+pushed (to-device messages and device list changes too: its registration
+asks for them with `org.matrix.msc3202`), and, like a real bridge, answers
+messages in its rooms through the ghost they mention ("!echo" → a reply
+from that ghost).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ sender_localpart: {BOT}
 rate_limited: false
 receive_ephemeral: true
 de.sorunome.msc2409.push_ephemeral: true
+org.matrix.msc3202: true
 namespaces:
   users:
     - exclusive: true
@@ -81,6 +84,10 @@ class Bridge:
         """Every `PUT /transactions/{txnId}` as it came over HTTP: (txnId, body)."""
         self.fail_transactions = 0
         """Answer this many transactions 500 after handling them (an answer lost)."""
+        self.to_device: list[Any] = []
+        """To-device messages for its users (MSC4203), as mautrix parsed them."""
+        self.device_list_changes: list[str] = []
+        """Users whose device lists changed (MSC3202 `device_lists.changed`)."""
         self.queried: list[str] = []
         """User ids and aliases the server asked about (`GET /users`, `/rooms`)."""
         self.echo = True
@@ -122,11 +129,14 @@ class Bridge:
             id=AS_ID,
             state_store=_StateStore(),
             ephemeral_events=True,
+            encryption_events=True,
             query_user=self._query_user,
             query_alias=self._query_alias,
         )
         appservice.synchronous_handlers = True  # recorded before the transaction's 200
         appservice.matrix_event_handler(self._on_event)
+        appservice.to_device_handler = self._on_to_device
+        appservice.device_list_handler = self._on_device_lists
         appservice.app.middlewares.append(self._watch_transactions)
         await appservice.start(host="127.0.0.1", port=self.port)
         self.appservice = appservice
@@ -187,6 +197,14 @@ class Bridge:
                 content = TextMessageEventContent(msgtype=MessageType.TEXT, body=f"echo: {body}")
                 content.set_reply(event.event_id)
                 await ghost.send_message(event.room_id, content)
+
+    async def _on_to_device(self, event: Any) -> None:
+        with self._lock:
+            self.to_device.append(event)
+
+    async def _on_device_lists(self, device_lists: Any) -> None:
+        with self._lock:
+            self.device_list_changes.extend(str(user_id) for user_id in device_lists.changed)
 
     async def wait_for(self, predicate: Callable[[Bridge], bool]) -> None:
         """Until `predicate(self)` holds (pushed data arrives in the bridge's thread)."""

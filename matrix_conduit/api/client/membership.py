@@ -92,6 +92,8 @@ async def invite(room_id: str) -> dict:
             room_id, requester.user_id, third_party_id(body)
         )
         return {}
+    # An unknown user in a bridge's namespace is asked of the bridge, which may create it.
+    await services().appservice_queries.user_exists(required_str(body, "user_id"))
     await services().rooms.membership.invite(
         room_id,
         requester.user_id,
