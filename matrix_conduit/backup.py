@@ -241,6 +241,15 @@ def copy_offline(database_path: str, engine: str, destination: str) -> BackupRep
     """Back up a database no server has open (takes its lock for the copy).
 
     Raises `DatabaseInUse` when a process holds it."""
+    if not os.path.isdir(database_path):
+        raise BackupError(f"database_path {database_path} does not exist: nothing to back up")
+    owner = os.stat(database_path).st_uid
+    if owner != os.getuid():
+        raise BackupError(
+            f"{database_path} belongs to uid {owner}: opening it as another user would leave "
+            "files the server cannot write; run this as the server's user "
+            "(e.g. sudo -u conduit matrix-conduit backup DEST)"
+        )
     try:
         database = open_database(engine, database_path)
     except DatabaseInUse:

@@ -17,6 +17,7 @@ ends with one clear message on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +53,10 @@ def _serve(_: argparse.Namespace) -> int:
     if config is None:
         return status
     setup_logging(config.log)
+    from .config_checks import warnings
+
+    for warning in warnings(config):
+        logging.getLogger("matrix_conduit.config").warning("%s", warning)
     try:
         run(config)
     except StartupError as error:
@@ -59,15 +64,46 @@ def _serve(_: argparse.Namespace) -> int:
     return 0
 
 
+class _Collected(logging.Handler):
+    """The warnings `load_config` logs (unknown and misplaced keys), for check-config."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().removeprefix("config: "))
+
+
 def _check_config(arguments: argparse.Namespace) -> int:
+    from . import config_checks
+
     path = arguments.path
+    collected = _Collected()
+    config_logger = logging.getLogger("matrix_conduit")
+    config_logger.addHandler(collected)
+    previous_propagate, config_logger.propagate = config_logger.propagate, False
     try:
         if path is None:
             path = config_path_from_environment()
         config = load_config(path)
     except ConfigError as error:
         return _config_failure(error, path)
-    print(f"{path or 'environment'}: OK (server_name = {config.server_name})")
+    finally:
+        config_logger.removeHandler(collected)
+        config_logger.propagate = previous_propagate
+    where = path or "environment"
+    for warning in collected.messages + config_checks.warnings(config):
+        print(f"{where}: WARNING: {warning}", file=sys.stderr)
+    refusals = config_checks.database_refusals(config)
+    if refusals:
+        return _fail(
+            "\n".join(
+                [f"serve would refuse to start ({where}):"]
+                + [f"  - {refusal}" for refusal in refusals]
+            )
+        )
+    print(f"{where}: OK (server_name = {config.server_name})")
     return 0
 
 

@@ -455,6 +455,16 @@ def _scalar_kind(annotation: Any) -> Any:
     return annotation
 
 
+def _misplaced_hint(table: str, key: str) -> str:
+    """Why a [global] key shows up inside a table: it was written after that table's header."""
+    if key not in {item.name for item in fields(Config)}:
+        return ""
+    return (
+        f" ({key} is a [global] key: in TOML every key after the [global.{table}] header "
+        f"belongs to that table, so move `{key} = ...` above the header)"
+    )
+
+
 def _read_table(key: str, value: Any, cls: type, problems: _Problems, *, env_keys: set[str]) -> Any:
     if not isinstance(value, dict):
         problems.add(key, f"must be a table ([global.{key}])")
@@ -462,7 +472,9 @@ def _read_table(key: str, value: Any, cls: type, problems: _Problems, *, env_key
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for unknown in sorted(set(value) - known):
-        log.warning("config: unknown key %s.%s is ignored", key, unknown)
+        log.warning(
+            "config: unknown key %s.%s is ignored%s", key, unknown, _misplaced_hint(key, unknown)
+        )
     kwargs = {}
     for item in fields(cls):
         if item.name not in value:
