@@ -53,7 +53,7 @@ class SlidingSync:
         self.index = index
         self.connections = connections
         self._services = services
-        self._room_data = RoomData(rooms, services)
+        self._room_data = RoomData(rooms, services, index.last_position)
         self._extensions = Extensions(services)
         self._lists = ListReader(
             index, self._dm_rooms, services.account_data.tags, self._invite_is_direct

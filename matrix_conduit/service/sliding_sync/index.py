@@ -90,6 +90,8 @@ class RoomIndex:
         self._indexed = db.tree("userid_slidingindexed")
         self._counts: dict[str, int | None] = {}
         """Entries per user (None: index not built), read once."""
+        self._last_positions: dict[str, int] = {}
+        """Each room's newest timeline position, as `note_event` sees them written."""
 
     # ---- reading
 
@@ -119,6 +121,13 @@ class RoomIndex:
         """The room's last bumping event's position (its last event's if none is known)."""
         stored = self._room_bumps.get(room_id.encode())
         return from_u64(stored) if stored is not None else self._scan_bump(room_id)
+
+    def last_position(self, room_id: str) -> int:
+        """The room's newest timeline position (read once, then kept by `note_event`)."""
+        known = self._last_positions.get(room_id)
+        if known is None:
+            known = self._last_positions[room_id] = self._rooms.timeline.last_position(room_id)
+        return known
 
     def left_since(self, user_id: str, since: int) -> Iterator[tuple[int, str]]:
         """(position, room) of the rooms the user left or was removed from after `since`."""
@@ -226,6 +235,7 @@ class RoomIndex:
         if count is None or count < 0:
             return
         room_id = event["room_id"]
+        batch.after_commit(lambda: self._last_positions.__setitem__(room_id, count))
         event_type = event.get("type")
         state_cache = self._rooms.state_cache
         handled: set[str] = set()

@@ -12,7 +12,7 @@ stripped state; a room left since it was sent gets the events up to the leave.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +69,10 @@ def matches(pair: tuple[str, str], key: StateKey, user_id: str, lazy: set[str]) 
 
 
 class RoomData:
-    def __init__(self, rooms: Rooms, services: Any) -> None:
+    def __init__(self, rooms: Rooms, services: Any, last_position: Callable[[str], int]) -> None:
         self._rooms = rooms
         self._services = services
+        self._last_position = last_position
 
     def build(self, request: RoomRequest) -> dict[str, Any] | None:
         """The room's entry, or None when the connection has nothing new to learn of it."""
@@ -118,7 +119,10 @@ class RoomData:
         expanded = (
             sent_config is not None and request.config.timeline_limit > sent_config.timeline_limit
         )
-        timeline = self._timeline(request, None if expanded else since)
+        if since is not None and not expanded and self._last_position(room_id) <= since:
+            timeline = _Timeline([], False, set())  # nothing new: no walk, no visibility check
+        else:
+            timeline = self._timeline(request, None if expanded else since)
         if expanded:
             changed = self._timeline(request, since).changed_state
             timeline.changed_state = changed
@@ -196,7 +200,10 @@ class RoomData:
                     rooms.visibility.filter_events(request.user_id, request.room_id, candidates)
                 )
                 candidates = []
-        kept.extend(rooms.visibility.filter_events(request.user_id, request.room_id, candidates))
+        if candidates:
+            kept.extend(
+                rooms.visibility.filter_events(request.user_id, request.room_id, candidates)
+            )
         if len(kept) > limit:
             more = True
         kept = kept[:limit]
