@@ -246,6 +246,8 @@ class AppServiceSender:
             appservice = self._appservices.by_id(appservice_id)
             if appservice is None or appservice.url is None:
                 self._wakes.pop(appservice_id, None)
+                if appservice is None:  # unregistered: nobody will take what was queued
+                    self._drop_queue(appservice_id)
                 return
             transaction = self._transaction(appservice_id)
             if transaction is None:
@@ -269,6 +271,13 @@ class AppServiceSender:
                 retry_in,
             )
             await trio.sleep(retry_in)
+
+    def _drop_queue(self, appservice_id: str) -> None:
+        prefix = appservice_id.encode() + SEPARATOR
+        with self._db.batch() as batch:
+            for key in list(self._queue.keys_with_prefix(prefix)):
+                batch.delete(self._queue, key)
+            batch.delete(self._inflight, appservice_id.encode())
 
     def _transaction(self, appservice_id: str) -> tuple[str, list[bytes]] | None:
         """The transaction to send: the one in flight, else the oldest entries (written down)."""

@@ -308,3 +308,26 @@ async def test_bridge_gets_to_device_messages_of_its_users_and_device_list_chang
 
     await new_device(server, alice)
     await bridge.wait_for(lambda b: alice.user_id in b.device_list_changes)
+
+
+async def test_a_bridge_registered_at_run_time_works_until_unregistered(nursery, tmp_path):
+    """`AppServices.register`/`unregister` (what the admin room calls): no restart."""
+    bridge = Bridge(tmp_path)
+    server = await start_server(nursery, make_config(tmp_path / "db"))
+    await bridge.start(server.base_url)
+    try:
+        assert_error(await as_request(server, "GET", "/account/whoami"), 401, "M_UNKNOWN_TOKEN")
+        server.services.appservices.register(bridge.registration_path.read_text())
+        alice = await register(server)
+        room_id = await alice.create_room(preset="public_chat")
+        await join_ghost(bridge, "kim", room_id)
+        await alice.send(room_id, "after the registration")
+        await bridge.wait_for(lambda b: "after the registration" in bodies(b))
+
+        server.services.appservices.unregister(AS_ID)
+        assert_error(await as_request(server, "GET", "/account/whoami"), 401, "M_UNKNOWN_TOKEN")
+        assert [a.id for a in server.services.appservices.list()] == []
+    finally:
+        await bridge.stop()
+        await server.client.aclose()
+        await server.stop()
