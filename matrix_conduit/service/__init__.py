@@ -261,6 +261,7 @@ class Services:
         self.rooms.membership.is_blocked = lambda room_id: disabled(room_id) or blocked(room_id)
         self.server_acl.room_disabled = disabled
         self.inbound.transactions.room_disabled = disabled
+        self.inbound.served.room_disabled = disabled
         self.admin_room = AdminRoom(self, all_commands())
         self.rooms.timeline.appending.append(self.admin_room.queue_command)
         self.registration.registered.append(self.admin_room.note_registered)

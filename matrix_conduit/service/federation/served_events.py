@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...core.redaction import redact
@@ -48,6 +48,8 @@ class ServedEvents:
         self._rooms = rooms
         self._timeline = rooms.timeline
         self._state = rooms.state
+        self.room_disabled: Callable[[str], bool] = lambda room_id: False
+        """Rooms the admin disabled (`admin_room/disabled_rooms.py`): served to nobody."""
 
     def event(self, origin: str, event_id: str) -> dict[str, Any]:
         """`GET /event/{eventId}`: a transaction holding the one PDU."""
@@ -206,6 +208,8 @@ class ServedEvents:
     def _require_member(self, origin: str, room_id: str) -> None:
         """403 unless `origin` has a user joined to the room now (as Synapse's
         `get_persisted_pdu` and state requests ask)."""
+        if self.room_disabled(room_id):
+            raise forbidden(f"{room_id} is disabled on this server.")
         members = self._rooms.state_cache.joined_members(room_id)
         if not any(_server_of(member) == origin for member in members):
             raise forbidden(f"{origin} has no user in {room_id}.")
