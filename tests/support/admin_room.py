@@ -17,7 +17,10 @@ ADMIN_ALIAS = "#admins:localhost"
 SERVER_USER = "@conduit:localhost"
 PASSWORD = "correct horse battery staple"
 WAIT_ATTEMPTS = 600
-"""Syncs (or join attempts) before a helper gives up: a bound, not a timing claim."""
+"""Join (or alias) attempts, 50 ms apart, before a helper gives up: a bound, not a timing
+claim."""
+ANSWER_SYNCS = 60
+"""Long-polling syncs (2 s each at most) `answer_to` makes before it gives up."""
 
 
 def nio_client(base_url: str, store: str, user: str = "") -> nio.AsyncClient:
@@ -73,7 +76,7 @@ async def send_text(client: nio.AsyncClient, room_id: str, body: str) -> str:
 
 async def answer_to(client: nio.AsyncClient, room_id: str, event_id: str) -> dict[str, Any]:
     """The content of `@conduit`'s reply to `event_id`, read from `/sync`."""
-    for _ in range(WAIT_ATTEMPTS):
+    for _ in range(ANSWER_SYNCS):
         synced = expect(await client.sync(timeout=2000), nio.SyncResponse)
         room = synced.rooms.join.get(room_id)
         for event in room.timeline.events if room else []:
