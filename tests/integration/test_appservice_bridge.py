@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from tests.support.matrix import CLIENT_V3, assert_error, new_device, ok, path_part, register
-from tests.support.mautrix_bridge import AS_ID, AS_TOKEN, BOT, Bridge
+from tests.support.mautrix_bridge import AS_ID, AS_TOKEN, BOT, PROTOCOL, Bridge
 from tests.support.server import TestServer, make_config, start_server
 
 # mautrix 0.21 still hands aiohttp the loop argument aiohttp deprecated.
@@ -331,3 +331,18 @@ async def test_a_bridge_registered_at_run_time_works_until_unregistered(nursery,
         await bridge.stop()
         await server.client.aclose()
         await server.stop()
+
+
+async def test_third_party_lookups_are_answered_by_the_bridge(bridged):
+    """Client-server `third_party_lookup.yaml` forwarded to `protocols.yaml`."""
+    server, _ = bridged
+    alice = await register(server)
+    protocols = ok(await alice.get("/thirdparty/protocols"))
+    assert list(protocols) == [PROTOCOL]
+    (instance,) = protocols[PROTOCOL]["instances"]
+    assert instance["network_id"] == "net1" and instance["instance_id"] == f"{AS_ID}|net1"
+    assert ok(await alice.get(f"/thirdparty/protocol/{PROTOCOL}"))["user_fields"] == ["nick"]
+    (location,) = ok(await alice.get(f"/thirdparty/location/{PROTOCOL}", channel="#chat"))
+    assert location["alias"] == "#_bridge_chat:localhost"
+    assert_error(await alice.get("/thirdparty/protocol/other"), 404, "M_NOT_FOUND")
+    assert_error(await alice.get("/thirdparty/location/other"), 404, "M_NOT_FOUND")

@@ -35,6 +35,8 @@ HS_TOKEN = "hs-token-of-the-test-bridge"
 BOT = "testbridgebot"
 GHOST_PREFIX = "_bridge_"
 WAIT_SECONDS = 30
+PROTOCOL = "testnet"
+"""The third-party protocol it bridges: `/thirdparty/protocol` and `/location` lookups."""
 
 
 class _StateStore(MemoryStateStore, ASStateStore):
@@ -52,6 +54,7 @@ as_token: {AS_TOKEN}
 hs_token: {HS_TOKEN}
 sender_localpart: {BOT}
 rate_limited: false
+protocols: [{PROTOCOL}]
 receive_ephemeral: true
 de.sorunome.msc2409.push_ephemeral: true
 org.matrix.msc3202: true
@@ -138,6 +141,9 @@ class Bridge:
         appservice.to_device_handler = self._on_to_device
         appservice.device_list_handler = self._on_device_lists
         appservice.app.middlewares.append(self._watch_transactions)
+        thirdparty = "/_matrix/app/v1/thirdparty"
+        appservice.app.router.add_get(f"{thirdparty}/protocol/{{protocol}}", self._protocol)
+        appservice.app.router.add_get(f"{thirdparty}/location/{{protocol}}", self._locations)
         await appservice.start(host="127.0.0.1", port=self.port)
         self.appservice = appservice
 
@@ -181,6 +187,33 @@ class Bridge:
             alias_localpart=localpart, preset=RoomCreatePreset.PUBLIC, name=f"portal {localpart}"
         )
         return {"created": alias}
+
+    # ---- third-party lookups (mautrix leaves them to the bridge)
+
+    async def _protocol(self, request: web.Request) -> web.Response:
+        if request.match_info["protocol"] != PROTOCOL:
+            return web.json_response({"errcode": "M_NOT_FOUND"}, status=404)
+        return web.json_response(
+            {
+                "user_fields": ["nick"],
+                "location_fields": ["channel"],
+                "icon": "mxc://localhost/icon",
+                "field_types": {
+                    "nick": {"regexp": ".*", "placeholder": "nick"},
+                    "channel": {"regexp": "#.*", "placeholder": "#channel"},
+                },
+                "instances": [
+                    {"network_id": "net1", "desc": "Test network", "fields": {}},
+                ],
+            }
+        )
+
+    async def _locations(self, request: web.Request) -> web.Response:
+        channel = request.query.get("channel", "")
+        alias = f"#{GHOST_PREFIX}{channel.lstrip('#')}:{self.server_name}"
+        return web.json_response(
+            [{"alias": alias, "protocol": PROTOCOL, "fields": {"channel": channel}}]
+        )
 
     # ---- what it is pushed
 
