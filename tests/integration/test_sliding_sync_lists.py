@@ -151,3 +151,32 @@ async def test_bad_list_fields_are_refused_with_their_name(server):
         assert response.status_code == status, lists
         assert response.json()["errcode"] == errcode, lists
         assert "lists.l" in response.json()["error"]
+
+
+async def test_the_spaces_filter_keeps_the_children_of_a_joined_space(server):
+    """MSC4186 `spaces`: rooms named by the space's `m.space.child` events (with `via`)."""
+    alice = await user_without_rooms(server)
+    space = await alice.create_room(creation_content={"type": "m.space"})
+    child, removed, outside = [await alice.create_room() for _ in range(3)]
+    await alice.set_state(space, "m.space.child", {"via": ["localhost"]}, child)
+    await alice.set_state(space, "m.space.child", {}, removed)
+    lists = {"l": room_list(9, spaces=[space])}
+    assert window(await Connection(alice).sync({"lists": lists}), "l") == [child]
+    del outside
+
+
+async def test_the_tags_filters_keep_or_drop_tagged_rooms(server):
+    alice = await user_without_rooms(server)
+    favourite, plain = await alice.create_room(), await alice.create_room()
+    tag_path = f"/user/{alice.user_id}/rooms/{favourite}/tags/m.favourite"
+    ok(await alice.put(tag_path, {"order": 0.5}))
+    tagged = window(
+        await Connection(alice, "t").sync({"lists": {"l": room_list(9, tags=["m.favourite"])}}),
+        "l",
+    )
+    untagged = window(
+        await Connection(alice, "n").sync({"lists": {"l": room_list(9, not_tags=["m.favourite"])}}),
+        "l",
+    )
+    assert tagged == [favourite]
+    assert untagged == [plain]

@@ -56,7 +56,11 @@ class SlidingSync:
         self._room_data = RoomData(rooms, services, index.last_position)
         self._extensions = Extensions(services)
         self._lists = ListReader(
-            index, self._dm_rooms, services.account_data.tags, self._invite_is_direct
+            index,
+            self._dm_rooms,
+            services.account_data.tags,
+            self._invite_is_direct,
+            self._space_children,
         )
 
     async def sync(
@@ -113,6 +117,23 @@ class SlidingSync:
             if isinstance(room_ids, list):
                 rooms.update(room for room in room_ids if isinstance(room, str))
         return rooms
+
+    def _space_children(self, user_id: str, space_id: str) -> set[str]:
+        """The rooms a joined space names in its `m.space.child` events (MSC4186 `spaces`)."""
+        if not self._rooms.state_cache.is_joined(user_id, space_id):
+            return set()
+        children = set()
+        timeline = self._rooms.timeline
+        for (event_type, state_key), event_id in self._rooms.state.current_state_ids(
+            space_id
+        ).items():
+            if event_type != "m.space.child":
+                continue
+            event = timeline.get_event(event_id)
+            via = (event or {}).get("content", {}).get("via")
+            if isinstance(via, list) and via:  # a child without `via` was removed
+                children.add(state_key)
+        return children
 
     def _invite_is_direct(self, user_id: str, room_id: str) -> bool:
         member = self._rooms.timeline.state_content(room_id, "m.room.member", user_id)

@@ -5,7 +5,9 @@ user's index (`index.py`), newest bump stamp first; the walk stops at the
 end of the last range when nothing but the count needs the rest. Without
 filters the count is kept with the index; with filters it is a walk over the
 index entries alone (their stored flags), reading no room. `is_dm` reads
-`m.direct` once per request; `tags` reads each candidate room's tags.
+`m.direct` once per request, `spaces` each named space's state once (its
+`m.space.child` events, not subspaces, only spaces the user is joined to);
+`tags` reads each candidate room's tags.
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ class ListReader:
         dm_rooms: Callable[[str], set[str]],
         tags: Callable[[str, str], dict],
         invite_is_direct: Callable[[str, str], bool],
+        space_children: Callable[[str, str], set[str]],
     ) -> None:
         self._index = index
         self._dm_rooms = dm_rooms
         self._tags = tags
         self._invite_is_direct = invite_is_direct
+        self._space_children = space_children
 
     def window(self, user_id: str, request: ListRequest) -> Window:
         filters = request.filters
@@ -81,6 +85,9 @@ class ListReader:
         if filters.empty:
             return lambda entry: True
         dm_rooms = self._dm_rooms(user_id) if filters.is_dm is not None else set()
+        in_spaces: set[str] = set()
+        for space in filters.spaces or ():
+            in_spaces |= self._space_children(user_id, space)
 
         def matches(entry: Entry) -> bool:
             if (
@@ -93,6 +100,8 @@ class ListReader:
             if filters.room_types is not None and entry.room_type not in filters.room_types:
                 return False
             if entry.room_type in filters.not_room_types:
+                return False
+            if filters.spaces is not None and entry.room_id not in in_spaces:
                 return False
             if filters.is_dm is not None:
                 is_dm = entry.room_id in dm_rooms or (

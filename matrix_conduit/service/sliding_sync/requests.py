@@ -62,6 +62,7 @@ class Filters:
     not_room_types: tuple[str | None, ...] = ()
     tags: tuple[str, ...] | None = None
     not_tags: tuple[str, ...] = ()
+    spaces: tuple[str, ...] | None = None
 
     @property
     def empty(self) -> bool:
@@ -187,6 +188,9 @@ def _parse_filters(value: Any, name: str) -> Filters:
         ),
         tags=_strings(data["tags"], f"{name}.tags") if data.get("tags") is not None else None,
         not_tags=_strings(data.get("not_tags") or [], f"{name}.not_tags"),
+        spaces=_strings(data["spaces"], f"{name}.spaces")
+        if data.get("spaces") is not None
+        else None,
     )
 
 
