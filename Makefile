@@ -39,18 +39,21 @@ $(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package.json $(JS_CLI
 js-client: $(JS_CLIENT)/node_modules/.package-lock.json
 
 # A development config: server_name localhost, LevelDB under ./dev/, port 6167,
-# registration open with a generated token (printed by `make run`).
+# registration open with a generated token (printed by `make run`), and a
+# .well-known that sends clients to this plain-HTTP address.
 $(DEV)/conduit.toml:
 	mkdir -p $(DEV) && chmod 700 $(DEV)
 	token=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(16))'); \
 	printf '%s\n' '[global]' 'server_name = "localhost"' 'database_backend = "leveldb"' \
 	  'database_path = "$(DEV)/db"' 'address = "127.0.0.1"' 'port = 6167' \
 	  'allow_registration = true' "registration_token = \"$$token\"" \
-	  'allow_federation = false' 'log = "info"' > $@
+	  'allow_federation = false' 'log = "info"' \
+	  '[global.well_known]' 'client = "http://127.0.0.1:6167"' > $@
 	chmod 600 $@
 
 run: venv $(DEV)/conduit.toml
 	@echo "Development server on http://127.0.0.1:6167 (server_name localhost)"
+	@echo "Homeserver URL for clients: http://127.0.0.1:6167 (user ids: @NAME:localhost)"
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 

@@ -28,6 +28,11 @@ from ..storage import Database
 log = logging.getLogger(__name__)
 
 _MAX_REQUEST = 65536
+_NOT_THE_SERVERS_USER = (
+    "only the server's user may ask for a backup: run the command as that user "
+    "(runuser -u conduit -- ...); with systemd's PrivateUsers=yes even root looks "
+    "like another user to the server"
+)
 
 
 class OnlineBackup:
@@ -85,7 +90,7 @@ class OnlineBackup:
 
     async def _answer(self, connection: trio.socket.SocketType) -> None:
         if not _peer_may_ask(connection):
-            await _reply(connection, {"ok": False, "error": "only the server's user or root"})
+            await _reply(connection, {"ok": False, "error": _NOT_THE_SERVERS_USER})
             return
         request = b""
         while not request.endswith(b"\n") and len(request) < _MAX_REQUEST:
@@ -107,7 +112,10 @@ class OnlineBackup:
 
 
 def _peer_may_ask(connection: trio.socket.SocketType) -> bool:
-    """The peer runs as our uid or as root (the socket's mode says so already)."""
+    """The peer runs as our uid or as root (the socket's mode says so already).
+
+    Under the unit's `PrivateUsers=yes` a root peer shows up as the overflow
+    uid, so there only the server's own user gets through."""
     credentials = connection.getsockopt(
         socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
     )
