@@ -4,8 +4,8 @@
 A disabled room refuses local users' joins and events with 403 `M_FORBIDDEN`
 (client-server API, "Room membership" and "Sending events to a room" errors),
 their leaves excepted; `purge-room` deletes the room's local media (content
-repository: the download then answers 404 `M_NOT_FOUND`) and makes the local
-members leave.
+repository: the download then answers 404 `M_NOT_FOUND`) and its events
+(but its current state), and makes the local members leave.
 """
 
 from __future__ import annotations
@@ -99,11 +99,17 @@ async def test_purge_room_deletes_its_media_and_makes_local_members_leave(server
                 )
                 uri = expect(uploaded, nio.UploadResponse).content_uri
                 content = {"msgtype": "m.image", "body": "cat.png", "url": uri}
-                expect(await bob.room_send(club, "m.room.message", content), nio.RoomSendResponse)
+                sent = expect(
+                    await bob.room_send(club, "m.room.message", content), nio.RoomSendResponse
+                )
 
                 answer = await command(admin, room_id, f"!admin purge-room {club} --block")
-                assert answer.startswith(f"Purge of {club}: complete; 1 media deleted")
-                assert "1 local members made to leave, blocked" in answer
+                assert answer.startswith(f"Purge of {club}: complete; ")
+                assert "events and 1 media deleted" in answer
+                assert "1 local members made to leave, blocked; the room stays disabled" in answer
+                gone_event = await command(admin, room_id, f"!admin get-pdu {sent.event_id}")
+                assert gone_event == f"There is no event {sent.event_id} here."
+                assert f"{club}  members: 0" in await command(admin, room_id, "!admin list-rooms")
                 server_name, media_id = uri.removeprefix("mxc://").split("/")
                 gone = await bob.download(server_name, media_id)
                 assert isinstance(gone, nio.DownloadError)

@@ -5,9 +5,11 @@ join nor send, other servers get nothing of it). `purge-room` deletes the
 local media the room's events refer to (uploads of this server), then hands
 the room to the admin API's room deletion (`service/room_purge.py`: every
 local member leaves, its aliases and directory entry go, local users forget
-it; `--block` keeps anybody from joining again) and reports how it ended.
-The room's events stay in the database (no longer served to anybody here,
-nobody being a member): reclaiming their space is not done.
+it; `--block` keeps anybody from joining again), then deletes the room's
+events from before the purge (`Timeline.purge_events`) but its current state
+(its version, and the auth of the leaves still to be sent, need it) and
+disables the room, so that neither a local user nor another server reaches
+what is left of it; it reports how it all ended.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ async def purge_room(context: CommandContext, args: argparse.Namespace) -> Reply
     if room_id == context.admin_room.room_id:
         return Reply.text("The admin room cannot be purged.")
     media = _delete_room_media(context, room_id)
+    timeline = context.services.rooms.timeline
+    up_to = timeline.last_position(room_id)
     room_purge = context.services.room_purge
     delete_id = room_purge.start(
         DeletionRequest(room_id, requester=context.sender, block=args.block, purge=True)
@@ -124,10 +128,16 @@ async def purge_room(context: CommandContext, args: argparse.Namespace) -> Reply
             await trio.sleep(0.1)
             status = room_purge.status(delete_id)
     shutdown = status.get("shutdown_room") or {}
+    events = 0
+    if status["status"] == COMPLETE:
+        context.services.disabled_rooms.set_disabled(room_id, True, by=context.sender)
+        keep = set(context.services.rooms.state.current_state_ids(room_id).values())
+        events = timeline.purge_events(room_id, up_to=up_to, keep=keep)
     summary = (
-        f"Purge of {room_id}: {status['status']}; {media} media deleted, "
-        f"{len(shutdown.get('kicked_users') or [])} local members made to leave"
+        f"Purge of {room_id}: {status['status']}; {events} events and {media} media "
+        f"deleted, {len(shutdown.get('kicked_users') or [])} local members made to leave"
         + (", blocked" if args.block else "")
+        + ("; the room stays disabled" if status["status"] == COMPLETE else "")
     )
     if status.get("error"):
         summary += f"; error: {status['error']}"
@@ -145,7 +155,7 @@ def commands() -> list[Command]:
     enable.add_argument("room", help="room id or alias")
     purge = new_parser(
         "purge-room",
-        "Delete a room here: its local media, local members out, aliases and listing gone.",
+        "Delete a room here: its events and local media, members out, aliases gone.",
     )
     purge.add_argument("room", help="room id or alias")
     purge.add_argument("--block", action="store_true", help="and refuse joins of it from now on")

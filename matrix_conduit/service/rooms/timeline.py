@@ -36,7 +36,7 @@ forward extremities, no current state, no wake-ups.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from ...core.auth import auth_types_for_event
@@ -346,6 +346,36 @@ class Timeline:
         prefix = self._room_prefix(room_id)
         last = self._pdus.last(prefix) if prefix is not None else None
         return _position_of(last[0]) if last is not None else 0
+
+    def purge_events(self, room_id: str, *, up_to: int, keep: Collection[str]) -> int:
+        """Delete the room's timeline events at positions up to `up_to`, but those in
+        `keep`; how many went (the admin room's `purge-room`).
+
+        The caller keeps the room's current state events (its version and the auth of
+        the leaves sent since still resolve) and the events after `up_to` (the leaves,
+        still to be sent). Outliers and the indexes that name the deleted PDU ids stay:
+        they answer only members, and the room has none of ours left.
+        """
+        prefix = self._room_prefix(room_id)
+        if prefix is None:
+            return 0
+        gone: list[tuple[bytes, str]] = []
+        with self._db.batch() as batch:
+            for pdu_id, raw in self._pdus.iter_prefix(prefix):
+                event_id = json.loads(raw)["event_id"]
+                if _position_of(pdu_id) > up_to or event_id in keep:
+                    continue
+                batch.delete(self._pdus, pdu_id)
+                batch.delete(self._eventid_pduid, event_id.encode())
+                gone.append((pdu_id, event_id))
+
+            def forget_cached() -> None:
+                for pdu_id, event_id in gone:
+                    self._by_pdu_id.discard(pdu_id)
+                    self._events.discard(event_id)
+
+            batch.after_commit(forget_cached)
+        return len(gone)
 
     def _decode(self, pdu_id: bytes, raw: bytes) -> Event:
         """The stored event, parsed at most once while it stays in the cache."""
