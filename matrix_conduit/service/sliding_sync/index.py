@@ -199,7 +199,7 @@ class RoomIndex:
             for event in stripped:
                 if event.get("type") == "m.room.create":
                     create = event.get("content") or {}
-                elif event.get("type") == "m.room.encryption":
+                elif isinstance(event, dict) and event.get("type") == "m.room.encryption":
                     encrypted = True
         room_type = create.get("type")
         return {
@@ -232,7 +232,10 @@ class RoomIndex:
         self, event: Event, context: EventContext, count: int | None, batch: WriteBatch
     ) -> None:
         """`Timeline.appending` hook: move the room in the indexes this event changes."""
-        if count is None or count < 0:
+        if count is None:
+            self._note_outlier(event, batch)
+            return
+        if count < 0:
             return
         room_id = event["room_id"]
         batch.after_commit(lambda: self._last_positions.__setitem__(room_id, count))
@@ -262,6 +265,26 @@ class RoomIndex:
                 flags["e"] = True
                 self._put(batch, member, room_id, bump, flags["m"], None, flags)
 
+    def _note_outlier(self, event: Event, batch: WriteBatch) -> None:
+        """An invite or knock of ours to a room we are not in (or its rejection) is kept
+        outside the timeline: its membership was just given the latest position."""
+        target = event.get("state_key")
+        if event.get("type") != "m.room.member" or not isinstance(target, str):
+            return
+        if not self._indexed_local(target):
+            return
+        membership = (event.get("content") or {}).get("membership")
+        listed = self._listed_membership(target, event["room_id"])
+        if membership in ("invite", "knock") or (
+            membership in ("leave", "ban") and listed in ("invite", "knock")
+        ):
+            self._membership_changed(event, self._globals.current_count(), target, batch)
+
+    def _listed_membership(self, user_id: str, room_id: str) -> str | None:
+        bump = self.bump_stamp(user_id, room_id)
+        stored = self._entries.get(join_key(user_id, u64(bump), room_id)) if bump else None
+        return json.loads(stored)["m"] if stored is not None else None
+
     def _indexed_local(self, user_id: str) -> bool:
         return self._globals.is_ours(user_id) and self._count(user_id) is not None
 
@@ -285,7 +308,13 @@ class RoomIndex:
                 flags = self._flags(room_id, "join", None)
             else:
                 bump = count
-                stripped = [*self._rooms.timeline.stripped_room_state(room_id), event]
+                unsigned = event.get("unsigned") or {}
+                given = unsigned.get("invite_room_state") or unsigned.get("knock_room_state")
+                stripped = [
+                    *self._rooms.timeline.stripped_room_state(room_id),
+                    *(e for e in (given if isinstance(given, list) else []) if isinstance(e, dict)),
+                    event,
+                ]
                 flags = self._flags(room_id, membership, stripped)
             self._put(batch, user_id, room_id, bump, membership, None, flags)
             if not was_listed:
