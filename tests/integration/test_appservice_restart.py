@@ -33,7 +33,11 @@ async def test_transactions_queued_over_a_restart_arrive_once_in_order(nursery, 
         alice = await register(server)
         room_id = await alice.create_room(preset="public_chat")
         ghost_id = bridge.ghost("henry")
-        body = {"type": "m.login.application_service", "username": "_bridge_henry"}
+        body = {
+            "type": "m.login.application_service",
+            "username": "_bridge_henry",
+            "inhibit_login": True,  # no device: nothing queued for its device list
+        }
         ok(await as_request(server, "POST", "/register", json=body))
         joined = await as_request(
             server, "POST", f"/join/{path_part(room_id)}", params={"user_id": ghost_id}, json={}
