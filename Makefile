@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := dev
 
-.PHONY: run test synapse-venv sydent-venv js-client lint format bench deb deb-test clean
+.PHONY: run test synapse-venv sydent-venv js-client reverse-proxies docker-test lint format bench deb deb-test clean
 
 $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,21 @@ $(JS_CLIENT)/node_modules/.package-lock.json: $(JS_CLIENT)/package.json $(JS_CLI
 
 js-client: $(JS_CLIENT)/node_modules/.package-lock.json
 
+# The reverse proxies tests/integration/test_reverse_proxies.py runs the
+# etc/reverse-proxy/ snippets in: nginx, Caddy and Apache from Debian's packages
+# (about 20 MB, half a minute; a no-op when they are there). Installed with a
+# policy-rc.d that keeps their services from starting on port 80.
+PROXIES := nginx caddy apache2
+reverse-proxies:
+	@missing=; for p in $(PROXIES); do command -v $$p >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  set -e; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    nginx-light caddy apache2 >/dev/null; \
+	fi
+
 # A development config: server_name localhost, LevelDB under ./dev/, port 6167,
 # registration open with a generated token (printed by `make run`), and a
 # .well-known that sends clients to this plain-HTTP address.
@@ -57,7 +72,7 @@ run: venv $(DEV)/conduit.toml
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 
-test: venv synapse-venv sydent-venv js-client
+test: venv synapse-venv sydent-venv js-client reverse-proxies
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto
