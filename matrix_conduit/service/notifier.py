@@ -28,6 +28,10 @@ class Notifier:
         return event
 
     def notify(self, user_ids: Iterable[str]) -> None:
+        if isinstance(user_ids, (set, frozenset)):
+            # A room's members: only those waiting matter, and the intersection walks
+            # the smaller side at C speed (10,000 members, a few dozen listening).
+            user_ids = self._events.keys() & user_ids
         for user_id in user_ids:
             event = self._events.pop(user_id, None)
             if event is not None:

@@ -31,11 +31,16 @@ class Pushers:
         """Read once: each message asks, for every member, "any pushers?"."""
 
     def has_pushers(self, user_id: str) -> bool:
+        return user_id in self.users_with_pushers()
+
+    def users_with_pushers(self) -> set[str]:
+        """Every user with a pusher: a message's push fan-out starts from these (usually
+        few), not from each of a big room's members."""
         if self._users_with_pushers is None:
             self._users_with_pushers = {
                 key.split(SEPARATOR, 1)[0].decode() for key in self._pushers.keys_with_prefix()
             }
-        return user_id in self._users_with_pushers
+        return self._users_with_pushers
 
     def _forget_cache(self) -> None:
         self._users_with_pushers = None

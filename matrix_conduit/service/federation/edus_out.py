@@ -240,7 +240,11 @@ class DeviceListsForNewServers:
             return  # a profile change, not a join
         if self._is_ours(user_id):
             new_servers = self._outbox.servers_in_room(room_id)
-            if not new_servers and context.state_before is not None:
+            if (
+                not new_servers
+                and context.state_before is not None
+                and not self._state_cache.joined_members(room_id)
+            ):
                 new_servers = self._servers_joined_in(context.state_before)  # our first join
             new_servers -= self._outbox.servers_sharing_a_room(user_id)
             self._queue_devices(batch, user_id, new_servers)

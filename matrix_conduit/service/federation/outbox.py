@@ -94,9 +94,7 @@ class Outbox:
         """
         if position is None or server_of(event["sender"]) != self._globals.server_name:
             return
-        servers = {
-            server_of(member) for member in self._state_cache.joined_members(event["room_id"])
-        }
+        servers = set(self._state_cache.joined_servers(event["room_id"]))
         if event["type"] == "m.room.member":
             before = (event.get("unsigned") or {}).get("prev_content") or {}
             if before.get("membership") in ("join", "invite", "knock") and (
@@ -117,7 +115,7 @@ class Outbox:
 
     def servers_in_room(self, room_id: str) -> set[str]:
         """Other servers with a member joined to `room_id`."""
-        servers = {server_of(member) for member in self._state_cache.joined_members(room_id)}
+        servers = set(self._state_cache.joined_servers(room_id))
         servers.discard(self._globals.server_name)
         return servers
 

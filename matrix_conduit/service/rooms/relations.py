@@ -14,8 +14,9 @@ original sender, the `m.thread` summary, and the `m.reference` ids.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...errors import not_found
@@ -74,9 +75,20 @@ class Relations:
         event_type: str | None = None,
     ) -> list[tuple[int, Event]]:
         """(position, child event) relating to `parent_id`, oldest first."""
-        found = []
+        return list(self._iter_children(parent_id, rel_type=rel_type, event_type=event_type))
+
+    def _iter_children(
+        self,
+        parent_id: str,
+        *,
+        rel_type: str | None = None,
+        event_type: str | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[tuple[int, Event]]:
+        """`children`, one at a time: a page stops reading events once it is full."""
         prefix = parent_id.encode() + SEPARATOR
-        for scanned, (key, value) in enumerate(self._children.iter_prefix(prefix)):
+        records = self._children.iter_prefix(prefix, reverse=newest_first)
+        for scanned, (key, value) in enumerate(records):
             if scanned >= MAX_CHILDREN_SCANNED:
                 break
             record = json.loads(value)
@@ -87,8 +99,7 @@ class Relations:
                 continue  # redacted since: the relation is gone with its content
             if event_type is not None and child.get("type") != event_type:
                 continue
-            found.append((from_u64(key[len(prefix) :]), child))
-        return found
+            yield from_u64(key[len(prefix) :]), child
 
     def thread_roots(self, room_id: str) -> list[tuple[int, str]]:
         """(latest activity position, root id) of the room's threads, newest first."""
@@ -164,19 +175,27 @@ class Relations:
     ) -> tuple[list[Event], int | None]:
         """The visible children of an event the user can see, and the next token."""
         self._require_visible(user_id, room_id, parent_id)
-        children = self.children(parent_id, rel_type=rel_type, event_type=event_type)
+        children = self._iter_children(
+            parent_id, rel_type=rel_type, event_type=event_type, newest_first=direction == "b"
+        )
         if direction == "b":
-            children.reverse()
             if from_position is not None:
-                children = [(p, c) for p, c in children if p < from_position]
+                children = ((p, c) for p, c in children if p < from_position)
             if to_position is not None:
-                children = [(p, c) for p, c in children if p > to_position]
+                children = ((p, c) for p, c in children if p > to_position)
         else:
             if from_position is not None:
-                children = [(p, c) for p, c in children if p > from_position]
+                children = ((p, c) for p, c in children if p > from_position)
             if to_position is not None:
-                children = [(p, c) for p, c in children if p <= to_position]
-        visible = [(p, c) for p, c in children if self._visibility.can_see_event(user_id, c)]
+                children = ((p, c) for p, c in children if p <= to_position)
+        # One more than the page tells whether there is a next one; with thousands of
+        # children, a page reads its own events and not every child's.
+        visible = list(
+            itertools.islice(
+                ((p, c) for p, c in children if self._visibility.can_see_event(user_id, c)),
+                limit + 1,
+            )
+        )
         page = visible[:limit]
         next_token = page[-1][0] if len(visible) > limit else None
         return [c for _, c in page], next_token

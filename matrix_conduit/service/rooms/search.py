@@ -20,7 +20,7 @@ from typing import Any
 from ...core.filters import EventFilter
 from ...errors import MatrixError
 from ...storage import Database, WriteBatch
-from ...storage.kv import SEPARATOR, from_u64
+from ...storage.kv import SEPARATOR, from_u64, u64
 from .short import ShortIds
 from .state_cache import StateCache
 from .timeline import Event, Timeline
@@ -103,13 +103,21 @@ class Search:
         }
         anchor = max(terms, key=len).encode() + SEPARATOR
         hits: list[SearchHit] = []
-        for scanned, key in enumerate(self._index.keys_with_prefix(anchor)):
+        # The postings of the user's rooms only (a key is word, room, position), newest
+        # first: never the word's hits in every room of the server, and a big room's
+        # cap keeps its latest hits.
+        per_room = max(200, MAX_HITS_SCANNED // max(1, len(short_rooms)))
+        postings = (
+            (room_id, key)
+            for short, room_id in short_rooms.items()
+            for key, _ in itertools.islice(
+                self._index.iter_prefix(anchor + u64(short), reverse=True), per_room
+            )
+        )
+        for scanned, (room_id, key) in enumerate(postings):
             if scanned >= MAX_HITS_SCANNED:
                 break
             pdu_id = key[len(anchor) :]
-            room_id = short_rooms.get(from_u64(pdu_id[:8]))
-            if room_id is None:
-                continue
             position = from_u64(pdu_id[8:])
             event = self._timeline.event_at(room_id, position)
             if event is None or not event_filter.matches(event):

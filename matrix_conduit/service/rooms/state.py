@@ -15,7 +15,7 @@ after its prev_events, resolved where they fork.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from ...lru import STATE_MAP_ENTRY_BYTES, LRUCache, MemoryBudget
@@ -28,6 +28,49 @@ TREES = ("roomid_shortstatehash", "shorteventid_shortstatehash", "shorteventid_s
 
 StateIds = Mapping[StateKey, str]
 EMPTY_STATE: StateIds = MappingProxyType({})
+
+
+class ChangedState(Mapping[StateKey, str]):
+    """A read-only state map: `base` with a few entries set anew.
+
+    The current state after one state event is the state before with one entry
+    changed; copying 10,000 entries for it would make every join in a big room
+    cost the room's size. The changes are flattened into a new base once they
+    outnumber the square root of the state (at least 64): amortised, a change
+    costs about that many entries copied, not the whole state.
+    """
+
+    __slots__ = ("_base", "_changes", "_length")
+
+    def __init__(self, base: StateIds, changes: dict[StateKey, str]) -> None:
+        self._base = base
+        self._changes = changes
+        self._length = len(base) + sum(1 for key in changes if key not in base)
+
+    @classmethod
+    def with_change(cls, state: StateIds, key: StateKey, event_id: str) -> StateIds:
+        if isinstance(state, ChangedState):
+            base, changes = state._base, {**state._changes, key: event_id}
+        else:
+            base, changes = state, {key: event_id}
+        if len(changes) > max(64, int(len(base) ** 0.5)):
+            return MappingProxyType({**base, **changes})
+        return cls(base, changes)
+
+    def __getitem__(self, key: StateKey) -> str:
+        changed = self._changes.get(key)
+        return changed if changed is not None else self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._changes or key in self._base
+
+    def __iter__(self) -> Iterator[StateKey]:
+        yield from self._changes
+        changes = self._changes
+        yield from (key for key in self._base if key not in changes)
+
+    def __len__(self) -> int:
+        return self._length
 
 
 def _state_size(state: StateIds) -> int:
@@ -82,6 +125,10 @@ class RoomState:
         cached = self._snapshots.get(shortstatehash)
         if cached is not None:
             return cached
+        derived = self._from_cached_ancestor(shortstatehash)
+        if derived is not None:
+            self._snapshots.put(shortstatehash, derived)
+            return derived
         mapping = self._compressor.full_state(shortstatehash).mapping()
         state = MappingProxyType(
             {
@@ -91,6 +138,32 @@ class RoomState:
         )
         self._snapshots.put(shortstatehash, state)
         return state
+
+    def _from_cached_ancestor(self, shortstatehash: int) -> StateIds | None:
+        """The snapshot as a cached layer below it plus the diffs above that layer, when
+        those only add or replace entries: a few short ids looked up, not the whole
+        state of a big room converted again (None: build it whole)."""
+        layers = self._compressor.layers(shortstatehash)
+        for depth in range(len(layers) - 2, -1, -1):
+            base = self._snapshots.peek(layers[depth].shortstatehash)
+            if base is None:
+                continue
+            above = layers[depth + 1 :]
+            if sum(len(layer.added) for layer in above) > 256:
+                return None
+            state = base
+            for layer in above:
+                added = {item[:8] for item in layer.added}
+                if any(item[:8] not in added for item in layer.removed):
+                    return None  # an entry removed (state resolution): not an overlay
+                for item in layer.added:
+                    state = ChangedState.with_change(
+                        state,
+                        self._short.state_key(from_u64(item[:8])),
+                        self._short.event_id(from_u64(item[8:])),
+                    )
+            return state
+        return None
 
     def shortstatehash_before(self, short_event_id: int) -> int | None:
         stored = self._event_hash.get(u64(short_event_id))
@@ -165,14 +238,14 @@ class RoomState:
         short_key = self._short.short_state_key(state_key, batch)
         short_event = self._short.short_event_id(event_id, batch)
         if parent is None:
-            full = frozenset({entry(short_key, short_event)})
-        else:
-            layer = self._compressor.full_state(parent)
-            previous = layer.mapping().get(short_key)
-            full = layer.full | {entry(short_key, short_event)}
-            if previous is not None:
-                full = full - {entry(short_key, previous)}
-        return self._compressor.save(full, parent, batch)
+            return self._compressor.save(frozenset({entry(short_key, short_event)}), None, batch)
+        # The change alone, never the whole state: in a room of 10,000 members a
+        # join costs the one entry (and its old value), not a copy of 10,000.
+        previous = self._compressor.full_state(parent).get(short_key)
+        if previous == short_event:
+            return parent
+        removed = {entry(short_key, previous)} if previous is not None else set()
+        return self._compressor.save_change(parent, {entry(short_key, short_event)}, removed, batch)
 
     def save_state(self, state: StateIds, parent: int | None, batch: WriteBatch) -> int:
         """A snapshot of a whole state map (after state resolution, or a join over federation)."""
@@ -203,11 +276,9 @@ class RoomState:
 
         def update_cache() -> None:
             if changed is not None and cached is not None:
-                state = dict(cached[1])
-                state[changed[0]] = changed[1]
-                proxy = MappingProxyType(state)
-                self._current.put(room_id, (shortstatehash, proxy))
-                self._snapshots.put(shortstatehash, proxy)
+                state = ChangedState.with_change(cached[1], changed[0], changed[1])
+                self._current.put(room_id, (shortstatehash, state))
+                self._snapshots.put(shortstatehash, state)
             else:
                 self._current.discard(room_id)
 

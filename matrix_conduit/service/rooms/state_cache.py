@@ -68,6 +68,10 @@ class StateCache:
         self._invited: LRUCache[str, frozenset[str]] = memory.cache(
             "invited_members", cache_capacity, _set_size
         )
+        self._servers: LRUCache[str, dict[str, int]] = memory.cache(
+            "room_servers", cache_capacity, lambda _key, value: _set_size(_key, value)
+        )
+        """Joined members per server, per room: each message asks which servers to send to."""
         self._rooms_of: LRUCache[str, frozenset[str]] = memory.cache(
             "user_rooms", cache_capacity, _set_size
         )
@@ -91,7 +95,7 @@ class StateCache:
         previous = self.membership(room_id, user_id)
         user_room = join_key(user_id, room_id)
         room_user = join_key(room_id, user_id)
-        batch.after_commit(lambda: self._forget_members(room_id, user_id))
+        batch.after_commit(lambda: self._follow_membership(room_id, user_id, previous, membership))
         for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
             batch.delete(tree, user_room)
         for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
@@ -187,6 +191,18 @@ class StateCache:
             self._joined.put(room_id, cached)
         return cached
 
+    def joined_servers(self, room_id: str) -> frozenset[str]:
+        """The servers of the room's joined members (ours included): from a per-server
+        count kept with each membership change, not from every member each time."""
+        counts = self._servers.get(room_id)
+        if counts is None:
+            counts = {}
+            for member in self.joined_members(room_id):
+                server = member.partition(":")[2]
+                counts[server] = counts.get(server, 0) + 1
+            self._servers.put(room_id, counts)
+        return frozenset(counts)
+
     def invited_members(self, room_id: str) -> frozenset[str]:
         cached = self._invited.get(room_id)
         if cached is None:
@@ -197,10 +213,28 @@ class StateCache:
             self._invited.put(room_id, cached)
         return cached
 
-    def _forget_members(self, room_id: str, user_id: str) -> None:
-        self._joined.discard(room_id)
-        self._invited.discard(room_id)
-        self._rooms_of.discard(user_id)
+    def _follow_membership(
+        self, room_id: str, user_id: str, previous: str | None, membership: str
+    ) -> None:
+        """Bring the cached sets in line with one membership change, without reading the
+        room's members again (in a room of 10,000, a join used to reload all of them)."""
+        servers = self._servers.peek(room_id)
+        if servers is not None and (previous == "join") != (membership == "join"):
+            server = user_id.partition(":")[2]
+            count = servers.get(server, 0) + (1 if membership == "join" else -1)
+            changed = {**servers, server: count}
+            if count <= 0:
+                del changed[server]
+            self._servers.put(room_id, changed)
+        for cache, key, member, inside in (
+            (self._joined, room_id, user_id, membership == "join"),
+            (self._invited, room_id, user_id, membership == "invite"),
+            (self._rooms_of, user_id, room_id, membership == "join"),
+        ):
+            cached = cache.peek(key)
+            if cached is None or (member in cached) == inside:
+                continue
+            cache.put(key, cached | {member} if inside else cached - {member})
 
     def member_count(self, room_id: str, kind: str) -> int:
         """How many members are `"joined"` or `"invited"`."""

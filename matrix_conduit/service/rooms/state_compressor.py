@@ -13,7 +13,6 @@ two entries, and loading any snapshot reads at most four diffs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ...lru import STATE_LAYER_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
@@ -31,24 +30,77 @@ def entry(short_state_key: int, short_event_id: int) -> Entry:
     return u64(short_state_key) + u64(short_event_id)
 
 
-@dataclass(frozen=True)
 class Layer:
-    shortstatehash: int
-    full: frozenset[Entry]
-    added: frozenset[Entry]
-    removed: frozenset[Entry]
-    _mapping: dict[int, int] = field(default_factory=dict, compare=False)
+    """One snapshot: its diff against the layer below, and (built when asked) its whole content.
+
+    `full` and `mapping()` are built on first use, from the parent's when it has
+    them (a copy at C speed plus the diff), so a state change in a room of
+    10,000 members costs the diff, and a copy only when someone reads the whole.
+    """
+
+    __slots__ = ("_full", "_mapping", "_parent", "added", "removed", "shortstatehash")
+
+    def __init__(
+        self,
+        shortstatehash: int,
+        added: frozenset[Entry],
+        removed: frozenset[Entry],
+        parent: Layer | None,
+        full: frozenset[Entry] | None = None,
+    ) -> None:
+        self.shortstatehash = shortstatehash
+        self.added = added
+        self.removed = removed
+        self._parent = parent
+        self._full = full if full is not None else (added if parent is None else None)
+        self._mapping: dict[int, int] | None = None
+
+    @property
+    def full(self) -> frozenset[Entry]:
+        if self._full is None:
+            assert self._parent is not None
+            self._full = (self._parent.full - self.removed) | self.added
+        return self._full
+
+    def __len__(self) -> int:
+        """Entries in the snapshot (from the parent's count when `full` is not built)."""
+        if self._full is not None or self._parent is None:
+            return len(self.full)
+        return len(self._parent) - len(self.removed) + len(self.added)
 
     def mapping(self) -> Mapping[int, int]:
         """The snapshot as {short state key: short event id} (built once)."""
-        if not self._mapping and self.full:
-            self._mapping.update((from_u64(item[:8]), from_u64(item[8:])) for item in self.full)
+        if self._mapping is None:
+            parent = self._parent
+            if parent is not None and (parent._mapping is not None or self._full is None):
+                mapping = dict(parent.mapping())
+                for item in self.removed:
+                    key = from_u64(item[:8])
+                    if mapping.get(key) == from_u64(item[8:]):
+                        del mapping[key]
+                mapping.update((from_u64(item[:8]), from_u64(item[8:])) for item in self.added)
+            else:
+                mapping = {from_u64(item[:8]): from_u64(item[8:]) for item in self.full}
+            self._mapping = mapping
         return self._mapping
+
+    def get(self, short_state_key: int) -> int | None:
+        """The event of one key, without building the whole mapping when it is not built."""
+        if self._mapping is not None or self._parent is None or len(self.added) > 32:
+            return self.mapping().get(short_state_key)
+        key = u64(short_state_key)
+        for item in self.added:
+            if item[:8] == key:
+                return from_u64(item[8:])
+        for item in self.removed:
+            if item[:8] == key:
+                return None
+        return self._parent.get(short_state_key)
 
 
 def _layers_size(_shortstatehash: int, layers: list[Layer]) -> int:
     """Estimated bytes: the top layer's entries (its parents are counted where cached)."""
-    return STATE_LAYER_ENTRY_BYTES * (len(layers[-1].full) + 1)
+    return STATE_LAYER_ENTRY_BYTES * (len(layers[-1]) + 1)
 
 
 class StateCompressor:
@@ -80,16 +132,30 @@ class StateCompressor:
         added = frozenset(body[i : i + 16] for i in range(0, split, 16))
         removed = frozenset(body[i : i + 16] for i in range(split, len(body), 16))
         if parent == 0:
-            layers = [Layer(shortstatehash, added, added, removed)]
+            layers = [Layer(shortstatehash, added, removed, None)]
         else:
             parents = self.layers(parent)
-            full = (parents[-1].full - removed) | added
-            layers = [*parents, Layer(shortstatehash, full, added, removed)]
+            layers = [*parents, Layer(shortstatehash, added, removed, parents[-1])]
         self._layers.put(shortstatehash, layers)
         return layers
 
     def full_state(self, shortstatehash: int) -> Layer:
         return self.layers(shortstatehash)[-1]
+
+    def save_change(
+        self, parent: int, added: set[Entry], removed: set[Entry], batch: WriteBatch
+    ) -> int:
+        """Store `parent` changed by a known diff (a state event: an entry or two).
+
+        What `save` does without comparing two whole snapshots: the cost is the
+        diff's (and a fold into the parent's diff now and then), not the room's.
+        """
+        shortstatehash = self._globals.next_count()
+        parents = self.layers(parent)
+        self._save_from_diff(
+            shortstatehash, set(added), set(removed), len(added) + len(removed), parents, batch
+        )
+        return shortstatehash
 
     def save(self, new_full: frozenset[Entry], parent: int | None, batch: WriteBatch) -> int:
         """Store a snapshot whose full content is `new_full`; returns its shortstatehash."""
@@ -149,9 +215,10 @@ class StateCompressor:
             + b"".join(sorted(added))
             + b"".join(sorted(removed)),
         )
-        frozen_added, frozen_removed = frozenset(added), frozenset(removed)
-        base = parents[-1].full if parents else frozenset()
-        full = (base - frozen_removed) | frozen_added
-        self._layers.put(
-            shortstatehash, [*parents, Layer(shortstatehash, full, frozen_added, frozen_removed)]
+        layer = Layer(
+            shortstatehash,
+            frozenset(added),
+            frozenset(removed),
+            parents[-1] if parents else None,
         )
+        self._layers.put(shortstatehash, [*parents, layer])
