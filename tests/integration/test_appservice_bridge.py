@@ -230,6 +230,9 @@ async def test_exclusive_namespaces_are_the_bridges_alone(bridged):
     await bridge.call(bridge.appservice.intent.join_room, room_id)
     ok(await as_request(server, "PUT", f"/directory/room/{alias}", json={"room_id": room_id}))
     assert ok(await alice.get(f"/directory/room/{alias}"))["room_id"] == room_id
+    alices_delete = await alice.request("DELETE", f"/directory/room/{alias}")
+    assert_error(alices_delete, 400, "M_EXCLUSIVE")  # though she may edit the room's aliases
+    ok(await as_request(server, "DELETE", f"/directory/room/{alias}"))
 
 
 async def test_unknown_alias_and_user_in_the_namespace_are_asked_of_the_bridge(bridged):

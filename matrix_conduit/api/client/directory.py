@@ -55,7 +55,7 @@ async def put_alias(room_alias: str) -> dict:
     rooms = services().rooms
     if rooms.aliases.resolve(room_alias) is not None:
         raise MatrixError(409, "M_UNKNOWN", f"Room alias {room_alias} already exists.")
-    rooms.aliases.check_may_create(room_alias, requester.user_id, requester.appservice)
+    rooms.aliases.check_namespace(room_alias, requester.user_id, requester.appservice)
     if not rooms.state_cache.is_joined(requester.user_id, room_id):
         raise forbidden("You must be in the room to give it an alias.")
     with services().db.batch() as batch:
@@ -80,6 +80,7 @@ async def delete_alias(room_alias: str) -> dict:
     )
     if not allowed:
         raise forbidden("Only the alias's creator or a room moderator may delete it.")
+    rooms.aliases.check_namespace(room_alias, requester.user_id, requester.appservice)
     with services().db.batch() as batch:
         rooms.aliases.remove(room_alias, batch)
     return {}

@@ -8,8 +8,8 @@ Who may delete an alias: its creator, or a user who may send
 
 Appservices (application-service-api.md, "Server admin style permissions"):
 an alias in an appservice's exclusive namespace is that appservice's alone
-(made with its `as_token` or by one of its exclusive users), an appservice
-makes aliases only in its own namespaces (else 400 `M_EXCLUSIVE`), and an
+to make or delete (with its `as_token` or as one of its exclusive users), an
+appservice makes aliases only in its own namespaces (else 400 `M_EXCLUSIVE`), and an
 unknown alias in a namespace is asked of the appservice ("Querying").
 """
 
@@ -46,11 +46,11 @@ class Aliases:
             room_id = await self.query_appservices(alias)
         return room_id
 
-    def check_may_create(
+    def check_namespace(
         self, alias: str, user_id: str, appservice: AppService | None = None
     ) -> None:
         """400 `M_EXCLUSIVE` unless `user_id` (with `appservice`'s token, if any) may
-        create `alias` as far as appservice namespaces go."""
+        create or delete `alias` as far as appservice namespaces go."""
         if appservice is not None and not appservice.owns_alias(alias):
             raise MatrixError(
                 400,

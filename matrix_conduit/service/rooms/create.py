@@ -135,7 +135,7 @@ class RoomCreation:
             raise MatrixError(400, "M_BAD_JSON", f"Unknown preset {settings.preset!r}.")
         alias = self._alias_for(settings.room_alias_name) if settings.room_alias_name else None
         if alias is not None:
-            self._aliases.check_may_create(alias, creator)  # appservice namespaces
+            self._aliases.check_namespace(alias, creator)  # appservice namespaces
         if not self._allow_encryption and any(
             event.get("type") == "m.room.encryption" for event in settings.initial_state
         ):
