@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
@@ -56,7 +56,7 @@ class AppServiceQueries:
         self,
         appservices: AppServices,
         http: OutgoingHttp,
-        user_exists: Any,
+        user_exists: Callable[[str], bool],
         aliases: Aliases,
     ) -> None:
         self._appservices = appservices
