@@ -87,10 +87,10 @@ from .reports import Reports
 from .room_purge import RoomPurge
 from .rooms import Rooms
 from .rooms.guest_access import GuestAccess
+from .shared_secret_registration import SharedSecretRegistration
 from .sliding_sync import SlidingSync
 from .sliding_sync.connections import Connections
 from .sliding_sync.index import RoomIndex
-from .shared_secret_registration import SharedSecretRegistration
 from .sync import Sync
 from .third_party_invites import ThirdPartyInvites
 from .to_device import ToDevice
