@@ -96,5 +96,10 @@ deb:
 deb-test:
 	sh tests/packaging/run.sh
 
+# The Dockerfile's image, built on a Debian 12 base made here with debootstrap
+# and run as docker-compose.yml does (needs root; see tests/docker/run.sh).
+docker-test:
+	sh tests/docker/run.sh
+
 clean:
 	rm -rf $(VENV) .synapse-venv .sydent-venv build *.egg-info
