@@ -100,7 +100,16 @@ def socket_path(database_path: str) -> str:
 
 
 def _backend_of(database: Database) -> str:
-    return "sqlite" if isinstance(database, SQLiteDatabase) else "leveldb"
+    from .storage.leveldb import LevelDBDatabase
+
+    if isinstance(database, SQLiteDatabase):
+        return "sqlite"
+    if isinstance(database, LevelDBDatabase):
+        return "leveldb"
+    raise BackupError(
+        f"backup copies LevelDB and SQLite databases; a {type(database).__name__} is "
+        "backed up with its own tools (for PostgreSQL: pg_dump, and copy media/)"
+    )
 
 
 def prepare_destination(destination: str) -> str:
@@ -124,9 +133,10 @@ def start_copy(
     writes are made (the server's event loop): the copy then holds exactly
     what was acknowledged before.
     """
+    backend = _backend_of(database)
     destination = prepare_destination(destination)
     started = time.monotonic()
-    report = BackupReport(destination, _backend_of(database))
+    report = BackupReport(destination, backend)
     if report.backend == "sqlite":
         write_database = _sqlite_copier(database.path, destination, report)
     else:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from matrix_conduit.storage import open_database
 from tests.support.process import run_command, server_process, write_config
 
 CLIENT = "/_matrix/client/v3"
@@ -158,6 +159,7 @@ def test_a_backup_of_a_stopped_server_is_copied_directly(tmp_path: Path):
 
 def test_backup_refuses_a_destination_that_holds_files(tmp_path: Path):
     config = write_config(tmp_path)
+    open_database("leveldb", str(tmp_path / "db")).close()
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "something").write_text("kept")
@@ -165,6 +167,14 @@ def test_backup_refuses_a_destination_that_holds_files(tmp_path: Path):
     assert made.returncode == 1
     assert "exists and is not an empty directory" in made.stderr
     assert (occupied / "something").read_text() == "kept"
+
+
+def test_backup_of_a_database_that_does_not_exist_says_so(tmp_path: Path):
+    config = write_config(tmp_path)
+    made = run_command("backup", str(tmp_path / "copy"), env={"CONDUIT_CONFIG": str(config)})
+    assert made.returncode == 1
+    assert "does not exist: nothing to back up" in made.stderr
+    assert not (tmp_path / "copy").exists()
 
 
 def test_verify_backup_refuses_a_backup_of_another_server_name(tmp_path: Path):
