@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEV := dev
 
-.PHONY: run test synapse-venv sydent-venv js-client reverse-proxies docker-test lint format bench deb deb-test clean
+.PHONY: run test postgresql synapse-venv sydent-venv js-client reverse-proxies docker-test lint format bench deb deb-test clean
 
 $(BIN)/matrix-conduit: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ venv: $(BIN)/matrix-conduit
 # (every dependency frozen) in its own venv, .synapse-venv/; a no-op when it matches.
 synapse-venv: venv
 	$(BIN)/python -m tests.support.synapse
+
+# PostgreSQL from Debian's package, the server tests/support/postgres.py starts
+# (initdb in a temp dir, loopback port) for the PostgreSQL backend's tests.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
 # Sydent from PyPI, the identity server of tests/federation/test_third_party_invites.py:
 # requirements-sydent.txt in its own venv, .sydent-venv/; a no-op when it matches.
@@ -72,7 +78,7 @@ run: venv $(DEV)/conduit.toml
 	@echo "Registration token: $$(sed -n 's/^registration_token = "\(.*\)"/\1/p' $(DEV)/conduit.toml)"
 	CONDUIT_CONFIG=$(DEV)/conduit.toml $(BIN)/matrix-conduit
 
-test: venv synapse-venv sydent-venv js-client reverse-proxies
+test: venv postgresql synapse-venv sydent-venv js-client reverse-proxies
 	$(BIN)/ruff check matrix_conduit tests bench
 	$(BIN)/ruff format --check matrix_conduit tests bench
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto

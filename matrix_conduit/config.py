@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "CONDUIT_"
 EXAMPLE_PATH = "/etc/matrix-conduit/conduit.toml"
-DATABASE_BACKENDS = ("leveldb", "sqlite", "rocksdb")
+DATABASE_BACKENDS = ("leveldb", "sqlite", "postgresql", "rocksdb")
 LOG_LEVELS = {
     "off": logging.CRITICAL + 10,
     "error": logging.ERROR,
@@ -142,9 +142,17 @@ class Config:
         metadata=_doc("The part after the colon in user ids. Cannot change later.")
     )
     database_backend: str = field(
-        metadata=_doc('"leveldb" (recommended), "sqlite"; "rocksdb" means leveldb.')
+        metadata=_doc('"leveldb" (recommended), "sqlite", "postgresql"; "rocksdb" means leveldb.')
     )
     database_path: str = field(metadata=_doc("Directory for the database and media."))
+    database_url: str | None = field(
+        default=None,
+        metadata=_doc('libpq URI of the "postgresql" backend: postgresql://user@host:port/db.'),
+    )
+    database_password_file: str | None = field(
+        default=None,
+        metadata=_doc("A file holding the PostgreSQL password (else PGPASSWORD or ~/.pgpass)."),
+    )
     address: str = field(default="127.0.0.1", metadata=_doc("IP address to listen on."))
     port: int = field(default=8000, metadata=_doc("TCP port to listen on."))
     tls: TlsConfig | None = field(
@@ -294,6 +302,13 @@ class Config:
         default_factory=WellKnownConfig,
         metadata=_doc("`[global.well_known]` client/server for delegation."),
     )
+
+    @property
+    def database_password(self) -> str | None:
+        """The PostgreSQL password from `database_password_file` (None: libpq finds it)."""
+        if self.database_password_file:
+            return read_password_file(self.database_password_file)
+        return None
 
     @property
     def effective_registration_shared_secret(self) -> str | None:
@@ -563,8 +578,9 @@ def _validate(config: Config, problems: _Problems) -> None:
         problems.add(
             "database_backend",
             f"{config.database_backend!r} is not supported "
-            f"(use {', '.join(repr(b) for b in DATABASE_BACKENDS[:2])})",
+            f"(use {', '.join(repr(b) for b in DATABASE_BACKENDS[:3])})",
         )
+    _validate_database_url(config, problems)
     if not config.database_path:
         problems.add("database_path", "must not be empty")
     if not 1 <= config.port <= 65535:
@@ -657,6 +673,37 @@ def _validate_shared_secret(config: Config, problems: _Problems) -> None:
             read_shared_secret(config.registration_shared_secret_path)
         except (OSError, ValueError) as error:
             problems.add("registration_shared_secret_path", str(error))
+
+
+def _validate_database_url(config: Config, problems: _Problems) -> None:
+    """A "postgresql" backend needs a libpq URI; the password stays out of every message."""
+    if config.database_backend != "postgresql":
+        return
+    from .storage.postgresql import check_url
+
+    if not config.database_url:
+        problems.add(
+            "database_url",
+            'is required with database_backend = "postgresql" (postgresql://user@host:port/db)',
+        )
+    else:
+        reason = check_url(config.database_url)
+        if reason:
+            problems.add("database_url", reason)
+    if config.database_password_file:
+        try:
+            read_password_file(config.database_password_file)
+        except (OSError, ValueError) as error:
+            problems.add("database_password_file", str(error))
+
+
+def read_password_file(path: str) -> str:
+    """The password in the file at `path` (its first line, whitespace removed)."""
+    with open(path, encoding="utf-8") as file:
+        password = file.readline().strip()
+    if not password:
+        raise ValueError(f"{path} is empty; it must hold the database password")
+    return password
 
 
 def read_shared_secret(path: str) -> str:

@@ -88,8 +88,8 @@ def database_refusals(config: Config) -> list[str]:
     )
 
     directory = config.database_path
-    if not os.path.isdir(directory):
-        return []  # serve creates it
+    if not os.path.isdir(directory) or config.storage_engine == "postgresql":
+        return []  # serve creates it; PostgreSQL is checked when the server connects
     try:
         _check_contents(directory, config.storage_engine)
     except DatabaseError as error:

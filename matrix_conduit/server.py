@@ -95,6 +95,8 @@ async def serve(
             config.database_path,
             cache_capacity_mb=config.db_cache_capacity_mb,
             max_open_files=config.rocksdb_max_open_files,
+            url=config.database_url,
+            password=config.database_password,
         )
     except DatabaseError as error:
         raise StartupError(str(error)) from None

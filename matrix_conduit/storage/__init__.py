@@ -6,6 +6,9 @@ Layout of `database_path` (created mode 0700):
 - `conduit.lock` held (flock) while a process has the database open
 - `media/`     uploaded files (the media service)
 
+Backend "postgresql" keeps its trees in the PostgreSQL database of `url`
+(`storage/postgresql.py`); `database_path` still holds the lock and media.
+
 Conduit configs say `database_backend = "rocksdb"`; we run those on LevelDB,
 but refuse a directory that really holds a RocksDB database (its `OPTIONS-*`
 files) or the other backend's data, rather than silently starting empty.
@@ -82,8 +85,15 @@ def open_database(
     *,
     cache_capacity_mb: float = 300.0,
     max_open_files: int = 1000,
+    url: str | None = None,
+    password: str | None = None,
 ) -> Database:
-    """Open (creating if needed) the `engine` ("leveldb"/"sqlite") database in `directory`."""
+    """Open (creating if needed) the `engine` ("leveldb"/"sqlite") database in `directory`.
+
+    Engine "postgresql" opens the database at `url` (a libpq URI; `password`
+    if given, else libpq's PGPASSWORD or password file) and keeps only the
+    lock and media in `directory`.
+    """
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as error:
@@ -92,13 +102,20 @@ def open_database(
         raise DatabaseError(
             f"database_path {directory} is not writable by this user (uid {os.getuid()})"
         )
-    _check_contents(directory, engine)
+    if engine != "postgresql":
+        _check_contents(directory, engine)
     lock = _DirectoryLock(directory)
     try:
         if engine == "sqlite":
             from .sqlite import SQLiteDatabase
 
             database: Database = SQLiteDatabase(directory, cache_capacity_mb=cache_capacity_mb)
+        elif engine == "postgresql":
+            if not url:
+                raise DatabaseError('database_backend "postgresql" needs database_url')
+            from .postgresql import PostgreSQLDatabase
+
+            database = PostgreSQLDatabase(url, password=password)
         elif engine == "leveldb":
             from .leveldb import LevelDBDatabase
 

@@ -157,6 +157,8 @@ CONDUIT_DEFAULTS = {
 
 
 OUR_OWN_DEFAULTS = {
+    "database_url": None,
+    "database_password_file": None,
     "federation_ip_range_denylist": list(DEFAULT_IP_RANGE_DENYLIST),
     "federation_ip_range_allowlist": [],
     "client_idle_timeout": 10.0,

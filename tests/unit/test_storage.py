@@ -1,4 +1,8 @@
-"""The storage interface, one suite run against both backends (LevelDB and SQLite).
+"""The storage interface, one suite run against all three backends.
+
+LevelDB, SQLite, and PostgreSQL on a real server the suite starts itself
+(`tests/support/postgres.py`, one cluster per pytest process, a fresh
+database per test).
 
 Every service relies on exactly these promises: ordered trees of bytes,
 prefix iteration in both directions from any start, trees that never see
@@ -23,8 +27,12 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from matrix_conduit.storage import Database, DatabaseError, DatabaseInUse, open_database
 from matrix_conduit.storage.kv import from_u64, join_key, prefix_upper_bound, u64
+from tests.support import postgres
+from tests.support.postgres import PostgresServer
 
-ENGINES = ["leveldb", "sqlite"]
+postgres_server = postgres.postgres_server
+
+ENGINES = ["leveldb", "sqlite", "postgresql"]
 
 
 @pytest.fixture(params=ENGINES)
@@ -38,8 +46,22 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def database(engine: str, db_path: Path) -> Database:
-    with open_database(engine, str(db_path)) as db:
+def open_kwargs(engine: str, request) -> dict[str, str]:
+    """What open_database needs beyond the directory: a fresh PostgreSQL database."""
+    if engine != "postgresql":
+        return {}
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return postgres_kwargs(server)
+
+
+def postgres_kwargs(server: PostgresServer) -> dict[str, str]:
+    with open(server.password_file, encoding="utf-8") as file:
+        return {"url": server.fresh_database(), "password": file.read().strip()}
+
+
+@pytest.fixture
+def database(engine: str, db_path: Path, open_kwargs) -> Database:
+    with open_database(engine, str(db_path), **open_kwargs) as db:
         yield db
 
 
@@ -293,27 +315,62 @@ def test_later_operations_in_a_batch_win(database):
 # ------------------------------------------------------------ opening
 
 
-def test_reopened_database_keeps_its_data(engine, db_path):
-    with open_database(engine, str(db_path)) as db:
+def test_reopened_database_keeps_its_data(engine, db_path, open_kwargs):
+    with open_database(engine, str(db_path), **open_kwargs) as db:
         db.tree("t").put(b"single", b"1")
         with db.batch() as batch:
             batch.put(db.tree("u"), b"batched", b"2")
 
-    with open_database(engine, str(db_path)) as db:
+    with open_database(engine, str(db_path), **open_kwargs) as db:
         assert db.tree("t").get(b"single") == b"1"
         assert db.tree("u").get(b"batched") == b"2"
         assert db.size_on_disk() > 0
 
 
-def test_second_open_of_an_open_database_is_refused_as_in_use(database, engine, db_path):
+def test_second_open_of_an_open_database_is_refused_as_in_use(
+    database, engine, db_path, open_kwargs
+):
     with pytest.raises(DatabaseInUse) as caught:
-        open_database(engine, str(db_path))
+        open_database(engine, str(db_path), **open_kwargs)
     assert str(caught.value).startswith(f"database at {db_path} is in use by another process")
 
 
-def test_closing_lets_the_database_be_opened_again(engine, db_path):
-    open_database(engine, str(db_path)).close()
-    open_database(engine, str(db_path)).close()
+def test_closing_lets_the_database_be_opened_again(engine, db_path, open_kwargs):
+    open_database(engine, str(db_path), **open_kwargs).close()
+    open_database(engine, str(db_path), **open_kwargs).close()
+
+
+def test_second_process_on_one_postgresql_database_is_refused(postgres_server, tmp_path):
+    """Two processes on one PostgreSQL database (other directories) would split the counter."""
+    kwargs = postgres_kwargs(postgres_server)
+    with (
+        open_database("postgresql", str(tmp_path / "one"), **kwargs),
+        pytest.raises(DatabaseInUse) as caught,
+    ):
+        open_database("postgresql", str(tmp_path / "two"), **kwargs)
+    assert "is in use by another process" in str(caught.value)
+    assert kwargs["password"] not in str(caught.value)
+    open_database("postgresql", str(tmp_path / "two"), **kwargs).close()
+
+
+def test_postgresql_lists_its_trees_and_keeps_long_names_apart(postgres_server, tmp_path):
+    long_a, long_b = "x" * 70 + "a", "x" * 70 + "b"
+    with open_database("postgresql", str(tmp_path), **postgres_kwargs(postgres_server)) as db:
+        db.tree(long_a).put(b"k", b"a")
+        db.tree(long_b).put(b"k", b"b")
+        db.tree("short").put(b"k", b"s")
+        assert (db.tree(long_a).get(b"k"), db.tree(long_b).get(b"k")) == (b"a", b"b")
+        assert db.tree_names() == sorted([long_a, long_b, "short"])
+
+
+def test_postgresql_wrong_password_is_refused_without_showing_it(postgres_server, tmp_path):
+    kwargs = {**postgres_kwargs(postgres_server), "password": "wrong-secret-123"}
+    with pytest.raises(DatabaseError) as caught:
+        open_database("postgresql", str(tmp_path), **kwargs)
+    message = str(caught.value)
+    assert "cannot connect to the PostgreSQL database postgresql://conduit@127.0.0.1" in message
+    assert "password authentication failed" in message
+    assert "wrong-secret-123" not in message
 
 
 def test_database_directory_is_created_private(database, db_path):
@@ -331,13 +388,14 @@ def test_sqlite_files_and_lock_are_private(db_path):
     assert {"conduit.db", "conduit.lock"} <= set(modes)
 
 
-def test_directory_holding_rocksdb_is_refused_with_an_explanation(engine, db_path):
+@pytest.mark.parametrize("embedded", ["leveldb", "sqlite"])
+def test_directory_holding_rocksdb_is_refused_with_an_explanation(embedded, db_path):
     db_path.mkdir()
     (db_path / "OPTIONS-000007").write_text("[Version]\n")
     (db_path / "CURRENT").write_text("MANIFEST-000005\n")
 
     with pytest.raises(DatabaseError) as caught:
-        open_database(engine, str(db_path))
+        open_database(embedded, str(db_path))
 
     message = str(caught.value)
     assert "holds a RocksDB database" in message
@@ -360,11 +418,11 @@ def test_directory_holding_the_other_backend_is_refused(db_path, made_with, open
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_database_path_is_refused_naming_it(engine, tmp_path):
+def test_unwritable_database_path_is_refused_naming_it(engine, tmp_path, open_kwargs):
     tmp_path.chmod(0o500)
     try:
         with pytest.raises(DatabaseError, match=f"cannot create database_path {tmp_path}/db"):
-            open_database(engine, str(tmp_path / "db"))
+            open_database(engine, str(tmp_path / "db"), **open_kwargs)
     finally:
         tmp_path.chmod(0o700)
 
@@ -397,9 +455,12 @@ class TreeModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.open_kwargs: dict[str, str] = {}
         self.directory = tempfile.mkdtemp(prefix="conduit-model-")
         self.path = os.path.join(self.directory, "db")
-        self.db = open_database(self.engine, self.path)
+        if self.engine == "postgresql":
+            self.open_kwargs = postgres_kwargs(PostgreSQLTreeModel.server)
+        self.db = open_database(self.engine, self.path, **self.open_kwargs)
         self.models: dict[str, dict[bytes, bytes]] = {"tree": {}, "tree_b": {}}
         self.reopens = 0
 
@@ -440,7 +501,7 @@ class TreeModel(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.db.close()
-        self.db = open_database(self.engine, self.path)
+        self.db = open_database(self.engine, self.path, **self.open_kwargs)
         self.reopens += 1
 
     @rule(name=tree_names, key=short_keys)
@@ -469,7 +530,21 @@ class SQLiteTreeModel(TreeModel):
     engine = "sqlite"
 
 
+class PostgreSQLTreeModel(TreeModel):
+    engine = "postgresql"
+    server: PostgresServer
+
+
 TestLevelDBAgainstAModel = LevelDBTreeModel.TestCase
 TestLevelDBAgainstAModel.settings = MODEL_SETTINGS
 TestSQLiteAgainstAModel = SQLiteTreeModel.TestCase
 TestSQLiteAgainstAModel.settings = MODEL_SETTINGS
+TestPostgreSQLAgainstAModel = PostgreSQLTreeModel.TestCase
+TestPostgreSQLAgainstAModel.settings = MODEL_SETTINGS
+
+
+@pytest.fixture(autouse=True)
+def _postgres_for_the_model(request):
+    """The PostgreSQL model test gets the session's server (state machines take no fixtures)."""
+    if request.cls is TestPostgreSQLAgainstAModel:
+        PostgreSQLTreeModel.server = request.getfixturevalue("postgres_server")
