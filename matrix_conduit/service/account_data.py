@@ -45,6 +45,9 @@ class AccountData:
         self._notifier = notifier
         self._changes = db.tree("roomuserdataid_accountdata")
         self._latest = db.tree("roomusertype_roomuserdataid")
+        self._started = globals_.current_count()
+        self._last_change: dict[tuple[str, str], int] = {}
+        """Each (user, room)'s newest change since start: `/sync` skips quiet rooms."""
 
     # ---- writing
 
@@ -53,13 +56,15 @@ class AccountData:
         room = room_id or ""
         type_key = join_key(room, user_id, event_type)
         previous = self._latest.get(type_key)
-        change_key = join_key(room, user_id, u64(self._globals.next_count()), event_type)
+        position = self._globals.next_count()
+        change_key = join_key(room, user_id, u64(position), event_type)
         value = json.dumps({"type": event_type, "content": content}, ensure_ascii=False)
         with self._db.batch() as batch:
             if previous is not None:
                 batch.delete(self._changes, previous)
             batch.put(self._changes, change_key, value.encode())
             batch.put(self._latest, type_key, change_key)
+        self._last_change[(user_id, room)] = position
         self._notifier.notify([user_id])
 
     def set_by_client(
@@ -82,6 +87,11 @@ class AccountData:
             return None
         stored = self._changes.get(change_key)
         return json.loads(stored)["content"] if stored is not None else None
+
+    def changed_since(self, user_id: str, room_id: str, since: int) -> bool:
+        """Whether the user's account data in the room may have changed after `since`
+        (True when `since` is older than this process: only the database knows)."""
+        return since < self._started or self._last_change.get((user_id, room_id), 0) > since
 
     def changes_since(self, user_id: str, room_id: str | None, since: int) -> list[dict]:
         """`{"type", "content"}` of each type whose latest change is after position `since`."""

@@ -87,7 +87,9 @@ class DeviceSync:
         self, room_id: str, since: int, until: int
     ) -> list[tuple[str, str | None]]:
         """(user, membership) of the room's membership events in (`since`, `until`]."""
-        changes = []
+        changes: list[tuple[str, str | None]] = []
+        if not self._timeline.changed_since(room_id, since):
+            return changes  # a quiet room: no read of its timeline
         for position, event in self._timeline.events_before(room_id, until):
             if position <= since:
                 break

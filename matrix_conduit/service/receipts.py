@@ -57,6 +57,9 @@ class Receipts:
         self._db = db
         self._globals = globals_
         self._notifier = notifier
+        self._started = globals_.current_count()
+        self._last_change: dict[str, int] = {}
+        """Each room's newest receipt position since start: `/sync` skips quiet rooms."""
         self._state_cache = state_cache
         self._timeline = timeline
         self._visibility = visibility
@@ -176,12 +179,14 @@ class Receipts:
         }
         if thread_id is not None:
             receipt["thread_id"] = thread_id
-        receipt_id = join_key(room_id, u64(self._globals.next_count()))
+        position = self._globals.next_count()
+        receipt_id = join_key(room_id, u64(position))
         with self._db.batch() as batch:
             if previous_id is not None:
                 batch.delete(self._receipts, previous_id)
             batch.put(self._receipts, receipt_id, json.dumps(receipt).encode())
             batch.put(self._latest, latest_key, receipt_id)
+        self._last_change[room_id] = position
         if receipt_type == READ_PRIVATE:
             self._notifier.notify([user_id])
         else:
@@ -190,6 +195,11 @@ class Receipts:
                 listener(room_id, receipt)
 
     # ---- reading
+
+    def changed_since(self, room_id: str, since: int) -> bool:
+        """Whether the room may have receipts after `since`, from memory (True when
+        `since` is older than this process: then only the database knows)."""
+        return since < self._started or self._last_change.get(room_id, 0) > since
 
     def receipts_since(self, room_id: str, since: int, for_user: str) -> dict | None:
         """The `m.receipt` content of the room's receipts changed after `since` (None: none).

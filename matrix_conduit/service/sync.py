@@ -176,7 +176,7 @@ class _ResponseBuilder:
     def build(self) -> tuple[dict[str, Any], bool]:
         join = {}
         for room_id in list(self.rooms.state_cache.joined_rooms(self.user_id)):
-            if self.room_filter.allows_room(room_id):
+            if self.room_filter.allows_room(room_id) and not self._quiet(room_id):
                 entry = self._joined_room(room_id)
                 if entry is not None:
                     join[room_id] = entry
@@ -263,6 +263,21 @@ class _ResponseBuilder:
         if summary:
             entry["summary"] = summary
         return entry
+
+    def _quiet(self, room_id: str) -> bool:
+        """Nothing in the room since `since`, as memory tells (no event, typing, receipt
+        or room account data): `_joined_room` would find nothing, so it is not asked.
+        A user in 1,000 quiet rooms then costs a few dict lookups per room, not the
+        database reads of each room's sections."""
+        since = self.since
+        if since is None or self.request.full_state:
+            return False
+        return not (
+            self.rooms.timeline.changed_since(room_id, since)
+            or self.services.typing.last_change(room_id) > since
+            or self.services.receipts.changed_since(room_id, since)
+            or self.services.account_data.changed_since(self.user_id, room_id, since)
+        )
 
     def _known_state(self, room_id: str) -> Mapping[tuple[str, str], str] | None:
         """The room's state at `since` if the user was joined then (the client has it).

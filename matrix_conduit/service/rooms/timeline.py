@@ -189,6 +189,9 @@ class Timeline:
         self._leaves = db.tree("roomid_pduleaves")
         self._events: LRUCache[str, Event] = memory.cache("events", cache_capacity, _event_size)
         self._versions: dict[str, RoomVersion] = {}
+        self._started = globals_.current_count()
+        self._newest: dict[str, int] = {}
+        """Each room's newest timeline position since start: `/sync` skips quiet rooms."""
         self._extremities: dict[str, list[str]] = {}
         self._power_levels: dict[str, tuple[tuple[str | None, str | None], PowerLevels]] = {}
         self._by_pdu_id: LRUCache[bytes, Event] = memory.cache(
@@ -341,6 +344,11 @@ class Timeline:
         raw = self._pdus.get(pdu_id)
         return self._decode(pdu_id, raw) if raw is not None else None
 
+    def changed_since(self, room_id: str, since: int) -> bool:
+        """Whether the room may have timeline events after `since`, from memory (True
+        when `since` is older than this process: then only the database knows)."""
+        return since < self._started or self._newest.get(room_id, 0) > since
+
     def last_position(self, room_id: str) -> int:
         """The position of the room's newest event (0 if none)."""
         prefix = self._room_prefix(room_id)
@@ -458,6 +466,8 @@ class Timeline:
         if pdu_id is None:
             return None
         self._by_pdu_id.put(pdu_id, stored, size)
+        if count is not None and count > self._newest.get(room_id, 0):
+            self._newest[room_id] = count
         if event["type"] == "m.room.create":
             self._versions[room_id] = room_version
         self._notify_room(room_id, event)
