@@ -8,6 +8,8 @@
     matrix-conduit rotate-signing-key   sign with a new server key (service stopped)
     matrix-conduit backup DEST          copy database and media while the server runs
     matrix-conduit verify-backup PATH   open a backup, count it, check its server_name
+    matrix-conduit migrate-db --from CONFIG_OR_PATH --to CONFIG_OR_URL
+                                        copy the database to another backend (stopped)
     matrix-conduit --version
 
 Every failure an admin can cause (bad config, database in use, port taken)
@@ -180,6 +182,21 @@ def _verify_backup(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate_db(arguments: argparse.Namespace) -> int:
+    from .migrate_db import MigrationError, migrate
+
+    try:
+        report = migrate(
+            arguments.source, arguments.destination, progress_callback=lambda line: print(line, file=sys.stderr)
+        )
+    except MigrationError as error:
+        return _fail(str(error))
+    print(report.summary())
+    if not report.ok:
+        return _fail("verification failed: the trees marked DIFFERS do not match; run again")
+    return 0
+
+
 def _add_account_command(
     commands: argparse._SubParsersAction, name: str, help_text: str
 ) -> argparse.ArgumentParser:
@@ -237,6 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("path", help="the backup's directory")
     verify.set_defaults(handler=_verify_backup)
+    migrate_db = commands.add_parser(
+        "migrate-db",
+        help="copy the database to another backend, resumably, and verify it (server stopped)",
+    )
+    migrate_db.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="CONFIG_OR_PATH",
+        help="the server's config file, or its database directory (LevelDB or SQLite)",
+    )
+    migrate_db.add_argument(
+        "--to",
+        dest="destination",
+        required=True,
+        metavar="CONFIG_OR_URL",
+        help="the new config file (its backend, database_path, database_url), "
+        "or a postgresql:// URL",
+    )
+    migrate_db.set_defaults(handler=_migrate_db)
     return parser
 
 
