@@ -191,6 +191,22 @@ class Metrics:
         self.registry.register(ServerCollector(services))
         services.rooms.timeline.appending.append(self._event_persisted)
 
+        self._request_counters: dict[tuple[str, str, str], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
+
+    def count_request(self, method: str, endpoint: str, status: str, seconds: float | None) -> None:
+        """One answered request (the label children are kept: `labels()` is the cost)."""
+        key = (method, endpoint, status)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(*key)
+        counter.inc()
+        if seconds is not None:
+            latency = self._latencies.get(key[:2])
+            if latency is None:
+                latency = self._latencies[key[:2]] = self.latency.labels(method, endpoint)
+            latency.observe(seconds)
+
     def _event_persisted(self, *_hook_arguments: object) -> None:
         self.events_persisted.inc()
 
@@ -221,11 +237,9 @@ def install_metrics(app: Quart, services: Services, settings: MetricsConfig) -> 
 
     @app.after_request
     async def count_request(response: Response) -> Response:
-        endpoint = _endpoint()
         started = g.get("metrics_started")
-        metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
-        if started is not None:
-            metrics.latency.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        seconds = None if started is None else time.perf_counter() - started
+        metrics.count_request(request.method, _endpoint(), str(response.status_code), seconds)
         return response
 
     @app.teardown_request

@@ -43,6 +43,7 @@ SECRET_PARAMETERS = frozenset(
 `validity?token=`, SSO's `loginToken`, UIA fallback's `session`...)."""
 
 REDACTED = "<redacted>"
+LINE = "%s %s %d %.1fms user=%s client=%s"
 
 
 def redacted_query(query: bytes) -> str:
@@ -80,9 +81,7 @@ def install_request_log(app: Quart) -> None:
         if log.isEnabledFor(level):
             started = g.get("request_started")
             duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
-            log.log(
-                level,
-                "%s %s %d %.1fms user=%s client=%s",
+            arguments = (
                 request.method,
                 _target(),
                 response.status_code,
@@ -90,4 +89,7 @@ def install_request_log(app: Quart) -> None:
                 _who(),
                 client_address(),
             )
+            # The record is made here: `log.log` would walk the stack for the caller's
+            # file and line, the same for every line, a fifth of the line's cost.
+            log.handle(log.makeRecord(log.name, level, __file__, 0, LINE, arguments, None))
         return response
