@@ -399,7 +399,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if key in top_level_keys:  # `turn_uris` is a key, not `uris` of [global.turn]
             overrides[key] = value
             continue
-        for table in _TABLE_FIELDS:
+        for table in (*_TABLE_FIELDS, "rate_limits"):
             if key.startswith(table + "_"):
                 overrides.setdefault(table, {})[key[len(table) + 1 :]] = value
                 break
@@ -753,6 +753,13 @@ def build_config(values: Mapping[str, Any], *, env_keys: set[str] = frozenset())
         if key == "proxy":
             kwargs[key] = _read_proxy(value, problems)
         elif key == "rate_limits":
+            if isinstance(value, dict):  # CONDUIT_RATE_LIMITS_ENABLED=false: text to a bool
+                value = {
+                    name: _from_env_string(item, bool)
+                    if f"rate_limits.{name}" in env_keys and isinstance(item, str)
+                    else item
+                    for name, item in value.items()
+                }
             kwargs[key], limit_problems = parse_rate_limits(value)
             for problem_key, reason in limit_problems:
                 problems.add(problem_key, reason)

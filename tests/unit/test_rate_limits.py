@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from matrix_conduit.api.rate_limits import forwarded_client
+from matrix_conduit.config import load_config
 from matrix_conduit.core.ip_ranges import parse_network
 from matrix_conduit.core.rate_limits import (
     DEFAULT_LIMITS,
@@ -159,3 +160,17 @@ def test_x_forwarded_for_is_read_from_the_right_through_trusted_proxies_only(
 
 def test_without_trusted_proxies_the_peer_is_the_client() -> None:
     assert forwarded_client("10.0.0.2", ["198.51.100.7"], ()) == "10.0.0.2"
+
+
+def test_the_environment_can_turn_the_limits_off() -> None:
+    """`CONDUIT_RATE_LIMITS_ENABLED=false` (for a benchmark run) as `[global.rate_limits]`."""
+    environ = {
+        "CONDUIT_SERVER_NAME": "example.org",
+        "CONDUIT_DATABASE_BACKEND": "leveldb",
+        "CONDUIT_DATABASE_PATH": "/var/lib/matrix-conduit",
+        "CONDUIT_RATE_LIMITS_ENABLED": "false",
+        "CONDUIT_RATE_LIMITS_EXEMPT_ADMINS": "false",
+    }
+    settings = load_config(None, environ).rate_limits
+    assert not settings.enabled and not settings.exempt_admins
+    assert load_config(None, {**environ, "CONDUIT_RATE_LIMITS_ENABLED": "true"}).rate_limits.enabled
