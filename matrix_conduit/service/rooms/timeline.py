@@ -684,8 +684,11 @@ class Timeline:
         }
 
     def _notify_room(self, room_id: str, event: Event) -> None:
-        users = set(self._state_cache.joined_members(room_id))
-        users.update(self._state_cache.invited_members(room_id))
+        # The cached sets as they are (no copy of a big room's members per message):
+        # the notifier intersects each with those waiting.
+        self._notifier.notify(self._state_cache.joined_members(room_id))
+        invited = self._state_cache.invited_members(room_id)
+        if invited:
+            self._notifier.notify(invited)
         if event["type"] == "m.room.member":
-            users.add(event["state_key"])
-        self._notifier.notify(users)
+            self._notifier.notify([event["state_key"]])
