@@ -107,3 +107,16 @@ async def test_extensions_stay_enabled_when_a_request_omits_them(server):
     assert response["extensions"]["account_data"]["global"] == [
         {"type": "org.example.sticky", "content": {"s": 1}}
     ]
+
+
+async def test_an_extension_enabled_on_a_quiet_request_stays_enabled(server):
+    alice = await user_without_rooms(server)
+    connection = Connection(alice)
+    await connection.sync({})
+    quiet = await connection.sync({"extensions": enabled("account_data")})
+    assert quiet["extensions"]["account_data"]["rooms"] == {}
+    ok(await alice.put(f"/user/{alice.user_id}/account_data/org.example.later", {"l": 1}))
+    later = await connection.sync({})
+    assert later["extensions"]["account_data"]["global"] == [
+        {"type": "org.example.later", "content": {"l": 1}}
+    ]

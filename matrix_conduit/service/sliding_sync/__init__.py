@@ -99,7 +99,8 @@ class SlidingSync:
                 break
             with trio.move_on_at(deadline):
                 await listener.wait()
-        if news or pos is None:
+        if news or pos is None or new_state.sticky != state.sticky:
+            # Saved also when only the sticky parameters changed: the next request builds on them.
             response["pos"] = self.connections.save(user_id, device, conn_id, pos, new_state)
         else:
             self.connections.touch(user_id, device, conn_id)
