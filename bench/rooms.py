@@ -14,6 +14,10 @@ be read from the disk once the server has stopped. Room creation is timed
 before the load: `--rooms` sequential `POST /createRoom` calls (private
 chat, name and topic, as a client sends them).
 
+`--backend postgresql` runs the same load on the PostgreSQL backend, on a
+cluster this benchmark starts (tests/support/postgres.py: loopback, fsync
+off; the database size lines then count only `database_path`, the media).
+
 Targets (the "Rooms on one server" issue): at least 170 messages/s and at
 most 3.5 ms of server CPU per message. Synapse, for scale: about 42
 messages/s at 13.7 ms CPU per message, about 160 ms per room creation.
@@ -225,10 +229,41 @@ def time_room_creation(client: httpx.Client, token: str, pid: int, count: int):
 
 
 def measure(
-    senders: int, duration: float, warmup: float, total_messages: int, rooms: int
+    senders: int,
+    duration: float,
+    warmup: float,
+    total_messages: int,
+    rooms: int,
+    backend: str = "leveldb",
+) -> Result:
+    postgres = None
+    backend_keys: dict[str, str] = {}
+    if backend == "postgresql":
+        from tests.support.postgres import start_postgres
+
+        postgres = start_postgres()
+        backend_keys = {
+            "database_backend": "postgresql",
+            "database_url": postgres.fresh_database(),
+            "database_password_file": postgres.password_file,
+        }
+    try:
+        return _measure(senders, duration, warmup, total_messages, rooms, backend_keys)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def _measure(
+    senders: int,
+    duration: float,
+    warmup: float,
+    total_messages: int,
+    rooms: int,
+    backend_keys: dict[str, str],
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-rooms-") as directory:
-        config = write_config(Path(directory), log="warn", allow_registration=True)
+        config = write_config(Path(directory), log="warn", allow_registration=True, **backend_keys)
         database = Path(directory) / "db"
         with server_process(config) as server, httpx.Client(base_url=server.base_url) as client:
             pid = server.process.pid
@@ -271,9 +306,10 @@ def measure(
                 raise RuntimeError(f"the load generator failed ({generator.returncode})")
             server.stop()
         growth = directory_size(database) - size_before
-        leveldb = plyvel.DB(str(database / "leveldb"))
-        leveldb.compact_range()
-        leveldb.close()
+        if (database / "leveldb").exists():
+            leveldb = plyvel.DB(str(database / "leveldb"))
+            leveldb.compact_range()
+            leveldb.close()
         compacted = directory_size(database)
     return Result(
         senders=senders,
@@ -336,8 +372,9 @@ def run(
     warmup: float,
     messages: int = 10_000,
     rooms: int = 20,
+    backend: str = "leveldb",
 ) -> None:
-    report(measure(connections, duration, warmup, messages, rooms))
+    report(measure(connections, duration, warmup, messages, rooms, backend))
 
 
 def main() -> None:
@@ -356,6 +393,7 @@ def main() -> None:
     run_it.add_argument("--warmup", type=float, default=2.0)
     run_it.add_argument("--messages", type=int, default=10_000, help="for the database size")
     run_it.add_argument("--rooms", type=int, default=20, help="createRoom calls timed")
+    run_it.add_argument("--backend", choices=["leveldb", "postgresql"], default="leveldb")
     arguments = parser.parse_args()
     if arguments.command == "run":
         run(
@@ -364,6 +402,7 @@ def main() -> None:
             warmup=arguments.warmup,
             messages=arguments.messages,
             rooms=arguments.rooms,
+            backend=arguments.backend,
         )
         return
     generate_messages(

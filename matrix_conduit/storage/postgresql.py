@@ -13,10 +13,13 @@ somewhat slower (1 100-2 000/s against 2 000-2 600/s); `/sync` and the
 timeline are scans, so scans decide.
 
 - A single `put`/`delete` is its own autocommit statement (an upsert).
-- A batch is one transaction sent in one pipeline: its operations collapse to
-  the last one per key, then one `INSERT ... SELECT FROM unnest() ON
-  CONFLICT DO UPDATE` and one `DELETE ... = ANY()` per tree, so a batch costs
-  one round trip however many keys it writes.
+- A batch is one statement, so one transaction and one round trip however
+  many keys and trees it writes: its operations collapse to the last one per
+  key, then data-modifying CTEs, one `INSERT ... SELECT FROM unnest() ON
+  CONFLICT DO UPDATE` and one `DELETE ... = ANY()` per tree (a key appears
+  once per table, as one statement requires). Measured here under load, a
+  batch over two trees took 3.4 ms this way, 7.0 ms as BEGIN, three
+  statements, COMMIT, and more in psycopg's pipeline mode.
 - Iteration pages by key (keyset paging, as the SQLite backend does): no
   cursor stays open between pages, so iterating never holds a transaction or
   a connection across the caller's writes and never loads a whole tree. Pages
@@ -188,13 +191,19 @@ class PostgreSQLBatch(WriteBatch):
                 put_keys.append(key)
                 put_values.append(value)
 
+        parts: list[str] = []
+        params: list[list[bytes]] = []
+        for tree, put_keys, put_values, deletes in grouped.values():
+            if deletes:
+                parts.append(f"d{len(parts)} AS ({tree.delete_many})")
+                params.append(deletes)
+            if put_keys:
+                parts.append(f"u{len(parts)} AS ({tree.upsert_many})")
+                params += [put_keys, put_values]
+        statement = "WITH " + ", ".join(parts) + " SELECT 1"
+
         def write(connection: psycopg.Connection) -> None:
-            with connection.pipeline(), connection.transaction():
-                for tree, put_keys, put_values, deletes in grouped.values():
-                    if deletes:
-                        connection.execute(tree.delete_many, (deletes,))
-                    if put_keys:
-                        connection.execute(tree.upsert_many, (put_keys, put_values))
+            connection.execute(statement, params)
 
         self._database.run(write, retry=False)
 
