@@ -8,6 +8,7 @@ from . import (
     federation,
     federation_history,
     federation_join,
+    memory,
     rooms,
     sliding_sync,
     sync,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "federation": federation,
     "federation_join": federation_join,
     "federation_history": federation_history,
+    "memory": memory,
 }
 
 
