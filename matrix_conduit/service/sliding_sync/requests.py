@@ -117,6 +117,11 @@ def _strings(value: Any, name: str, *, nullable: bool = False) -> tuple[Any, ...
     return tuple(value)
 
 
+def _or_empty(value: Any) -> Any:
+    """An absent or null section is an empty one; anything else is checked as given."""
+    return {} if value is None else value
+
+
 def _object(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _bad_type(name, "an object")
@@ -238,7 +243,7 @@ def parse_body(body: dict[str, Any]) -> SlidingSyncBody:
     conn_id = body.get("conn_id", "")
     if not isinstance(conn_id, str) or len(conn_id) > 255:
         raise _bad_type("conn_id", "a string of at most 255 characters")
-    raw_lists = _object(body.get("lists") or {}, "lists")
+    raw_lists = _object(_or_empty(body.get("lists")), "lists")
     if len(raw_lists) > MAX_LISTS:
         raise _invalid(f"At most {MAX_LISTS} lists.")
     lists = {}
@@ -250,7 +255,7 @@ def parse_body(body: dict[str, Any]) -> SlidingSyncBody:
             parse_room_config(data, where),
             _parse_filters(data.get("filters"), f"{where}.filters"),
         )
-    raw_subscriptions = _object(body.get("room_subscriptions") or {}, "room_subscriptions")
+    raw_subscriptions = _object(_or_empty(body.get("room_subscriptions")), "room_subscriptions")
     if len(raw_subscriptions) > MAX_SUBSCRIPTIONS:
         raise _invalid(f"At most {MAX_SUBSCRIPTIONS} room subscriptions.")
     subscriptions = {
@@ -259,7 +264,7 @@ def parse_body(body: dict[str, Any]) -> SlidingSyncBody:
         )
         for room_id, value in raw_subscriptions.items()
     }
-    raw_extensions = _object(body.get("extensions") or {}, "extensions")
+    raw_extensions = _object(_or_empty(body.get("extensions")), "extensions")
     extensions = {
         name: _parse_extension(name, value)
         for name, value in raw_extensions.items()
