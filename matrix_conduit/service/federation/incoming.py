@@ -42,7 +42,7 @@ import trio
 from ...core.auth import Rejection, check_auth
 from ...core.canonical_json import encode_canonical_json
 from ...core.errors import CanonicalJsonError, InvalidEvent
-from ...core.events import compute_event_id, room_id_for_create_event
+from ...core.events import room_id_for_create_event
 from ...core.room_versions import RoomVersion
 from ...storage import WriteBatch
 from ..rooms import Rooms
@@ -96,13 +96,6 @@ def _room_of(pdu: object, room_version: RoomVersion) -> object:
         except (InvalidEvent, CanonicalJsonError, KeyError, TypeError, ValueError):
             return None
     return pdu.get("room_id")
-
-
-def _event_id_or_none(pdu: Mapping[str, Any], room_version: RoomVersion) -> str | None:
-    try:
-        return compute_event_id(pdu, room_version)
-    except (InvalidEvent, CanonicalJsonError, KeyError, TypeError, ValueError):
-        return None
 
 
 def _as_judged(event: Event, room_version: RoomVersion) -> Event:
@@ -210,11 +203,12 @@ class IncomingEvents:
             other_room = _room_of(given, room_version)
             if other_room != room_id:
                 raise UnusableState(f"it holds an event of another room ({str(other_room)[:100]})")
-        received = await self.persist_outliers(origin, room_version, [*auth_chain, *state])
-        state_event_ids = {_event_id_or_none(pdu, room_version) for pdu in state}
+        checked_state = await self._checked(origin, room_version, state)
+        checked = {**await self._checked(origin, room_version, auth_chain), **checked_state}
+        await self._store_checked(origin, room_version, checked)
         state_ids: StateIds = {}
-        for found in received:
-            if found["event_id"] not in state_event_ids or "state_key" not in found:
+        for found in checked.values():
+            if found["event_id"] not in checked_state or "state_key" not in found:
                 continue
             if self._timeline.is_rejected(found["event_id"]):
                 raise UnusableState(
@@ -261,6 +255,14 @@ class IncomingEvents:
         auth order, and stored as an outlier or as rejected. Returns the
         events that passed steps 1–3 (stored now, or already before).
         """
+        checked = await self._checked(origin, room_version, pdus)
+        await self._store_checked(origin, room_version, checked)
+        return list(checked.values())
+
+    async def _checked(
+        self, origin: str, room_version: RoomVersion, pdus: Iterable[Mapping[str, Any]]
+    ) -> dict[str, Event]:
+        """The PDUs that pass steps 1–3, by event id (the others are logged and left out)."""
         checked: dict[str, Event] = {}
         for pdu in pdus:
             try:
@@ -269,13 +271,18 @@ class IncomingEvents:
                 log.info("left out an event from %s: %s", origin, error)
                 continue
             checked[event["event_id"]] = event
+        return checked
+
+    async def _store_checked(
+        self, origin: str, room_version: RoomVersion, checked: Mapping[str, Event]
+    ) -> None:
+        """Checked events stored as outliers (or rejected), their missing auth events first."""
         by_room: dict[str, list[Event]] = {}
         for event in checked.values():
             by_room.setdefault(event["room_id"], []).append(event)
         for room_id, events in by_room.items():
             await self._fetch_auth_events(origin, room_id, room_version, events)
             await self._store_outliers(room_id, room_version, events)
-        return list(checked.values())
 
     # ---- what is already here
 
