@@ -74,6 +74,7 @@ MESSAGE_SENDERS = 8
 """Members who send the messages (they join first); at most `--members`."""
 JOIN_LIMIT_SECONDS = 600.0
 """How long the join (and then the full member list) may take before the case gives up."""
+LEAVE_LIMIT_SECONDS = 30.0
 SYNC_FILTER = (
     '{"presence":{"not_types":["*"]},"account_data":{"not_types":["*"]},'
     '"room":{"timeline":{"limit":10},"state":{"lazy_load_members":true},'
@@ -125,6 +126,7 @@ async def _each(count: int, job: Callable[[int], Any]) -> list[Any]:
 @dataclass
 class BuiltRoom:
     room_id: str
+    creator_token: str
     members: int
     events: int
     register_seconds: float
@@ -172,6 +174,7 @@ async def build_room(a: Homeserver, members: int, events: int) -> BuiltRoom:
     await _each(members - senders, lambda n: join(n + senders))
     return BuiltRoom(
         room_id,
+        tokens[0],
         members,
         members + messages,
         registered - started,
@@ -265,7 +268,27 @@ async def join_on(a: Homeserver, b: Homeserver, room: BuiltRoom) -> JoinResult:
     result.members_seconds = time.perf_counter() - started
     result.b_cpu_to_members = cpu_seconds(b.pid) - b_cpu
     result.peak_rss_kib = memory_kib(b.pid)["VmHWM"]
+    await _leave(a, b, token, room)
     return result
+
+
+async def _leave(a: Homeserver, b: Homeserver, token: str, room: BuiltRoom) -> None:
+    """B's user leaves, and A has seen it (or `LEAVE_LIMIT_SECONDS` passed), before B stops:
+    a later B joining with partial state (Synapse) fetches the rest of the state from the
+    room's other servers, and a stopped one never answers."""
+    room_path = f"{CLIENT}/rooms/{quote(room.room_id, safe='')}"
+    async with b.client(token) as client:
+        user_id = (await client.get(f"{CLIENT}/account/whoami")).json()["user_id"]
+        await client.post(f"{room_path}/leave", json={})
+    async with a.client(room.creator_token) as client:
+        with trio.move_on_after(LEAVE_LIMIT_SECONDS):
+            while True:
+                answer = await client.get(
+                    f"{room_path}/state/m.room.member/{quote(user_id, safe='')}"
+                )
+                if answer.status_code == 200 and answer.json().get("membership") == "leave":
+                    return
+                await trio.sleep(0.2)
 
 
 # ---- running the cases
