@@ -54,7 +54,6 @@ class PushEvaluation:
 
     def __init__(self, rooms: Rooms, push_rules: PushRules, displayname: Any) -> None:
         self._rooms = rooms
-        self._failures = FailureLog(log, "push gateway")
         self._push_rules = push_rules
         self._displayname = displayname
 
@@ -100,6 +99,7 @@ class PushSender:
     ) -> None:
         self._config = config
         self._http = http
+        self._failures = FailureLog(log, "push gateway")
         self._db = db
         self._rooms = rooms
         self._pushers = pushers
