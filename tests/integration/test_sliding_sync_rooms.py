@@ -218,3 +218,20 @@ async def test_a_request_with_nothing_new_keeps_its_pos(server):
     again = await connection.sync(timeout=50)
     assert again["pos"] == first["pos"]
     assert again["rooms"] == {}
+
+
+async def test_a_room_subscription_lasts_until_unsubscribe_rooms_names_it(server):
+    """MSC3575's sticky subscriptions, as matrix-js-sdk sends them: once, then
+    `unsubscribe_rooms` to end them."""
+    alice = await user_without_rooms(server)
+    subscribed = await alice.create_room(name="subscribed")
+    await alice.create_room(name="on top")
+    connection = Connection(alice)
+    sub = {"timeline_limit": 1, "required_state": []}
+    await connection.sync({"lists": {}, "room_subscriptions": {subscribed: sub}})
+    await alice.send(subscribed, "still subscribed")
+    kept = await connection.sync({"lists": {}})
+    assert bodies(kept["rooms"][subscribed]) == ["still subscribed"]
+    await connection.sync({"lists": {}, "unsubscribe_rooms": [subscribed]})
+    await alice.send(subscribed, "no longer")
+    assert subscribed not in (await connection.sync({"lists": {}}))["rooms"]

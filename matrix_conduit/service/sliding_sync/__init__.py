@@ -92,8 +92,7 @@ class SlidingSync:
             listener = self._notifier.listener(user_id)
             response, news, new_state = self._build(user_id, device_id, request, state)
             new_state.sticky = {
-                "lists": merged.get("lists"),
-                "extensions": merged.get("extensions"),
+                name: merged.get(name) for name in ("lists", "extensions", "room_subscriptions")
             }
             if news or pos is None or trio.current_time() >= deadline:
                 break

@@ -215,12 +215,25 @@ def _parse_extension(name: str, value: Any) -> ExtensionRequest:
 
 
 def merged_sticky(body: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
-    """`lists` and `extensions` with what the connection's last request said filled in.
+    """`lists`, `extensions` and `room_subscriptions` with what the connection's last
+    request said filled in.
 
     MSC3575's sticky parameters: a list (by name) or an extension that omits a
-    field keeps its value from before; MSC4186 clients send everything anyway.
+    field keeps its value from before, a room subscription lasts until
+    `unsubscribe_rooms` names it; MSC4186 clients send everything anyway.
     """
     merged = dict(body)
+    subscriptions = body.get("room_subscriptions")
+    if isinstance(subscriptions, dict) or subscriptions is None:
+        # MSC3575 clients (matrix-js-sdk) send a subscription once and end it with
+        # `unsubscribe_rooms`; those that send all of them each time lose nothing.
+        kept = previous.get("room_subscriptions") or {}
+        merged_subscriptions = {**kept, **(subscriptions or {})}
+        unsubscribe = body.get("unsubscribe_rooms")
+        if unsubscribe is not None:
+            for room_id in _strings(unsubscribe, "unsubscribe_rooms"):
+                merged_subscriptions.pop(room_id, None)
+        merged["room_subscriptions"] = merged_subscriptions
     for section in ("lists", "extensions"):
         new = body.get(section)
         old = previous.get(section) or {}
