@@ -16,15 +16,29 @@
 ARG BASE=debian:bookworm-slim
 
 FROM ${BASE} AS build
+# Behind a TLS-intercepting proxy, pass its CA (PEM text; e.g. the host's
+# /usr/local/share/ca-certificates/*.crt) for pip to trust while building;
+# it stays in this build stage, not in the image.
+ARG EXTRA_CA_CERTIFICATES=""
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && if [ -n "$EXTRA_CA_CERTIFICATES" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTIFICATES" > /usr/local/share/ca-certificates/extra.crt \
+      && update-ca-certificates >/dev/null; \
+    fi
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.txt /src/requirements.txt
 RUN python3 -m venv /opt/matrix-conduit \
- && /opt/matrix-conduit/bin/pip install --no-cache-dir --no-deps -r /src/requirements.txt
-COPY pyproject.toml setup.cfg /src/
+ && /opt/matrix-conduit/bin/pip install --no-deps -r /src/requirements.txt
+COPY pyproject.toml setup.cfg README.md requirements-dev.txt /src/
 COPY matrix_conduit /src/matrix_conduit
-RUN /opt/matrix-conduit/bin/pip install --no-cache-dir --no-deps --no-build-isolation /src
+# Built with the setuptools and wheel that requirements-dev.txt pins, outside the venv.
+RUN python3 -m venv /opt/build-tools \
+ && grep -E '^(setuptools|wheel)==' /src/requirements-dev.txt > /src/build-tools.txt \
+ && /opt/build-tools/bin/pip install --no-deps -r /src/build-tools.txt \
+ && /opt/build-tools/bin/pip wheel --no-deps --no-build-isolation -w /src/dist /src \
+ && /opt/matrix-conduit/bin/pip install --no-deps /src/dist/*.whl
 
 FROM ${BASE}
 RUN apt-get update \

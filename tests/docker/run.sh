@@ -61,7 +61,11 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
 fi
 echo "docker-test: base ready after $(( $(date +%s) - START )) s"
 
-docker build -q --network host --build-arg "BASE=$BASE" -t "$IMAGE" . >/dev/null
+# The host's own CAs (Debian's place for them), for a TLS-intercepting proxy.
+extra_ca=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
+docker build -q --network host --build-arg "BASE=$BASE" \
+    --build-arg "EXTRA_CA_CERTIFICATES=$extra_ca" -t "$IMAGE" . >"$WORK/build.log" 2>&1 ||
+    { cat "$WORK/build.log"; echo "docker-test: the image did not build" >&2; exit 1; }
 echo "docker-test: image built after $(( $(date +%s) - START )) s"
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
