@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import trio
 
+from tests.support.postgres import BACKEND_VARIABLE
 from tests.support.server import TestServer, make_config, start_server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=["leveldb", "postgresql"],
+        default="leveldb",
+        help="database of the test servers make_config builds (postgresql: a cluster "
+        "started by tests/support/postgres.py)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--backend") == "postgresql":
+        os.environ[BACKEND_VARIABLE] = "postgresql"
 
 
 @pytest.fixture

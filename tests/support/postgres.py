@@ -3,7 +3,9 @@
 `make test` (and so `.ci/run`) installs the package (`make postgresql`); this
 module finds `initdb`/`pg_ctl` under `/usr/lib/postgresql/*/bin`, makes a
 cluster in a temporary directory and starts it on 127.0.0.1 on a free port,
-once per pytest process (`postgres_server`, session-scoped). PostgreSQL
+once per pytest process (`postgres_server`, session-scoped; stopped at exit).
+`pytest --backend=postgresql` puts every server of `make_config`
+(tests/support/server.py) on it too (`backend_overrides`). PostgreSQL
 refuses to run as root, and the tests run as root here, so the cluster belongs
 to `nobody` then (subprocess `user=`); as any other user it runs as that user.
 The superuser `conduit` has a password (scram-sha-256, also on the Unix
@@ -25,6 +27,7 @@ Use, in a test module:
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -90,6 +93,9 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        """Stop the server and delete its files (again: nothing)."""
+        if not os.path.isdir(f"{self.directory}/data"):
+            return
         _run(
             [f"{self.bin_directory}/pg_ctl", "-D", f"{self.directory}/data", "-m", "fast", "stop"],
             self.run_as,
@@ -171,14 +177,43 @@ def start_postgres() -> PostgresServer:
     return PostgresServer(directory, port, password_file, bin_directory, run_as)
 
 
+_shared: PostgresServer | None = None
+_databases: dict[str, str] = {}
+BACKEND_VARIABLE = "CONDUIT_TEST_BACKEND"
+"""Set to "postgresql" by `pytest --backend=postgresql` (tests/conftest.py)."""
+
+
+def shared_postgres() -> PostgresServer:
+    """The one cluster of this process: started on first use, stopped when it exits."""
+    global _shared
+    if _shared is None:
+        _shared = start_postgres()
+        atexit.register(_shared.stop)
+    return _shared
+
+
+def backend_overrides(database_path: str) -> dict[str, str]:
+    """Config keys that put a test server on PostgreSQL under `--backend=postgresql`.
+
+    One database per `database_path`, so a test that restarts its server on
+    the same directory finds its data again.
+    """
+    if os.environ.get(BACKEND_VARIABLE) != "postgresql":
+        return {}
+    server = shared_postgres()
+    if database_path not in _databases:
+        _databases[database_path] = server.fresh_database()
+    return {
+        "database_backend": "postgresql",
+        "database_url": _databases[database_path],
+        "database_password_file": server.password_file,
+    }
+
+
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL cluster for this pytest process, stopped at the end."""
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL cluster of this pytest process."""
+    return shared_postgres()
 
 
 if __name__ == "__main__":

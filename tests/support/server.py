@@ -21,6 +21,7 @@ import trio
 from matrix_conduit.config import Config, build_config
 from matrix_conduit.server import StartupError, serve
 from matrix_conduit.service import Services
+from tests.support.postgres import backend_overrides
 
 
 def free_port() -> int:
@@ -41,6 +42,7 @@ def make_config(database_path: Path, **overrides: Any) -> Config:
         "trusted_servers": [],
         # Tests register and log in far faster than any person: limits only where a test asks.
         "rate_limits": {"enabled": False},
+        **backend_overrides(str(database_path)),  # pytest --backend=postgresql
     }
     values.update(overrides)
     return build_config(values)
