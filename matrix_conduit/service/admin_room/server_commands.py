@@ -32,6 +32,10 @@ def _masked(key: str, value: Any) -> Any:
         return value
     if any(word in key for word in SECRET_WORDS):
         return MASK
+    if key == "database_url" and isinstance(value, str):
+        from ...storage.postgresql import redact_url  # a password may be inline
+
+        return redact_url(value)
     if isinstance(value, dict):
         return {inner: _masked(f"{key}.{inner}", v) for inner, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

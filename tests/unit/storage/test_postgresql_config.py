@@ -65,3 +65,11 @@ def test_empty_or_missing_password_file_is_refused_naming_the_key(tmp_path):
 def test_embedded_backends_ignore_database_url():
     config = build_config({**BASE, "database_backend": "leveldb"})
     assert config.database_url is None and config.storage_engine == "leveldb"
+
+
+def test_admin_show_config_shows_database_url_without_its_password():
+    """`!admin show-config` posts the config into a room: an inline password must not be there."""
+    from matrix_conduit.service.admin_room.server_commands import _masked
+
+    shown = _masked("database_url", "postgresql://conduit:s3cret@db:5432/conduit")
+    assert shown == "postgresql://conduit@db:5432/conduit"
