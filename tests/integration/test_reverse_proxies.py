@@ -14,6 +14,8 @@ upload; the admin API is not forwarded. Traefik is not packaged in Debian
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 import yaml
@@ -39,7 +41,9 @@ def test_the_snippet_carries_clients_federation_and_well_known(kind, upstream, t
     port = int(upstream.base_url.rsplit(":", 1)[1])
     with (
         running_proxy(kind, tmp_path / kind, ca, port) as proxy,
-        httpx.Client(verify=str(ca.certificate_path), timeout=30) as client,
+        httpx.Client(
+            verify=ssl.create_default_context(cafile=ca.certificate_path), timeout=30
+        ) as client,
     ):
         versions = client.get(f"{proxy.client_url}/_matrix/client/versions")
         assert versions.status_code == 200 and "v1.1" in versions.json()["versions"]

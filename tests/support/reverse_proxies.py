@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -111,7 +112,7 @@ def _apache(directory: Path, site: str, ports: Ports) -> list[str]:
 
 def _wait_until_answering(process: subprocess.Popen, url: str, ca_path: str, log: Path) -> None:
     give_up = time.monotonic() + START_LIMIT_SECONDS
-    with httpx.Client(verify=ca_path, timeout=2.0) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=ca_path), timeout=2.0) as client:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(
