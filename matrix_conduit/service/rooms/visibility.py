@@ -24,7 +24,7 @@ from typing import Any
 
 from ...core.redaction import redact
 from .short import ShortIds
-from .state import RoomState
+from .state import ChangedState, RoomState
 from .state_cache import StateCache
 from .timeline import Event, Timeline
 
@@ -107,7 +107,8 @@ class Visibility:
 
     def state_before(self, event: Event) -> Mapping[tuple[str, str], str]:
         short = self.short.short_event_id(event["event_id"])
-        return self.state.state_ids_before(short) or {}
+        view = self.state.state_view_before(short)  # not `or {}`: that would ask its len
+        return view if view is not None else {}
 
     def content_at(
         self, state: Mapping[tuple[str, str], str], key: tuple[str, str]
@@ -156,8 +157,7 @@ class _UserContext:
         if self._allowed_by(state, event):
             return True
         if self._judged_before_or_after(event):
-            after = dict(state)
-            after[(event["type"], event["state_key"])] = event["event_id"]
+            after = ChangedState(state, {(event["type"], event["state_key"]): event["event_id"]})
             return self._allowed_by(after, event)
         return False
 
