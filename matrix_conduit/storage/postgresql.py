@@ -42,6 +42,7 @@ libpq password file, or from the URL itself, and removed from every message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
@@ -322,6 +323,10 @@ class PostgreSQLDatabase(Database):
 
     def _close_store(self) -> None:
         self._pool.close()
+        # Unlock explicitly: a closed connection's session ends (and drops its
+        # lock) only when the server gets to it, after an immediate reopen may ask.
+        with contextlib.suppress(psycopg.Error):  # gone already, and with it the lock
+            self._lock_connection.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
         self._lock_connection.close()
 
     def size_on_disk(self) -> int:
