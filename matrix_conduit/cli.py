@@ -187,7 +187,9 @@ def _migrate_db(arguments: argparse.Namespace) -> int:
 
     try:
         report = migrate(
-            arguments.source, arguments.destination, progress_callback=lambda line: print(line, file=sys.stderr)
+            arguments.source,
+            arguments.destination,
+            progress_callback=lambda line: print(line, file=sys.stderr),
         )
     except MigrationError as error:
         return _fail(str(error))
