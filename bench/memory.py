@@ -358,8 +358,10 @@ def _use_big_room(server: ServerProcess, client: httpx.Client, room_id: str, nam
     print(f"  display name change (a state change): server CPU {cpu * 20:.2f} ms each (50)")
     wall, cpu, _ = timed(server, initial_sync)
     print(f"  initial sync (lazy members): {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms")
+    print(f"   RSS then: {_mib(memory_of(server.process.pid))}")
     wall, cpu, pages = timed(server, page_back)
     print(f"  paged back through the history: {pages} pages, {wall:.1f} s, CPU {cpu:.1f} s")
+    print(f"   RSS then: {_mib(memory_of(server.process.pid))}")
     wall, cpu, _ = timed(server, members)
     print(f"  /members: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms")
 
