@@ -25,7 +25,7 @@ from .api import blueprints
 from .api.rate_limits import retry_after_headers
 from .config import Config
 from .core.errors import CanonicalJsonError
-from .errors import MatrixError, bad_json
+from .errors import GATEWAY_STATUSES, MatrixError, bad_json
 from .http_connection import ClosingHTTPConnection
 from .metrics import Metrics, install_metrics
 from .request_log import install_request_log
@@ -149,7 +149,9 @@ def create_app(config: Config, services: Services) -> MatrixApp:
 
     @app.errorhandler(MatrixError)
     async def matrix_error(error: MatrixError) -> Response:
-        if error.status >= 500:
+        if error.status in GATEWAY_STATUSES:
+            log.warning("%s %s: %s", request.method, request.path, error.message)
+        elif error.status >= 500:
             log.error("%s %s failed", request.method, request.path, exc_info=error)
         response = error_response(error)
         response.headers.update(retry_after_headers(error))

@@ -9,6 +9,7 @@ response fields (`soft_logout`, `retry_after_ms`, UIA `flows`...) travel in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -27,6 +28,18 @@ class MatrixError(Exception):
 
     def __repr__(self) -> str:
         return f"MatrixError({self.status}, {self.errcode!r}, {self.message!r})"
+
+
+GATEWAY_STATUSES = frozenset({502, 504})
+"""Answers that report another server's failure (down, slow, nonsense): worth a warning in
+our log, not an error, since nothing on this server broke."""
+
+
+def log_level_for(status: int) -> int:
+    """The request log's level for an answer: 5xx of our own at error, a peer's at warning."""
+    if status in GATEWAY_STATUSES:
+        return logging.WARNING
+    return logging.ERROR if status >= 500 else logging.INFO
 
 
 def bad_json(message: str) -> MatrixError:

@@ -1,4 +1,4 @@
-"""The request log: one line per request at `info`, 5xx at `error`.
+"""The request log: one line per request at `info`, 5xx at `error` (a peer's 502/504 at `warning`).
 
 What an admin needs to see what the server is doing and to answer "who did
 this": method, path, status, duration, the user (or the signing server of a
@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote
 from quart import Quart, Response, g, request
 
 from .api.rate_limits import client_address
+from .errors import log_level_for
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def install_request_log(app: Quart) -> None:
 
     @app.after_request
     async def log_request(response: Response) -> Response:
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        level = log_level_for(response.status_code)
         if log.isEnabledFor(level):
             started = g.get("request_started")
             duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
