@@ -521,17 +521,7 @@ class Backfill:
                 nursery.start_soon(fetch, state_id)
         if fetched:
             await self._incoming.persist_outliers(server, room_version, fetched)
-        state: dict[StateKey, str] = {}
-        for state_id in answer.pdu_ids:
-            event = self._timeline.get_event(state_id)
-            if (
-                event is not None
-                and "state_key" in event
-                and event["room_id"] == room_id
-                and not self._timeline.is_rejected(state_id)
-            ):
-                state[(event["type"], event["state_key"])] = state_id
-        return state
+        return self._incoming.stored_state(room_id, answer.pdu_ids)
 
     def _place(
         self,

@@ -48,6 +48,7 @@ from ...storage import WriteBatch
 from ..rooms import Rooms
 from ..rooms.event_context import EventContext, EventStatus
 from ..rooms.locks import RoomGuard
+from ..rooms.short import StateKey
 from ..rooms.state import StateIds
 from .event_fetcher import EventFetcher
 from .key_ring import KeyRing
@@ -286,6 +287,25 @@ class IncomingEvents:
 
     # ---- what is already here
 
+    def stored_state(self, room_id: str, event_ids: Iterable[str]) -> dict[StateKey, str]:
+        """The state map a peer's `/state_ids` answer names, from the events stored here.
+
+        Only stored, unrejected state events of `room_id` count: a peer's list can
+        name events we could not fetch, events of another room, or ones we rejected,
+        and none of those may stand in the state an event is judged against.
+        """
+        state: dict[StateKey, str] = {}
+        for event_id in event_ids:
+            event = self._timeline.get_event(event_id)
+            if (
+                event is not None
+                and "state_key" in event
+                and event["room_id"] == room_id
+                and not self._timeline.is_rejected(event_id)
+            ):
+                state[(event["type"], event["state_key"])] = event_id
+        return state
+
     def _already_handled(self, event_id: str) -> bool:
         """Stored with its place in the room. An outlier known by id only is not: it can
         still join the timeline. One stored with its state (the prev event at a gap) is:
@@ -420,16 +440,7 @@ class IncomingEvents:
         prev = self._timeline.get_event(prev_id)
         if prev is None:
             return
-        state_ids: dict[tuple[str, str], str] = {}
-        for event_id in answer.pdu_ids:
-            state_event = self._timeline.get_event(event_id)
-            if (
-                state_event is not None
-                and "state_key" in state_event
-                and state_event["room_id"] == room_id
-                and not self._timeline.is_rejected(event_id)
-            ):
-                state_ids[(state_event["type"], state_event["state_key"])] = event_id
+        state_ids = self.stored_state(room_id, answer.pdu_ids)
         async with self._rooms.locks.hold(room_id) as guard:
             batch = self._timeline.batch()
             before = self._state.save_state(state_ids, None, batch)
