@@ -12,16 +12,14 @@ of `app_service_config_files`.
 from __future__ import annotations
 
 import io
-import tempfile
 from pathlib import Path
 
 import nio
 import pytest
 import trio
 
-from tests.support.admin_room import command, expect, join_admin_room, register
+from tests.support.admin_room import AdminRoom, command, expect, in_admin_room
 from tests.support.images import png
-from tests.support.nio import in_asyncio
 from tests.support.server import TestServer, make_config, serving
 
 FILE_REGISTRATION = """\
@@ -72,87 +70,69 @@ async def download_fails(client: nio.AsyncClient, uri: str) -> bool:
 
 
 async def test_list_media_and_delete_media_by_uri_and_by_user(server: TestServer):
-    async def scenario() -> None:
-        with tempfile.TemporaryDirectory() as store:
-            admin = await register(server.base_url, store, "alice")
-            bob = await register(server.base_url, store, "bob")
-            try:
-                room_id = await join_admin_room(admin)
-                first, second = await upload(bob), await upload(bob)
-                mine = await upload(admin)
-                listed = await command(admin, room_id, "!admin list-media --user bob")
-                assert listed.startswith("2 uploads:")
-                assert first in listed and second in listed and mine not in listed
-                old = await command(admin, room_id, "!admin list-media --older-than 1d")
-                assert old.startswith("0 uploads:")
-                recent = await command(admin, room_id, "!admin list-media --newer-than 1h")
-                assert recent.startswith("3 uploads:")
+    async def scenario(room: AdminRoom) -> None:
+        admin, room_id, bob = room.admin, room.room_id, room.others["bob"]
+        first, second = await upload(bob), await upload(bob)
+        mine = await upload(admin)
+        listed = await command(admin, room_id, "!admin list-media --user bob")
+        assert listed.startswith("2 uploads:")
+        assert first in listed and second in listed and mine not in listed
+        old = await command(admin, room_id, "!admin list-media --older-than 1d")
+        assert old.startswith("0 uploads:")
+        recent = await command(admin, room_id, "!admin list-media --newer-than 1h")
+        assert recent.startswith("3 uploads:")
 
-                by_uri = await command(admin, room_id, f"!admin delete-media {first}")
-                assert by_uri.startswith("Deleted 1 of 1 media.")
-                assert await download_fails(bob, first)
-                again = await command(admin, room_id, f"!admin delete-media {first}")
-                assert "not deleted" in again and "no media with this id" in again
-                by_user = await command(
-                    admin, room_id, "!admin delete-media --user bob --newer-than 1h"
-                )
-                assert by_user.startswith("Deleted 1 of 1 media.")
-                assert await download_fails(bob, second)
-                assert not await download_fails(admin, mine)
+        by_uri = await command(admin, room_id, f"!admin delete-media {first}")
+        assert by_uri.startswith("Deleted 1 of 1 media.")
+        assert await download_fails(bob, first)
+        again = await command(admin, room_id, f"!admin delete-media {first}")
+        assert "not deleted" in again and "no media with this id" in again
+        by_user = await command(admin, room_id, "!admin delete-media --user bob --newer-than 1h")
+        assert by_user.startswith("Deleted 1 of 1 media.")
+        assert await download_fails(bob, second)
+        assert not await download_fails(admin, mine)
 
-                nothing = await command(admin, room_id, "!admin delete-media")
-                assert nothing.startswith("Say which media")
-                both = await command(admin, room_id, f"!admin delete-media {mine} --user bob")
-                assert "not both" in both
-                not_uri = await command(admin, room_id, "!admin delete-media https://x/y")
-                assert "is not an mxc://server/media_id URI" in not_uri
-                duration = await command(admin, room_id, "!admin list-media --older-than soon")
-                assert "'soon' is not a duration" in duration
-            finally:
-                await admin.close()
-                await bob.close()
+        nothing = await command(admin, room_id, "!admin delete-media")
+        assert nothing.startswith("Say which media")
+        both = await command(admin, room_id, f"!admin delete-media {mine} --user bob")
+        assert "not both" in both
+        not_uri = await command(admin, room_id, "!admin delete-media https://x/y")
+        assert "is not an mxc://server/media_id URI" in not_uri
+        duration = await command(admin, room_id, "!admin list-media --older-than soon")
+        assert "'soon' is not a duration" in duration
 
-    await in_asyncio(scenario)
+    await in_admin_room(server.base_url, scenario, others=("bob",))
 
 
 async def test_register_list_and_unregister_appservices(server: TestServer):
-    async def scenario() -> None:
-        with tempfile.TemporaryDirectory() as store:
-            admin = await register(server.base_url, store, "alice")
-            try:
-                room_id = await join_admin_room(admin)
-                registered = await command(
-                    admin, room_id, "!admin register-appservice", REGISTRATION
-                )
-                assert registered == "Registered the appservice 'irc' (sender @ircbot:localhost)."
-                listed = await command(admin, room_id, "!admin list-appservices")
-                assert listed.startswith("2 appservices:")
-                assert (
-                    "irc  sender @ircbot:localhost  url http://127.0.0.1:9  from database" in listed
-                )
-                assert "from-file  sender @filebot:localhost" in listed
-                taken = await command(admin, room_id, "!admin register-appservice", REGISTRATION)
-                assert taken.startswith("The registration was refused:")
-                assert "id: the same as that of 'irc'" in taken
-                incomplete = await command(
-                    admin, room_id, "!admin register-appservice", "id: half\nurl: null"
-                )
-                assert "as_token: is required but missing" in incomplete
-                not_yaml = await command(admin, room_id, "!admin register-appservice", "a: [b")
-                assert "not valid YAML" in not_yaml
-                user = await admin.register("_irc_someone", "pw", "x")
-                assert isinstance(user, nio.ErrorResponse) and user.status_code == "M_EXCLUSIVE"
+    async def scenario(room: AdminRoom) -> None:
+        admin, room_id = room.admin, room.room_id
+        registered = await command(admin, room_id, "!admin register-appservice", REGISTRATION)
+        assert registered == "Registered the appservice 'irc' (sender @ircbot:localhost)."
+        listed = await command(admin, room_id, "!admin list-appservices")
+        assert listed.startswith("2 appservices:")
+        assert "irc  sender @ircbot:localhost  url http://127.0.0.1:9  from database" in listed
+        assert "from-file  sender @filebot:localhost" in listed
+        taken = await command(admin, room_id, "!admin register-appservice", REGISTRATION)
+        assert taken.startswith("The registration was refused:")
+        assert "id: the same as that of 'irc'" in taken
+        incomplete = await command(
+            admin, room_id, "!admin register-appservice", "id: half\nurl: null"
+        )
+        assert "as_token: is required but missing" in incomplete
+        not_yaml = await command(admin, room_id, "!admin register-appservice", "a: [b")
+        assert "not valid YAML" in not_yaml
+        user = await admin.register("_irc_someone", "pw", "x")
+        assert isinstance(user, nio.ErrorResponse) and user.status_code == "M_EXCLUSIVE"
 
-                from_file = await command(admin, room_id, "!admin unregister-appservice from-file")
-                assert "remove it from app_service_config_files instead" in from_file
-                gone = await command(admin, room_id, "!admin unregister-appservice irc")
-                assert gone == "Unregistered the appservice 'irc'."
-                unknown = await command(admin, room_id, "!admin unregister-appservice irc")
-                assert "no appservice 'irc' is registered" in unknown
-                assert (await command(admin, room_id, "!admin list-appservices")).startswith(
-                    "1 appservices:"
-                )
-            finally:
-                await admin.close()
+        from_file = await command(admin, room_id, "!admin unregister-appservice from-file")
+        assert "remove it from app_service_config_files instead" in from_file
+        gone = await command(admin, room_id, "!admin unregister-appservice irc")
+        assert gone == "Unregistered the appservice 'irc'."
+        unknown = await command(admin, room_id, "!admin unregister-appservice irc")
+        assert "no appservice 'irc' is registered" in unknown
+        assert (await command(admin, room_id, "!admin list-appservices")).startswith(
+            "1 appservices:"
+        )
 
-    await in_asyncio(scenario)
+    await in_admin_room(server.base_url, scenario)

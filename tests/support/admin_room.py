@@ -3,15 +3,26 @@
 Each helper runs on asyncio (inside `tests.support.nio.in_asyncio`): log in,
 join the admin room once the server has invited the account, send a command
 line (and a code block) and wait, through `/sync`, for `@conduit`'s answer
-to it (an `m.notice` replying to the command's event).
+to it (an `m.notice` replying to the command's event). `nio_clients` keeps a
+test's clients in one temporary store and closes them all, even when an
+assertion fails; `in_admin_room` is the usual scenario around it: the first
+account (the admin) and some others registered, the admin in `#admins`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import nio
+
+from tests.support.nio import in_asyncio
+
+T = TypeVar("T")
 
 ADMIN_ALIAS = "#admins:localhost"
 SERVER_USER = "@conduit:localhost"
@@ -21,6 +32,8 @@ WAIT_ATTEMPTS = 600
 claim."""
 ANSWER_SYNCS = 60
 """Long-polling syncs (2 s each at most) `answer_to` makes before it gives up."""
+FIRST_ACCOUNT = "alice"
+"""The account `in_admin_room` registers first: the server makes it the admin."""
 
 
 def nio_client(base_url: str, store: str, user: str = "") -> nio.AsyncClient:
@@ -31,18 +44,6 @@ def nio_client(base_url: str, store: str, user: str = "") -> nio.AsyncClient:
 def expect(response: object, kind: type) -> Any:
     assert isinstance(response, kind), response
     return response
-
-
-async def register(base_url: str, store: str, username: str) -> nio.AsyncClient:
-    client = nio_client(base_url, store)
-    expect(await client.register(username, PASSWORD, "admin laptop"), nio.RegisterResponse)
-    return client
-
-
-async def log_in(base_url: str, store: str, user_id: str, password: str) -> nio.AsyncClient:
-    client = nio_client(base_url, store, user_id)
-    expect(await client.login(password, "recovery"), nio.LoginResponse)
-    return client
 
 
 async def admin_room_id(client: nio.AsyncClient) -> str:
@@ -102,3 +103,73 @@ async def command(
     assert content["format"] == "org.matrix.custom.html"
     assert content["formatted_body"].startswith("<p>")
     return content["body"]
+
+
+class NioClients:
+    """nio clients of one test sharing a temporary store; `nio_clients` closes them all."""
+
+    def __init__(self, base_url: str, store: str, stack: AsyncExitStack) -> None:
+        self.base_url = base_url
+        self.store = store
+        self._stack = stack
+
+    def new(self, user: str = "") -> nio.AsyncClient:
+        """A client not logged in yet (closed at the end like the others)."""
+        client = nio_client(self.base_url, self.store, user)
+        self._stack.push_async_callback(client.close)
+        return client
+
+    async def register(self, username: str) -> nio.AsyncClient:
+        client = self.new()
+        expect(await client.register(username, PASSWORD, "admin laptop"), nio.RegisterResponse)
+        return client
+
+    async def log_in(self, user_id: str, password: str) -> nio.AsyncClient:
+        client = self.new(user_id)
+        expect(await client.login(password, "recovery"), nio.LoginResponse)
+        return client
+
+
+@asynccontextmanager
+async def nio_clients(base_url: str) -> AsyncIterator[NioClients]:
+    """Clients in a temporary store removed afterwards, every one closed on the way out."""
+    with tempfile.TemporaryDirectory() as store:
+        async with AsyncExitStack() as stack:
+            yield NioClients(base_url, store, stack)
+
+
+@dataclass(frozen=True)
+class AdminRoom:
+    """What an `in_admin_room` scenario gets: the admin in `#admins`, and the other accounts."""
+
+    clients: NioClients
+    admin: nio.AsyncClient
+    room_id: str
+    others: dict[str, nio.AsyncClient]
+
+
+async def in_admin_room(
+    base_url: str,
+    scenario: Callable[[AdminRoom], Awaitable[T]],
+    others: tuple[str, ...] = (),
+) -> T:
+    """Run `scenario` on asyncio with `alice` (the first account, so the admin) registered,
+    then `others`, and `alice` joined to the admin room; every client is closed afterwards."""
+
+    async def run() -> T:
+        async with nio_clients(base_url) as clients:
+            admin = await clients.register(FIRST_ACCOUNT)
+            registered = {name: await clients.register(name) for name in others}
+            room_id = await join_admin_room(admin)
+            return await scenario(AdminRoom(clients, admin, room_id, registered))
+
+    return await in_asyncio(run)
+
+
+async def _room_id(room: AdminRoom) -> str:
+    return room.room_id
+
+
+async def first_admin_joins(base_url: str) -> str:
+    """Register the first account on a fresh server and join `#admins`; returns its id."""
+    return await in_admin_room(base_url, _room_id)
