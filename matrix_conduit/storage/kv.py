@@ -41,6 +41,25 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+def key_range(
+    prefix: bytes, *, reverse: bool, start: bytes | None
+) -> tuple[bytes, str, bytes | None, str]:
+    """The SQL bounds `(lower, lower_op, upper, upper_op)` of an `iter_prefix` scan.
+
+    `start` moves the near end of the scan (the upper end, inclusively, when
+    reversed); `upper` is None when nothing bounds the prefix from above."""
+    lower: bytes = prefix
+    upper = prefix_upper_bound(prefix)
+    lower_op, upper_op = ">=", "<"
+    if start is not None:
+        if reverse:
+            if upper is None or start < upper:
+                upper, upper_op = start, "<="
+        else:
+            lower = max(lower, start)
+    return lower, lower_op, upper, upper_op
+
+
 class DatabaseError(Exception):
     """The database cannot be opened or used; the message says why and what to do."""
 

@@ -52,7 +52,7 @@ import psycopg
 import psycopg.conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .kv import Database, DatabaseError, DatabaseInUse, Tree, WriteBatch, prefix_upper_bound
+from .kv import Database, DatabaseError, DatabaseInUse, Tree, WriteBatch, key_range
 
 _FIRST_PAGE = 16
 _LARGEST_PAGE = 1024
@@ -132,15 +132,7 @@ class PostgreSQLTree(Tree):
     def iter_prefix(
         self, prefix: bytes = b"", *, reverse: bool = False, start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        lower: bytes = prefix
-        upper = prefix_upper_bound(prefix)
-        lower_op, upper_op = ">=", "<"
-        if start is not None:
-            if reverse:
-                if upper is None or start < upper:
-                    upper, upper_op = start, "<="
-            else:
-                lower = max(lower, start)
+        lower, lower_op, upper, upper_op = key_range(prefix, reverse=reverse, start=start)
         order = "DESC" if reverse else "ASC"
         page = _FIRST_PAGE
         while True:

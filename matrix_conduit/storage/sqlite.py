@@ -14,7 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
-from .kv import Database, DatabaseError, Tree, WriteBatch, prefix_upper_bound
+from .kv import Database, DatabaseError, Tree, WriteBatch, key_range
 
 _PAGE = 256
 """Rows fetched per query while iterating, so iterating never holds a cursor
@@ -48,15 +48,7 @@ class SQLiteTree(Tree):
     def iter_prefix(
         self, prefix: bytes = b"", *, reverse: bool = False, start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        lower: bytes = prefix
-        upper = prefix_upper_bound(prefix)
-        lower_op, upper_op = ">=", "<"
-        if start is not None:
-            if reverse:
-                if upper is None or start < upper:
-                    upper, upper_op = start, "<="
-            else:
-                lower = max(lower, start)
+        lower, lower_op, upper, upper_op = key_range(prefix, reverse=reverse, start=start)
         order = "DESC" if reverse else "ASC"
         while True:
             conditions = [f"key {lower_op} ?"]

@@ -174,7 +174,11 @@ class User:
 
 
 async def register(
-    server: AnyServer, localpart: str | None = None, *, password: str | None = None
+    server: AnyServer,
+    localpart: str | None = None,
+    *,
+    password: str | None = None,
+    admin: bool = False,
 ) -> User:
     """A new local account, logged in on one device (a unique name unless given)."""
     name = localpart or f"user{next(_names)}"
@@ -183,6 +187,7 @@ async def register(
         username=name,
         password=password,
         login=DeviceLogin(),
+        admin=admin,
     )
     if isinstance(server, SharedServer):
         registered = await server.call(register_account)

@@ -50,6 +50,7 @@ import httpx
 import trio
 
 from tests.support.federation_ca import FederationCa, free_port_on
+from tests.support.synapse import run_install_step
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements-sydent.txt"
@@ -93,18 +94,7 @@ def sydent_python() -> Path:
 
 
 def _run(command: list[str], what: str) -> None:
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_LIMIT_SECONDS,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise SydentError(f"{what} did not finish: {error}") from None
-    if result.returncode != 0:
-        raise SydentError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    run_install_step(command, what, SydentError)
 
 
 def install_sydent() -> Path:

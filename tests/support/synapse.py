@@ -151,7 +151,8 @@ def _installed(wanted: str) -> bool:
     return synapse_python().exists() and STAMP.exists() and STAMP.read_text() == wanted
 
 
-def _run(command: list[str], what: str) -> None:
+def run_install_step(command: list[str], what: str, error: type[Exception] = SynapseError) -> None:
+    """One step of installing a peer's venv; `error` (with its output) when it fails."""
     try:
         result = subprocess.run(
             command,
@@ -160,10 +161,10 @@ def _run(command: list[str], what: str) -> None:
             timeout=INSTALL_LIMIT_SECONDS,
             stdin=subprocess.DEVNULL,
         )
-    except subprocess.TimeoutExpired as error:
-        raise SynapseError(f"{what} did not finish: {error}") from None
+    except subprocess.TimeoutExpired as timed_out:
+        raise error(f"{what} did not finish: {timed_out}") from None
     if result.returncode != 0:
-        raise SynapseError(
+        raise error(
             f"{what} failed with status {result.returncode}:\n{result.stdout}\n{result.stderr}"
         )
 
@@ -180,8 +181,8 @@ def install_synapse() -> Path:
         if _installed(wanted):
             return synapse_python()
         shutil.rmtree(VENV, ignore_errors=True)
-        _run([sys.executable, "-m", "venv", str(VENV)], "creating .synapse-venv")
-        _run(
+        run_install_step([sys.executable, "-m", "venv", str(VENV)], "creating .synapse-venv")
+        run_install_step(
             [
                 str(synapse_python()),
                 "-m",
@@ -195,7 +196,9 @@ def install_synapse() -> Path:
             ],
             f"pip install -r {REQUIREMENTS.name}",
         )
-        _run([str(synapse_python()), "-c", "import synapse.app.homeserver"], "importing Synapse")
+        run_install_step(
+            [str(synapse_python()), "-c", "import synapse.app.homeserver"], "importing Synapse"
+        )
         STAMP.write_text(wanted)
     return synapse_python()
 

@@ -9,7 +9,6 @@ would (its exit status and output are the result).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import subprocess
 from dataclasses import dataclass
@@ -18,9 +17,7 @@ from typing import Any
 import httpx
 import trio
 
-from matrix_conduit.service.devices import DeviceLogin
-from tests.support.matrix import AnyServer, User
-from tests.support.shared_server import SharedServer
+from tests.support.matrix import AnyServer, User, register
 from tests.support.synapse import VENV, install_synapse
 
 ADMIN_PREFIX = "/_synapse/admin"
@@ -29,26 +26,7 @@ _names = itertools.count(1)
 
 async def admin_user(server: AnyServer) -> User:
     """A new server admin, logged in."""
-    register = functools.partial(
-        server.services.registration.register,
-        username=f"admin{next(_names)}",
-        password=None,
-        login=DeviceLogin(),
-        admin=True,
-    )
-    if isinstance(server, SharedServer):
-        registered = await server.call(register)
-    else:
-        registered = await register()
-    tokens = registered.tokens
-    assert tokens is not None
-    return User(
-        tokens.user_id,
-        tokens.device_id,
-        tokens.access_token,
-        server.client,
-        server.config.server_name,
-    )
+    return await register(server, f"admin{next(_names)}", admin=True)
 
 
 @dataclass
