@@ -35,7 +35,11 @@ class OfflineCommandError(Exception):
 
 
 def generate_password() -> str:
-    return secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    """A random password that never starts with `-`, so it can follow an option on a
+    command line (`--login NAME PASSWORD`) without being taken for one."""
+    while (password := secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)).startswith("-"):
+        pass
+    return password
 
 
 @contextmanager
