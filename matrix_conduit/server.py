@@ -97,6 +97,7 @@ async def serve(
             max_open_files=config.rocksdb_max_open_files,
             url=config.database_url,
             password=config.database_password,
+            shared=True,
         )
     except DatabaseError as error:
         raise StartupError(str(error)) from None

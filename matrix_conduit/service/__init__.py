@@ -27,6 +27,7 @@ from .appservices import AppServices
 from .backup import OnlineBackup
 from .cache_stats import CacheStats
 from .cleanup import Cleanup
+from .cluster import Cluster
 from .cross_signing import CrossSigning
 from .device_sync import DeviceSync
 from .devices import Devices
@@ -111,7 +112,10 @@ class Services:
         self.db = db
         self.background_tasks: list[Callable[[], Awaitable[None]]] = []
         """Loops `run_background` runs for the server's lifetime (expiry, queues...)."""
-        self.globals = Globals(db, config.server_name)
+        self.cluster = Cluster(db, Globals.stored_counter(db))
+        """The other server processes of this database, if any (PostgreSQL)."""
+        self.background_tasks.append(self.cluster.run)
+        self.globals = Globals(db, config.server_name, self.cluster)
         self.rate_limiter = RateLimiter(config.rate_limits)
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
@@ -124,10 +128,16 @@ class Services:
         self.jwt_login = JwtLogin(config, self.users, self.registration)
         media_files = MediaFiles(os.path.join(config.database_path, MEDIA_DIRECTORY))
         self.media = Media(db, config.server_name, media_files)
-        self.notifier = Notifier()
+        self.notifier = Notifier(self.cluster)
         self.transaction_ids = TransactionIds(db)
         self.rooms = Rooms(
-            config, db, self.globals, self.notifier, self.transaction_ids, self.users
+            config,
+            db,
+            self.globals,
+            self.notifier,
+            self.transaction_ids,
+            self.users,
+            cluster=self.cluster,
         )
         self.users.profile_changed.append(self.rooms.membership.update_profile)
         self.users.account_deactivated.append(self.rooms.membership.leave_everything)

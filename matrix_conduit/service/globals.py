@@ -32,6 +32,7 @@ from ..core.signing import (
 )
 from ..storage import Database, DatabaseError
 from ..storage.kv import from_u64, u64
+from .cluster import Cluster
 
 TREES = ("global",)
 
@@ -53,13 +54,14 @@ class WrongServerName(DatabaseError):
 
 
 class Globals:
-    def __init__(self, db: Database, server_name: str) -> None:
+    def __init__(self, db: Database, server_name: str, cluster: Cluster | None = None) -> None:
         self._db = db
         self._tree = db.tree("global")
         self.server_name = server_name
         self._claim_server_name(db.path)
-        stored = self._tree.get(_COUNTER)
-        self._counter = from_u64(stored) if stored else 0
+        self._counter = self.stored_counter(db)
+        self._cluster = cluster if cluster is not None and cluster.shared else None
+        """Several processes on this database: positions and the mark are theirs."""
         self.signing_key = self._load_or_create_signing_key()
         self.signing_key_id = key_id_of(self.signing_key)
         stored_old = self._tree.get(_OLD_VERIFY_KEYS)
@@ -67,6 +69,12 @@ class Globals:
             json.loads(stored_old) if stored_old else {}
         )
         """Rotated-out keys: key id → `{"key": base64, "expired_ts": ms}` (spec's shape)."""
+
+    @staticmethod
+    def stored_counter(db: Database) -> int:
+        """The counter as this database's `global` tree holds it (0 when new)."""
+        stored = db.tree("global").get(_COUNTER)
+        return from_u64(stored) if stored else 0
 
     def is_ours(self, identifier: str) -> bool:
         """Whether a user id, room alias, room or event id, or server name is this server's."""
@@ -114,10 +122,15 @@ class Globals:
         synchronous stretch of code (no `await` in between): `/sync` treats
         every position up to `current_count()` as written.
         """
+        if self._cluster is not None:
+            return self._cluster.take_position()
         self._counter += 1
         self._tree.put(_COUNTER, u64(self._counter))
         return self._counter
 
     def current_count(self) -> int:
-        """The last position handed out."""
+        """The last position handed out (with other processes: the committed mark,
+        so that nothing at or below it can still appear)."""
+        if self._cluster is not None:
+            return self._cluster.mark
         return self._counter

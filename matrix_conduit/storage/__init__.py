@@ -64,13 +64,16 @@ def _check_contents(directory: str, engine: str) -> None:
 
 
 class _DirectoryLock:
-    """An exclusive flock on `conduit.lock`: one process per database."""
+    """A flock on `conduit.lock`: exclusive (one process per database), or shared
+    by the server processes of one PostgreSQL database (none while an offline
+    tool holds it exclusively)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, shared: bool = False) -> None:
         path = os.path.join(directory, LOCK_FILE)
         self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(self._descriptor, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._descriptor)
             raise DatabaseInUse(directory) from None
@@ -87,12 +90,14 @@ def open_database(
     max_open_files: int = 1000,
     url: str | None = None,
     password: str | None = None,
+    shared: bool = False,
 ) -> Database:
     """Open (creating if needed) the `engine` ("leveldb"/"sqlite") database in `directory`.
 
     Engine "postgresql" opens the database at `url` (a libpq URI; `password`
     if given, else libpq's PGPASSWORD or password file) and keeps only the
-    lock and media in `directory`.
+    lock and media in `directory`; with `shared` (the server does so) other
+    server processes may open it at the same time, offline tools may not.
     """
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -104,7 +109,8 @@ def open_database(
         )
     if engine != "postgresql":
         _check_contents(directory, engine)
-    lock = _DirectoryLock(directory)
+    shared = shared and engine == "postgresql"
+    lock = _DirectoryLock(directory, shared=shared)
     try:
         if engine == "sqlite":
             from .sqlite import SQLiteDatabase
@@ -115,7 +121,7 @@ def open_database(
                 raise DatabaseError('database_backend "postgresql" needs database_url')
             from .postgresql import PostgreSQLDatabase
 
-            database = PostgreSQLDatabase(url, password=password)
+            database = PostgreSQLDatabase(url, password=password, shared=shared)
         elif engine == "leveldb":
             from .leveldb import LevelDBDatabase
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import Self
+from typing import Any, Self
 
 SEPARATOR = b"\xff"
 
@@ -168,6 +168,12 @@ class Database(ABC):
         self._close_store()
         while self.release_on_close:
             self.release_on_close.pop()()
+
+    def cluster_link(self, stored_counter: int) -> Any:
+        """Ties to the other server processes of this database (`ClusterLink`,
+        `storage/postgresql_cluster.py`), whose counter continues from
+        `stored_counter`; None for a database only one process can open."""
+        return None
 
     @abstractmethod
     def size_on_disk(self) -> int:

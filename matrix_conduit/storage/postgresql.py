@@ -30,10 +30,11 @@ timeline are scans, so scans decide.
   order), and a connection the server lost is replaced and the statement
   retried once, for reads and single writes (a batch whose commit was cut
   off raises: it may or may not have landed).
-- One process per database, as the embedded backends promise: a session
-  advisory lock, held on its own connection while the database is open (the
-  in-memory caches and the global counter of `service/globals.py` are not
-  shared between processes yet).
+- A session advisory lock, held on its own connection while the database is
+  open: exclusive for the offline tools (`migrate-db`, `create-user`,
+  backups), shared for server processes (`shared=True`), which may run
+  several at once on one database (what they share beyond the trees is in
+  `postgresql_cluster.py`), and never while an offline tool holds it.
 
 The password never appears in `path`, in errors or in logs: it is taken from
 `password` (the config's `database_password_file`), from `PGPASSWORD` or a
@@ -46,7 +47,7 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
@@ -204,7 +205,9 @@ class PostgreSQLBatch(WriteBatch):
 class PostgreSQLDatabase(Database):
     """Trees in one PostgreSQL database, reached through a connection pool."""
 
-    def __init__(self, url: str, *, password: str | None = None, pool_size: int = 4) -> None:
+    def __init__(
+        self, url: str, *, password: str | None = None, pool_size: int = 4, shared: bool = False
+    ) -> None:
         self.path = redact_url(url)
         self.release_on_close = []
         self._url = url
@@ -213,7 +216,7 @@ class PostgreSQLDatabase(Database):
             extra["password"] = password
         self._connect_arguments = extra
         self._lock_connection = self._connect_first()
-        self._take_lock()
+        self._take_lock(shared)
         self._pool = ConnectionPool(
             url,
             kwargs={**extra, "autocommit": True},
@@ -240,6 +243,11 @@ class PostgreSQLDatabase(Database):
     def _message(self, error: Exception) -> str:
         return str(error).replace(self._url, self.path).strip()
 
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection of its own (outside the pool), for a caller
+        that keeps session state on it: LISTEN, session advisory locks."""
+        return self._connect_first()
+
     def _connect_first(self) -> psycopg.Connection:
         try:
             return psycopg.connect(self._url, autocommit=True, **self._connect_arguments)
@@ -248,10 +256,9 @@ class PostgreSQLDatabase(Database):
                 f"cannot connect to the PostgreSQL database {self.path}: {self._message(error)}"
             ) from None
 
-    def _take_lock(self) -> None:
-        row = self._lock_connection.execute(
-            "SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)
-        ).fetchone()
+    def _take_lock(self, shared: bool) -> None:
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        row = self._lock_connection.execute(f"SELECT {function}(%s)", (_LOCK_KEY,)).fetchone()
         if not row or not row[0]:
             self._lock_connection.close()
             raise DatabaseInUse(self.path)
@@ -318,8 +325,13 @@ class PostgreSQLDatabase(Database):
         # Unlock explicitly: a closed connection's session ends (and drops its
         # lock) only when the server gets to it, after an immediate reopen may ask.
         with contextlib.suppress(psycopg.Error):  # gone already, and with it the lock
-            self._lock_connection.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            self._lock_connection.execute("SELECT pg_advisory_unlock_all()")
         self._lock_connection.close()
+
+    def cluster_link(self, stored_counter: int) -> Any:
+        from .postgresql_cluster import ClusterLink
+
+        return ClusterLink(self, stored_counter)
 
     def size_on_disk(self) -> int:
         row = self.run(

@@ -28,6 +28,7 @@ from __future__ import annotations
 from ...config import Config
 from ...lru import MemoryBudget
 from ...storage import Database
+from ..cluster import Cluster
 from ..globals import Globals
 from ..notifier import Notifier
 from ..transaction_ids import TransactionIds
@@ -60,6 +61,7 @@ class Rooms:
         notifier: Notifier,
         transaction_ids: TransactionIds,
         profiles: Profiles,
+        cluster: Cluster | None = None,
     ) -> None:
         capacity = max(
             1000, int(config.pdu_cache_capacity * config.conduit_cache_capacity_modifier)
@@ -77,7 +79,7 @@ class Rooms:
             db, globals_, self.short, self.state, self.state_cache, notifier, capacity, self.memory
         )
         self.resolution = StateResolution(self.state, self.timeline)
-        self.locks = RoomLocks()
+        self.locks = RoomLocks(cluster)
         self.builder = EventBuilder(globals_, self.state, self.timeline, self.locks)
         self.visibility = Visibility(self.short, self.state, self.state_cache, self.timeline)
         self.aliases = Aliases(db)
