@@ -19,7 +19,9 @@ Each side is a config file (its backend, `database_path`, `database_url`
 and password), a database directory (LevelDB or SQLite, found by what it
 holds), or for PostgreSQL a `postgresql://` URL (password from libpq:
 `PGPASSWORD` or `~/.pgpass`). Both are opened with their locks, so a server
-still running on either refuses the copy.
+still running on either refuses the copy. A PostgreSQL source that served
+several processes keeps its counter in a sequence: it is written into the
+source's `global` tree first, so the copy continues from it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from .service.globals import Globals
 from .storage import Database, DatabaseError, open_database
 from .storage.kv import Tree
 
@@ -279,6 +282,7 @@ def migrate(
     except DatabaseError as error:
         raise MigrationError(f"cannot open the source: {error}") from None
     try:
+        Globals.store_shared_counter(source_db)
         try:
             destination_db = destination.open()
         except DatabaseError as error:

@@ -76,6 +76,22 @@ class Globals:
         stored = db.tree("global").get(_COUNTER)
         return from_u64(stored) if stored else 0
 
+    @staticmethod
+    def store_shared_counter(db: Database) -> None:
+        """Write the counter of several processes (PostgreSQL's sequence) into the
+        `global` tree, where every backend finds it: before a copy to another
+        backend, which would otherwise hand out positions already used."""
+        stored = Globals.stored_counter(db)
+        link = db.cluster_link(stored)
+        if link is None:
+            return
+        try:
+            shared = link.last_position()
+        finally:
+            link.close()
+        if shared > stored:
+            db.tree("global").put(_COUNTER, u64(shared))
+
     def is_ours(self, identifier: str) -> bool:
         """Whether a user id, room alias, room or event id, or server name is this server's."""
         return is_on_server(identifier, self.server_name)

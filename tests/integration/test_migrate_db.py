@@ -113,6 +113,10 @@ async def test_leveldb_to_postgresql_and_on_to_sqlite_keeps_accounts_rooms_media
     async with served(sqlite_config) as server:
         texts = ["before the move", "on postgresql"]
         await check_everything_is_there(server, room_id, media, texts, device_id)
+        # The counter went on from PostgreSQL's sequence: a new message sorts last.
+        alice = await logged_in(server, "alice")
+        await alice.send(room_id, "on sqlite")
+        assert bodies(await alice.timeline(room_id))[-3:] == [*texts, "on sqlite"]
 
 
 def make_leveldb(directory: Path, trees: dict[str, int]) -> None:
