@@ -118,8 +118,7 @@ class Cluster:
             return
         taken, self._taken = self._taken, []
         outgoing, self._outgoing = self._outgoing, []
-        self._link.settle(taken, outgoing)
-        self._refresh_mark()
+        self._advance_mark(self._link.settle(taken, outgoing))
 
     async def catch_up(self) -> None:
         """Return once every message committed before now has been handled here."""
@@ -226,7 +225,9 @@ class Cluster:
 
     def _refresh_mark(self) -> None:
         assert self._link is not None
-        mark = self._link.committed_mark()
+        self._advance_mark(self._link.committed_mark())
+
+    def _advance_mark(self, mark: int) -> None:
         if mark > self.mark:
             self.mark = mark
             for callback in self._mark_listeners:

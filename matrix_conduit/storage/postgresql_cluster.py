@@ -49,6 +49,22 @@ MAX_PAYLOAD_BYTES = 7900
 
 _SEQUENCE = "conduit_counter"
 _IN_FLIGHT = "conduit_positions_in_flight"
+_MARK_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION conduit_committed_mark(me integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    last bigint;
+    lowest bigint;
+BEGIN
+    -- The sequence first, the positions in flight second: each statement of a
+    -- volatile function sees what was committed when it started.
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+        INTO last FROM {_SEQUENCE};
+    SELECT min(position) INTO lowest FROM {_IN_FLIGHT} WHERE process <> me;
+    RETURN CASE WHEN lowest IS NULL THEN last ELSE least(last, lowest - 1) END;
+END
+$$"""
+"""The committed mark in one round trip (see the module's docstring)."""
 
 
 def lock_id(kind: int, name: str) -> tuple[int, int]:
@@ -83,6 +99,7 @@ class ClusterLink:
                     f"CREATE TABLE IF NOT EXISTS {_IN_FLIGHT} "
                     "(position bigint PRIMARY KEY, process integer NOT NULL)"
                 )
+                connection.execute(_MARK_FUNCTION)
 
         self._database.run(create)
 
@@ -100,35 +117,32 @@ class ClusterLink:
         assert row is not None
         return int(row[0])
 
-    def settle(self, positions: list[int], messages: Iterable[str]) -> None:
-        """Mark `positions` as written and send `messages`, in one statement."""
+    def settle(self, positions: list[int], messages: Iterable[str]) -> int:
+        """Mark `positions` as written and send `messages`; the committed mark after.
+
+        One statement: the positions deleted, the notifications queued (sent
+        when it commits) and the mark read, which this process's own rows do
+        not hold back."""
         payloads = list(messages)
-        if not positions and not payloads:
-            return
-        self._database.run(
+        row = self._database.run(
             lambda c: c.execute(
-                f"WITH settled AS (DELETE FROM {_IN_FLIGHT} WHERE position = ANY(%s)) "
-                "SELECT count(pg_notify(%s, payload)) FROM unnest(%s::text[]) AS payload",
-                (positions, CHANNEL, payloads),
-            ),
+                f"WITH settled AS (DELETE FROM {_IN_FLIGHT} WHERE position = ANY(%s)), "
+                "sent AS (SELECT count(pg_notify(%s, payload)) FROM unnest(%s::text[]) payload) "
+                "SELECT conduit_committed_mark(%s), (SELECT * FROM sent)",
+                (positions, CHANNEL, payloads, self.process),
+            ).fetchone(),
             retry=False,
         )
+        assert row is not None
+        return int(row[0])
 
     def committed_mark(self) -> int:
         """The highest position at and below which everything has been written."""
         row = self._database.run(
-            lambda c: c.execute(f"SELECT last_value, is_called FROM {_SEQUENCE}").fetchone()
+            lambda c: c.execute("SELECT conduit_committed_mark(%s)", (self.process,)).fetchone()
         )
         assert row is not None
-        last = int(row[0]) if row[1] else int(row[0]) - 1
-        lowest = self._database.run(
-            lambda c: c.execute(
-                f"SELECT min(position) FROM {_IN_FLIGHT} WHERE process <> %s", (self.process,)
-            ).fetchone()
-        )
-        if lowest and lowest[0] is not None:
-            return min(last, int(lowest[0]) - 1)
-        return last
+        return int(row[0])
 
     def last_position(self) -> int:
         """The last position handed out by any process (for migration and backups)."""
