@@ -37,7 +37,7 @@ from typing import Any
 
 import trio
 
-from ..storage import Database
+from ..storage import Database, DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ LEASES = 2
 MARK_REFRESH_SECONDS = 1.0
 """How often the mark is read even when no message came (a dead process's positions)."""
 DEAD_PROCESS_CHECK_SECONDS = 10.0
+RECONNECT_SECONDS = 1.0
 CATCH_UP_LIMIT_SECONDS = 10.0
 """A barrier that does not come back in this long (the database is unreachable) is
 given up on: the caller goes on with what it has."""
@@ -175,19 +176,44 @@ class Cluster:
         """Listen, send and keep the mark current, for the server's lifetime."""
         if self._link is None:
             return
-        descriptor = self._link.listen()
-        self._listening = True
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_loop)
-                nursery.start_soon(self._refresh_loop)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_loop)
+            nursery.start_soon(self._refresh_loop)
+            await self._listen_loop()
+
+    async def _listen_loop(self) -> None:
+        """Hand every message to its subscribers; after a lost connection, listen
+        again and tell every subscriber that anything may have changed."""
+        assert self._link is not None
+        lost = False
+        while True:
+            try:
+                descriptor = self._link.listen()
+                self._listening = True
+                if lost:
+                    log.warning("listening to the other server processes again")
+                    self._everything_changed()
                 while True:
                     await trio.lowlevel.wait_readable(descriptor)
                     self._handle(self._link.received())
-        finally:
-            self._listening = False
-            for arrived in self._barriers.values():
-                arrived.set()
+            except DatabaseError as error:
+                if not lost:
+                    log.warning("%s; retrying", error)
+                lost = True
+                self._stop_listening()
+                await trio.sleep(RECONNECT_SECONDS)
+            finally:
+                self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        self._listening = False
+        for arrived in self._barriers.values():
+            arrived.set()
+
+    def _everything_changed(self) -> None:
+        for channel, handlers in self._subscribers.items():
+            for handler in handlers:
+                _call(handler, None, channel, self.process)
 
     async def _send_loop(self) -> None:
         while True:
@@ -216,10 +242,7 @@ class Cluster:
                     arrived.set()
                 continue
             for handler in self._subscribers.get(channel, ()):
-                try:
-                    handler(data)
-                except Exception:
-                    log.exception("handling a %r message from process %s", channel, message["o"])
+                _call(handler, data, channel, message["o"])
         if messages:
             self._refresh_mark()
 
@@ -232,6 +255,14 @@ class Cluster:
             self.mark = mark
             for callback in self._mark_listeners:
                 callback(mark)
+
+
+def _call(handler: Handler, data: Any, channel: object, origin: object) -> None:
+    """One subscriber's handling of one message: its failure is logged, not spread."""
+    try:
+        handler(data)
+    except Exception:
+        log.exception("handling a %r message from process %s", channel, origin)
 
 
 def _max_payload() -> int:

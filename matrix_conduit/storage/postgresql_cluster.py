@@ -41,6 +41,7 @@ from typing import Any
 
 import psycopg
 
+from .kv import DatabaseError
 from .postgresql import PostgreSQLDatabase
 
 CHANNEL = "conduit"
@@ -165,16 +166,30 @@ class ClusterLink:
     # Messages.
 
     def listen(self) -> int:
-        """Start listening on a connection of its own; its file descriptor, to wait on."""
+        """Start listening on a connection of its own (a new one if it was lost);
+        its file descriptor, to wait on."""
+        if self._listener is not None:
+            self._listener.close()
         self._listener = self._database.connect()
-        self._listener.execute(f"LISTEN {CHANNEL}")
+        try:
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as error:
+            raise DatabaseError(f"cannot listen for other processes: {error}") from None
         return self._listener.pgconn.socket
+
+    @property
+    def listener_process(self) -> int | None:
+        """The backend pid of the listening session (in `pg_stat_activity`)."""
+        return self._listener.info.backend_pid if self._listener else None
 
     def received(self) -> list[dict[str, Any]]:
         """The messages that have arrived (without waiting), oldest first."""
         assert self._listener is not None
         pgconn = self._listener.pgconn
-        pgconn.consume_input()
+        try:
+            pgconn.consume_input()
+        except psycopg.Error as error:
+            raise DatabaseError(f"lost the connection that listens: {error}") from None
         messages = []
         while (notification := pgconn.notifies()) is not None:
             try:
