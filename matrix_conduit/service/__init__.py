@@ -240,6 +240,7 @@ class Services:
             self.outgoing_http,
             self.typing.typing_users,
             self.presence.get,
+            cluster=self.cluster,
         )
         sender = self.appservice_sender
         self.rooms.timeline.appending.append(sender.queue_event)

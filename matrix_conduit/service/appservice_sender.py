@@ -20,12 +20,20 @@ A transaction is the oldest ≤100 entries; its id and last position are
 written down before it is sent, so a retry (also after a restart) sends
 exactly the same entries under the same id, and the appservice can drop a
 repeat by its txnId. Entries are deleted once the appservice answers 2xx.
+
+With several server processes on one database (issue #18) each appservice's
+queue has a lease (`queue_leases.py`): only its holder sends, a process that
+queues an entry wakes the holder, and another process takes the queue over
+(in-flight transaction included) when the holder dies. A transaction takes
+only entries at or below the committed mark, so an entry that another process
+is still writing cannot slip into a transaction already sent.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -38,8 +46,10 @@ from ..core.ids import is_on_server
 from ..storage import Database, WriteBatch
 from ..storage.kv import SEPARATOR, from_u64, join_key, u64
 from .appservices import AppService, AppServices
+from .cluster import Cluster
 from .globals import Globals
 from .outgoing_http import OutgoingHttp, ResponseTooLarge
+from .queue_leases import LEASE_CHECK_SECONDS, QueueLeases
 from .rooms import Rooms
 from .rooms.event_context import EventContext
 from .rooms.timeline import Event
@@ -107,6 +117,8 @@ class AppServiceSender:
         http: OutgoingHttp,
         typing_users: Callable[[str], list[str]],
         presence_of: Callable[[str], dict[str, Any]],
+        *,
+        cluster: Cluster | None = None,
     ) -> None:
         self._db = db
         self._globals = globals_
@@ -121,6 +133,7 @@ class AppServiceSender:
         self._wakes: dict[str, trio.Event] = {}
         self._registry_changed = trio.Event()
         appservices.changed.append(self._note_registry_change)
+        self._leases = QueueLeases(cluster, "appservice", self._woken)
 
     # ---- queueing
 
@@ -211,7 +224,15 @@ class AppServiceSender:
     ) -> None:
         key = join_key(appservice.id, u64(position))
         batch.put(self._queue, key, json.dumps(entry).encode())
-        batch.after_commit(lambda: self._wake(appservice.id))
+        batch.after_commit(lambda: self._queued(appservice.id))
+
+    def _queued(self, appservice_id: str) -> None:
+        self._wake(appservice_id)
+        self._leases.announce([appservice_id])
+
+    def _woken(self, appservice_ids: list[str] | None) -> None:
+        for appservice_id in list(self._wakes) if appservice_ids is None else appservice_ids:
+            self._wake(appservice_id)
 
     def _wake(self, appservice_id: str) -> None:
         wake = self._wakes.get(appservice_id)
@@ -249,11 +270,13 @@ class AppServiceSender:
                 if appservice is None:  # unregistered: nobody will take what was queued
                     self._drop_queue(appservice_id)
                 return
-            transaction = self._transaction(appservice_id)
+            woken = self._wakes[appservice_id] = trio.Event()
+            held = self._leases.take(appservice_id)
+            transaction = self._transaction(appservice_id) if held else None
             if transaction is None:
-                self._wakes[appservice_id] = trio.Event()
-                if self._transaction(appservice_id) is None:
-                    await self._wakes[appservice_id].wait()
+                # Another process may hold the lease and die: try again now and then.
+                with trio.move_on_after(LEASE_CHECK_SECONDS if self._leases.shared else math.inf):
+                    await woken.wait()
                 continue
             txn_id, keys = transaction
             if await self._send(appservice, txn_id, keys):
@@ -294,7 +317,10 @@ class AppServiceSender:
             if keys:
                 return recorded["txn_id"], keys
         keys = []
+        settled = self._globals.current_count()
         for key in self._queue.keys_with_prefix(prefix):
+            if from_u64(key[len(prefix) :]) > settled:
+                break  # still being written, maybe by another process
             keys.append(key)
             if len(keys) == MAX_ENTRIES_PER_TRANSACTION:
                 break
