@@ -18,6 +18,8 @@ ROOT=$OUT/bookworm
 CONFIG=/etc/matrix-conduit/conduit.toml
 DATA=/var/lib/matrix-conduit
 UNIT=/lib/systemd/system/matrix-conduit.service
+# One process of several on PostgreSQL, checked as an instance (its port).
+INSTANCE=/lib/systemd/system/matrix-conduit@16168.service
 # Exposure level x 10 (systemd-analyze security): the unit scores 1.1.
 SECURITY_THRESHOLD=12
 # Not 6167: a developer's `make run` may be using that one.
@@ -138,6 +140,9 @@ check_install() {
         fail "the unit is not enabled"
     [ -L /etc/systemd/system/conduit.service ] || fail "conduit.service is not enabled"
     [ -L /lib/systemd/system/conduit.service ] || fail "no conduit.service alias"
+    [ -f /lib/systemd/system/matrix-conduit@.service ] || fail "no template unit"
+    [ -z "$(find /etc/systemd/system -name 'matrix-conduit@*')" ] ||
+        fail "an instance of the template was enabled at install"
     # Every bundled library has its paragraph in the copyright file (the
     # server itself is under "Files: *").
     for library in /opt/venvs/matrix-conduit/lib/python3*/site-packages/*.dist-info; do
@@ -149,13 +154,17 @@ check_install() {
     /usr/bin/matrix-conduit check-config $CONFIG
 }
 
+# The single unit, and the template through an instance of it (systemd loads
+# matrix-conduit@.service for the name).
 check_unit() {
-    verify=$(systemd-analyze verify $UNIT 2>&1) || true
-    [ -z "$verify" ] || fail "systemd-analyze verify: $verify"
-    systemd-analyze security --offline=true --threshold=$SECURITY_THRESHOLD $UNIT \
-        >"$OUT/security.log" 2>&1 || { cat "$OUT/security.log"; fail "security threshold"; }
-    SECURITY=$(sed -n 's/.*Overall exposure level for [^:]*: //p' "$OUT/security.log")
-    echo "exposure level: $SECURITY"
+    for unit in $UNIT $INSTANCE; do
+        verify=$(systemd-analyze verify "$unit" 2>&1) || true
+        [ -z "$verify" ] || fail "systemd-analyze verify $unit: $verify"
+        systemd-analyze security --offline=true --threshold=$SECURITY_THRESHOLD "$unit" \
+            >"$OUT/security.log" 2>&1 || { cat "$OUT/security.log"; fail "security threshold"; }
+        SECURITY=$(sed -n 's/.*Overall exposure level for [^:]*: //p' "$OUT/security.log")
+        echo "exposure level of $(basename "$unit"): $SECURITY"
+    done
 }
 
 unit_value() {
