@@ -8,7 +8,10 @@ what used to be in-process becomes shared (`storage/postgresql_cluster.py`
 says how PostgreSQL does each part):
 
 - positions on the global counter (`take_position`) and the committed mark
-  (`mark`), which is what `/sync` may read up to;
+  (`mark`), which is what `/sync` may read up to. The mark passes another
+  process's positions only once the messages that process sent with them
+  have been handled here (a barrier after reading it): `/sync` below the mark
+  never reads a cache those messages would have changed;
 - messages (`publish`, `subscribe`): a service that keeps something in memory
   that another process may change (a cache, who is typing) publishes what it
   changed after the change is committed, and the others' handlers apply it.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +75,10 @@ class Cluster:
         self._taken: list[int] = []
         self._outgoing: list[str] = []
         self._wanted_flush = trio.Event()
+        self._own_above_mark: list[int] = []
+        """This process's positions above the mark, oldest first: the mark may pass
+        them without waiting for any message."""
+        self._wanted_mark = trio.Event()
         self._barriers: dict[int, trio.Event] = {}
         self._barrier_count = 0
         self._listening = False
@@ -86,9 +94,15 @@ class Cluster:
         assert self._link is not None
         position = self._link.take_position()
         self._taken.append(position)
+        self._own_above_mark.append(position)
         self.last_taken = position
         self._wanted_flush.set()
         return position
+
+    def latest_position(self) -> int:
+        """The last position any process took (shared only), landed or not."""
+        assert self._link is not None
+        return self._link.last_position()
 
     def on_mark_advanced(self, callback: Callable[[int], None]) -> None:
         """Call `callback(mark)` whenever the committed mark moves forward."""
@@ -119,7 +133,7 @@ class Cluster:
             return
         taken, self._taken = self._taken, []
         outgoing, self._outgoing = self._outgoing, []
-        self._advance_mark(self._link.settle(taken, outgoing))
+        self._offer_mark(self._link.settle(taken, outgoing))
 
     async def catch_up(self) -> None:
         """Return once every message committed before now has been handled here."""
@@ -179,6 +193,7 @@ class Cluster:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._send_loop)
             nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._mark_loop)
             await self._listen_loop()
 
     async def _listen_loop(self) -> None:
@@ -248,13 +263,40 @@ class Cluster:
 
     def _refresh_mark(self) -> None:
         assert self._link is not None
-        self._advance_mark(self._link.committed_mark())
+        self._offer_mark(self._link.committed_mark())
+
+    def _offer_mark(self, mark: int) -> None:
+        """Pass this process's own positions at once, others' once the messages sent
+        with them are in (`_mark_loop`)."""
+        if mark <= self.mark:
+            return
+        own = self._own_above_mark
+        if not self._listening or bisect_right(own, mark) - bisect_right(own, self.mark) == (
+            mark - self.mark
+        ):
+            self._advance_mark(mark)
+        else:
+            self._wanted_mark.set()
+
+    async def _mark_loop(self) -> None:
+        """A mark read, then a barrier: every message committed before the read (those
+        sent with the positions below it) is handled before the mark moves."""
+        assert self._link is not None
+        while True:
+            await self._wanted_mark.wait()
+            self._wanted_mark = trio.Event()
+            mark = self._link.committed_mark()
+            if mark > self.mark:
+                await self.catch_up()
+                self._advance_mark(mark)
 
     def _advance_mark(self, mark: int) -> None:
-        if mark > self.mark:
-            self.mark = mark
-            for callback in self._mark_listeners:
-                callback(mark)
+        if mark <= self.mark:
+            return
+        self.mark = mark
+        del self._own_above_mark[: bisect_right(self._own_above_mark, mark)]
+        for callback in self._mark_listeners:
+            callback(mark)
 
 
 def _call(handler: Handler, data: Any, channel: object, origin: object) -> None:

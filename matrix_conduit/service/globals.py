@@ -62,6 +62,9 @@ class Globals:
         self._counter = self.stored_counter(db)
         self._cluster = cluster if cluster is not None and cluster.shared else None
         """Several processes on this database: positions and the mark are theirs."""
+        self.cluster = self._cluster
+        """The other processes of this database (None when alone): what services that
+        keep things in memory tell of their changes (`coherence.Invalidations`)."""
         self.signing_key = self._load_or_create_signing_key()
         self.signing_key_id = key_id_of(self.signing_key)
         stored_old = self._tree.get(_OLD_VERIFY_KEYS)

@@ -72,9 +72,9 @@ class Rooms:
         self.short = ShortIds(db, globals_, capacity, self.memory)
         self.compressor = StateCompressor(db, globals_, max(100, capacity // 1000), self.memory)
         self.state = RoomState(
-            db, self.short, self.compressor, max(100, capacity // 1000), self.memory
+            db, self.short, self.compressor, max(100, capacity // 1000), self.memory, cluster
         )
-        self.state_cache = StateCache(db, self.memory, capacity)
+        self.state_cache = StateCache(db, self.memory, capacity, cluster)
         self.timeline = Timeline(
             db, globals_, self.short, self.state, self.state_cache, notifier, capacity, self.memory
         )

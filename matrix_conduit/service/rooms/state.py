@@ -21,6 +21,8 @@ from types import MappingProxyType
 from ...lru import STATE_MAP_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
 from ...storage.kv import from_u64, u64
+from ..cluster import Cluster
+from ..coherence import Invalidations
 from .short import ShortIds, StateKey
 from .state_compressor import StateCompressor, entry
 
@@ -115,6 +117,7 @@ class RoomState:
         compressor: StateCompressor,
         cache_capacity: int,
         memory: MemoryBudget | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         memory = memory or MemoryBudget(96.0)
         self._short = short
@@ -128,6 +131,8 @@ class RoomState:
         self._snapshots: LRUCache[int, StateIds] = memory.cache(
             "state_snapshots", cache_capacity, lambda _, value: _state_size(value)
         )
+        self._moved = Invalidations.forgetting(cluster, "current_state", self._current)
+        """Rooms whose current state another process moved (snapshots never change)."""
 
     # ---- reading
 
@@ -332,3 +337,4 @@ class RoomState:
                 self._current.discard(room_id)
 
         batch.after_commit(update_cache)
+        self._moved.tell(room_id, batch)

@@ -17,6 +17,8 @@ from typing import Any
 from ...lru import MEMBER_ENTRY_BYTES, SMALL_ENTRY_BYTES, LRUCache, MemoryBudget
 from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64, join_key, u64
+from ..cluster import Cluster
+from ..coherence import Invalidations
 
 TREES = (
     "userroomid_joined",
@@ -45,7 +47,11 @@ def _set_size(_key: str, members: frozenset[str]) -> int:
 
 class StateCache:
     def __init__(
-        self, db: Database, memory: MemoryBudget | None = None, cache_capacity: int = 150_000
+        self,
+        db: Database,
+        memory: MemoryBudget | None = None,
+        cache_capacity: int = 150_000,
+        cluster: Cluster | None = None,
     ) -> None:
         memory = memory or MemoryBudget(96.0)
         self._user_joined = db.tree("userroomid_joined")
@@ -76,6 +82,8 @@ class StateCache:
             "user_rooms", cache_capacity, _set_size
         )
         """The rooms each user is joined to: every sync asks, several times."""
+        self._changes = Invalidations(cluster, "membership", self._changed_elsewhere, self._forget)
+        """Membership changes another process made: the sets follow, the counts reload."""
 
     # ---- writing
 
@@ -96,6 +104,7 @@ class StateCache:
         user_room = join_key(user_id, room_id)
         room_user = join_key(room_id, user_id)
         batch.after_commit(lambda: self._follow_membership(room_id, user_id, previous, membership))
+        self._changes.tell([room_id, user_id, membership], batch)
         for tree in (self._user_joined, self._user_invited, self._user_knocked, self._user_left):
             batch.delete(tree, user_room)
         for tree in (self._room_joined, self._room_invited, self._room_knocked, self._room_left):
@@ -235,6 +244,25 @@ class StateCache:
             if cached is None or (member in cached) == inside:
                 continue
             cache.put(key, cached | {member} if inside else cached - {member})
+
+    def _changed_elsewhere(self, item: list[str]) -> None:
+        """Follow another process's change. The sets are idempotent; the per-server
+        counts are followed only while the joined set shows the change is new here
+        (else they may have been read after it: read them again)."""
+        room_id, user_id, membership = item
+        joined = self._joined.peek(room_id)
+        if joined is None or (user_id in joined) == (membership == "join"):
+            self._servers.discard(room_id)
+            previous = "join" if membership == "join" else None
+        else:
+            previous = "join" if user_id in joined else None
+        self._follow_membership(room_id, user_id, previous, membership)
+        self._counts.discard((room_id, "joined"))
+        self._counts.discard((room_id, "invited"))
+
+    def _forget(self) -> None:
+        for cache in (self._counts, self._joined, self._invited, self._servers, self._rooms_of):
+            cache.clear()
 
     def member_count(self, room_id: str, kind: str) -> int:
         """How many members are `"joined"` or `"invited"`."""

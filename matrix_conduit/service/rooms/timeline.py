@@ -47,6 +47,7 @@ from ...core.room_versions import RoomVersion, get_room_version
 from ...lru import LRUCache, MemoryBudget, event_size
 from ...storage import Database, WriteBatch
 from ...storage.kv import SEPARATOR, from_u64, u64
+from ..coherence import Invalidations
 from ..globals import Globals
 from ..notifier import Notifier
 from .event_context import EventContext, EventStatus
@@ -197,6 +198,15 @@ class Timeline:
         self._by_pdu_id: LRUCache[bytes, Event] = memory.cache(
             "events_by_pdu_id", cache_capacity, _event_size
         )
+        cluster = globals_.cluster
+        self._room_news = Invalidations(
+            cluster, "timeline", self._news_from_elsewhere, self._forget_every_room
+        )
+        """A room's new position and extremities, from an event another process stored."""
+        self._rewritten = Invalidations(
+            cluster, "events", self._forget_event, self._forget_every_event
+        )
+        """Events another process rewrote (redacted) or deleted (purged)."""
         self.indexers: list[Callable[[Event, bytes, WriteBatch], None]] = []
         """Called with each event, its PDU id and the batch that stores it: indexes of
         other services (search, relations) land in the same atomic write."""
@@ -379,11 +389,34 @@ class Timeline:
 
             def forget_cached() -> None:
                 for pdu_id, event_id in gone:
-                    self._by_pdu_id.discard(pdu_id)
-                    self._events.discard(event_id)
+                    self._forget_event([event_id, pdu_id.hex()])
 
             batch.after_commit(forget_cached)
+            self._rewritten.tell_all(([event_id, pdu_id.hex()] for pdu_id, event_id in gone), batch)
         return len(gone)
+
+    # ---- what other processes changed (`coherence`)
+
+    def _news_from_elsewhere(self, item: list[Any]) -> None:
+        room_id, count = item
+        self._extremities.pop(room_id, None)
+        if count > self._newest.get(room_id, 0):
+            self._newest[room_id] = count
+
+    def _forget_every_room(self) -> None:
+        """A message too big to tell which room: every room may have news."""
+        self._extremities.clear()
+        assert self._globals.cluster is not None
+        self._started = self._globals.cluster.latest_position() + 1
+
+    def _forget_event(self, item: list[str]) -> None:
+        event_id, pdu_id = item
+        self._events.discard(event_id)
+        self._by_pdu_id.discard(bytes.fromhex(pdu_id))
+
+    def _forget_every_event(self) -> None:
+        self._events.clear()
+        self._by_pdu_id.clear()
 
     def _decode(self, pdu_id: bytes, raw: bytes) -> Event:
         """The stored event, parsed at most once while it stays in the cache."""
@@ -459,6 +492,8 @@ class Timeline:
             self._set_current_state(stored, context, count, batch)
         for hook in self.appending:
             hook(stored, context, count, batch)
+        if count is not None or context.forward_extremities is not None:
+            self._room_news.tell([room_id, count or 0], batch)
         batch.commit()
 
         size = event_size(len(encoded))
@@ -659,6 +694,7 @@ class Timeline:
             self._by_pdu_id.put(pdu_id, redacted, size)
 
         batch.after_commit(cache_redacted)
+        self._rewritten.tell([target_id, pdu_id.hex()], batch)
 
     def _power_levels_at(
         self, room_id: str, shortstatehash: int | None, room_version: RoomVersion
