@@ -17,13 +17,14 @@ uses the empty room id):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core.ids import is_valid_user_id
 from ..errors import MatrixError, bad_json
 from ..storage import Database
 from ..storage.kv import SEPARATOR, join_key, u64
+from .coherence import Invalidations
 from .globals import Globals
 from .notifier import Notifier
 
@@ -48,6 +49,11 @@ class AccountData:
         self._started = globals_.current_count()
         self._last_change: dict[tuple[str, str], int] = {}
         """Each (user, room)'s newest change since start: `/sync` skips quiet rooms."""
+        self.changed_elsewhere: list[Callable[[str, str | None, str], None]] = []
+        """Called with (user, room or None, type) for a change another process made."""
+        self._news = Invalidations(
+            globals_.cluster, "account_data", self._news_from_elsewhere, self._forget_all
+        )
 
     # ---- writing
 
@@ -65,7 +71,22 @@ class AccountData:
             batch.put(self._changes, change_key, value.encode())
             batch.put(self._latest, type_key, change_key)
         self._last_change[(user_id, room)] = position
+        self._news.tell([user_id, room, event_type, position])
         self._notifier.notify([user_id])
+
+    def _news_from_elsewhere(self, item: list[Any]) -> None:
+        user_id, room, event_type, position = item
+        if position > self._last_change.get((user_id, room), 0):
+            self._last_change[(user_id, room)] = position
+        for callback in self.changed_elsewhere:
+            callback(user_id, room or None, event_type)
+
+    def _forget_all(self) -> None:
+        """A message too big to say whose data changed: anyone's may have."""
+        assert self._globals.cluster is not None
+        self._started = self._globals.cluster.latest_position() + 1
+        for callback in self.changed_elsewhere:
+            callback("", None, "")
 
     def set_by_client(
         self, user_id: str, room_id: str | None, event_type: str, content: dict

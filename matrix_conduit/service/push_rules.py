@@ -30,6 +30,17 @@ class PushRules:
         self._account_data = account_data
         self._cache: dict[str, dict[str, Any]] = {}
         self._ordered: dict[str, list[tuple[str, Any]]] = {}
+        account_data.changed_elsewhere.append(self._changed_elsewhere)
+
+    def _changed_elsewhere(self, user_id: str, room_id: str | None, event_type: str) -> None:
+        """Another process changed account data: drop the ruleset if it was this one
+        (an empty type: anything may have changed)."""
+        if not event_type:
+            self._cache.clear()
+            self._ordered.clear()
+        elif event_type == PUSH_RULES_TYPE and room_id is None:
+            self._cache.pop(user_id, None)
+            self._ordered.pop(user_id, None)
 
     def ruleset(self, user_id: str) -> dict[str, Any]:
         """The user's whole ruleset (read-only: use the editing methods to change it)."""
