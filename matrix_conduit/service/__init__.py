@@ -374,7 +374,7 @@ class Services:
         """Push rules drive unread counts, `/notifications` and the push gateway queue."""
         self.push_rules = PushRules(self.account_data)
         self.registration.registered.append(self.push_rules.initialise)
-        self.pushers = Pushers(self.db)
+        self.pushers = Pushers(self.db, self.cluster)
         self.outgoing_http = OutgoingHttp(self.config)
         evaluation = PushEvaluation(self.rooms, self.push_rules, self.users.displayname)
         self.notification_counts = NotificationCounts(self.rooms.timeline, PushRating(evaluation))

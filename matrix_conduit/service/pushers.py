@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 from ..errors import MatrixError, bad_json
 from ..storage import Database
 from ..storage.kv import SEPARATOR, join_key
+from .cluster import Cluster
+from .coherence import Invalidations
 
 TREES = ("senderkey_pusher", "pushkey_senderkey")
 
@@ -23,12 +25,16 @@ REQUIRED = ("app_id", "pushkey", "app_display_name", "device_display_name", "lan
 
 
 class Pushers:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cluster: Cluster | None = None) -> None:
         self._db = db
         self._pushers = db.tree("senderkey_pusher")
         self._by_pushkey = db.tree("pushkey_senderkey")
         self._users_with_pushers: set[str] | None = None
         """Read once: each message asks, for every member, "any pushers?"."""
+        self._changed = Invalidations(
+            cluster, "pushers", lambda _item: self._forget_cache(), self._forget_cache
+        )
+        """Pushers another process set or removed: read the set again."""
 
     def has_pushers(self, user_id: str) -> bool:
         return user_id in self.users_with_pushers()
@@ -64,6 +70,7 @@ class Pushers:
                 batch.delete(self._pushers, key)
                 batch.delete(self._by_pushkey, pushkey_key)
                 batch.after_commit(self._forget_cache)
+                self._changed.tell(None, batch)
             return
         self._validate(body)
         pusher = {name: body[name] for name in (*REQUIRED, "kind", "profile_tag") if name in body}
@@ -75,6 +82,7 @@ class Pushers:
             batch.put(self._pushers, key, json.dumps(pusher).encode())
             batch.put(self._by_pushkey, pushkey_key, b"")
             batch.after_commit(self._forget_cache)
+            self._changed.tell(None, batch)
 
     def _others_with(self, app_id: str, pushkey: str, user_id: str) -> list[tuple[bytes, str]]:
         prefix = join_key(app_id, pushkey, b"")
@@ -90,6 +98,7 @@ class Pushers:
             batch.delete(self._pushers, join_key(user_id, app_id, pushkey))
             batch.delete(self._by_pushkey, join_key(app_id, pushkey, user_id))
             batch.after_commit(self._forget_cache)
+            self._changed.tell(None, batch)
 
     @staticmethod
     def _validate(body: dict[str, Any]) -> None:
