@@ -27,6 +27,7 @@ Parts (`python -m bench.memory PART... [--members N --events N --rooms N]`):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -297,19 +298,38 @@ async def _build_big_room(services: Any, members: int, events: int) -> str:
     return room_id
 
 
-def bigroom(members: int = 10_000, events: int = 100_000, budgets: tuple = (None, 64.0)) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-bigroom-") as directory:
-        path = Path(directory)
+def bigroom(
+    members: int = 10_000,
+    events: int = 100_000,
+    budgets: tuple = (None, 64.0),
+    database: Path | None = None,
+) -> None:
+    """The big-room part; with `database`, the room built there is kept and served again
+    by later runs (building it takes minutes; each run's readers only add to it)."""
+    with contextlib.ExitStack() as stack:
+        if database is None:
+            database = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         print(f"big room: {members} members, {events} events")
-        with offline_services(path) as services:
-            room_id = trio.run(_build_big_room, services, members, events)
-        for budget in budgets:
-            overrides = {} if budget is None else {"cache_memory_mb": budget}
-            label = "default budget (96 MiB)" if budget is None else f"cache_memory_mb = {budget:g}"
-            with serving(path, **overrides) as (server, client):
-                print(f" {label}: at start {_mib(memory_of(server.process.pid))}")
-                _use_big_room(server, client, room_id, f"reader{int(budget or 0)}")
-                print(f"  after: {_mib(memory_of(server.process.pid))}")
+        kept = database / "room_id"
+        if kept.exists():
+            room_id = kept.read_text()
+            print(f"  served again from {database}")
+        else:
+            with offline_services(database) as services:
+                room_id = trio.run(_build_big_room, services, members, events)
+            kept.write_text(room_id)
+        _serve_big_room(database, room_id, budgets)
+
+
+def _serve_big_room(path: Path, room_id: str, budgets: tuple) -> None:
+    run = int(time.time())
+    for budget in budgets:
+        overrides = {} if budget is None else {"cache_memory_mb": budget}
+        label = "default budget (96 MiB)" if budget is None else f"cache_memory_mb = {budget:g}"
+        with serving(path, **overrides) as (server, client):
+            print(f" {label}: at start {_mib(memory_of(server.process.pid))}")
+            _use_big_room(server, client, room_id, f"reader{int(budget or 0)}x{run}")
+            print(f"  after: {_mib(memory_of(server.process.pid))}")
 
 
 def _use_big_room(server: ServerProcess, client: httpx.Client, room_id: str, name: str) -> None:
@@ -426,14 +446,16 @@ PARTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "entries": lambda _: entries(),
     "idle": lambda _: idle(),
     "standard": lambda args: standard(args.messages),
-    "bigroom": lambda args: bigroom(args.members, args.events),
+    "bigroom": lambda args: bigroom(args.members, args.events, database=args.database),
     "sync": lambda args: many_rooms(args.rooms),
 }
 
 
 def run(connections: int = 8, duration: float = 10.0, warmup: float = 2.0) -> None:
     """`python -m bench memory`: every part with its defaults."""
-    arguments = argparse.Namespace(messages=2000, members=10_000, events=100_000, rooms=1000)
+    arguments = argparse.Namespace(
+        messages=2000, members=10_000, events=100_000, rooms=1000, database=None
+    )
     for part in PARTS.values():
         part(arguments)
 
@@ -445,6 +467,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rooms", type=int, default=1000)
+    parser.add_argument(
+        "--database",
+        type=Path,
+        help="bigroom: build the room in this directory once, serve it from there after",
+    )
     arguments = parser.parse_args()
     for name in arguments.parts or PARTS:
         if name not in PARTS:

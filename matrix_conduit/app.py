@@ -14,7 +14,7 @@ import codecs
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 from quart.json.provider import DefaultJSONProvider
@@ -27,10 +27,12 @@ from .config import Config
 from .core.errors import CanonicalJsonError
 from .errors import GATEWAY_STATUSES, MatrixError, bad_json
 from .http_connection import ClosingHTTPConnection
-from .metrics import Metrics, install_metrics
 from .request_log import install_request_log
 from .service import Services
 from .url_routing import RawPathMap
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,10 @@ def create_app(config: Config, services: Services) -> MatrixApp:
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
     install_request_log(app)
-    app.metrics = install_metrics(app, services, config.metrics)
+    if config.metrics.enabled:  # prometheus_client is imported only then (idle memory)
+        from .metrics import install_metrics
+
+        app.metrics = install_metrics(app, services, config.metrics)
 
     @app.before_request
     async def answer_preflight() -> Response | None:

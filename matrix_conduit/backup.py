@@ -43,13 +43,15 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from .storage import LEVELDB_DIRECTORY, Database, DatabaseError, DatabaseInUse, open_database
-from .storage.sqlite import SQLiteDatabase
+
+if TYPE_CHECKING:  # sqlite3 is imported by a SQLite backup, not by every server
+    import sqlite3
 
 SOCKET_NAME = "backup.sock"
 MEDIA_DIRECTORY = "media"
@@ -101,6 +103,7 @@ def socket_path(database_path: str) -> str:
 
 def _backend_of(database: Database) -> str:
     from .storage.leveldb import LevelDBDatabase
+    from .storage.sqlite import SQLiteDatabase
 
     if isinstance(database, SQLiteDatabase):
         return "sqlite"
@@ -191,6 +194,10 @@ def _leveldb_copier(
 
 def _sqlite_copier(source_path: str, destination: str, report: BackupReport) -> Callable[[], None]:
     def copy() -> None:
+        import sqlite3
+
+        from .storage.sqlite import SQLiteDatabase
+
         target_path = os.path.join(destination, SQLiteDatabase.FILENAME)
         descriptor = os.open(target_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
@@ -369,6 +376,8 @@ def _media_problems(media: str) -> Iterator[str]:
 
 def verify(path: str, expected_server_name: str | None = None) -> Verification:
     """Open the backup at `path`, count its trees and events, check its server name."""
+    from .storage.sqlite import SQLiteDatabase
+
     path = os.path.abspath(path)
     if os.path.exists(os.path.join(path, LEVELDB_DIRECTORY, "CURRENT")):
         backend = "leveldb"

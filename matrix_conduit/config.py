@@ -158,7 +158,12 @@ class Config:
     tls: TlsConfig | None = field(
         default=None, metadata=_doc("`[global.tls]` certs/key: serve HTTPS directly.")
     )
-    db_cache_capacity_mb: float = field(default=300.0, metadata=_doc("Database block cache, MiB."))
+    # Not Conduit's 300: LevelDB maps its table files, so the kernel's page cache
+    # holds their blocks already; a block cache that size filled up whenever a big
+    # room's history was read and stayed (issue 19's big-room load: +150 MiB RSS).
+    db_cache_capacity_mb: float = field(
+        default=16.0, metadata=_doc("Database block cache, MiB (on top of cache_memory_mb).")
+    )
     conduit_cache_capacity_modifier: float = field(
         default=1.0, metadata=_doc("Scales the server's in-memory caches.")
     )

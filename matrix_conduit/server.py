@@ -25,7 +25,6 @@ import trio
 from . import sd_notify
 from .app import create_app
 from .config import Config
-from .metrics import serve_metrics_listener
 from .service import Services
 from .service.appservices import RegistrationError
 from .storage import DatabaseError, open_database
@@ -133,6 +132,8 @@ async def serve(
                 nursery.cancel_scope.cancel()
 
             async def serve_metrics(*args: Any, task_status: trio.TaskStatus[None]) -> None:
+                from .metrics import serve_metrics_listener
+
                 try:
                     await serve_metrics_listener(*args, task_status=task_status)
                 except* OSError as errors:

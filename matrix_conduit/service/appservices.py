@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError
 from ..core.ids import InvalidIdentifier, UserId, is_on_server
 from ..storage import Database
@@ -188,6 +186,8 @@ def _namespaces(
 
 def parse_yaml(text: str, *, source: str, server_name: str) -> AppService:
     """A registration from YAML text (a file's or one pasted in the admin room)."""
+    import yaml  # only servers with appservices need it (idle memory, issue 19)
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

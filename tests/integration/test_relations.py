@@ -80,6 +80,32 @@ async def test_references_are_bundled(server: TestServer):
     assert event["unsigned"]["m.relations"]["m.reference"] == {"chunk": [{"event_id": reference}]}
 
 
+async def test_one_event_bundles_its_edit_thread_and_references_and_no_reactions(
+    server: TestServer,
+):
+    room_id, (alice, bob, carol) = await room_with_members(server, 3)
+    root = await alice.send(room_id, "root")
+    new = {"m.new_content": {"msgtype": "m.text", "body": "root, edited"}}
+    for number in range(5):
+        await bob.send(room_id, f"reply {number}", **relates("m.thread", root))
+        await carol.send_event(
+            room_id,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": str(number)}},
+        )
+    await alice.send(room_id, "* root, edited", **relates("m.replace", root), **new)
+    reference = await carol.send(room_id, "about root", **relates("m.reference", root))
+    seen_by_bob = (await get_event(bob, room_id, root))["unsigned"]["m.relations"]
+    assert set(seen_by_bob) == {"m.thread", "m.replace", "m.reference"}
+    assert seen_by_bob["m.thread"]["count"] == 5
+    assert seen_by_bob["m.thread"]["latest_event"]["content"]["body"] == "reply 4"
+    assert seen_by_bob["m.thread"]["current_user_participated"] is True  # bob replied
+    assert seen_by_bob["m.replace"]["content"]["body"] == "* root, edited"
+    assert seen_by_bob["m.reference"] == {"chunk": [{"event_id": reference}]}
+    seen_by_carol = (await get_event(carol, room_id, root))["unsigned"]["m.relations"]
+    assert seen_by_carol["m.thread"]["current_user_participated"] is False  # reactions only
+
+
 async def test_redacted_event_has_no_bundled_edit(server: TestServer):
     room_id, (alice,) = await room_with_members(server, 1)
     original = await alice.send(room_id, "oops")

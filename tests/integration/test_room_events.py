@@ -403,6 +403,27 @@ async def test_context_applies_the_filter(server: SharedServer):
     assert [event["type"] for event in found["events_after"]] == ["m.room.message"]
 
 
+async def test_context_with_lazy_members_has_the_senders_members_and_the_state_then(
+    server: SharedServer,
+):
+    alice, bob, carol = [await register(server) for _ in range(3)]
+    room_id = await alice.create_room(preset="public_chat", name="before")
+    for user in (bob, carol):
+        await user.join(room_id)
+    await alice.send(room_id, "m0")
+    middle = await bob.send(room_id, "m1")
+    await alice.send(room_id, "m2")
+    await alice.set_state(room_id, "m.room.name", {"name": "after"})
+    lazy = {"lazy_load_members": True, "types": ["m.room.message"]}
+    found = ok(await context(alice, room_id, middle, limit=2, filter=lazy))
+    assert bodies(found["events_before"]) == ["m0"] and bodies(found["events_after"]) == ["m2"]
+    members = {e["state_key"] for e in found["state"] if e["type"] == "m.room.member"}
+    assert members == {alice.user_id, bob.user_id}  # carol sent nothing shown
+    names = [e["content"]["name"] for e in found["state"] if e["type"] == "m.room.name"]
+    assert names == ["before"]  # the state at m2, not the current state
+    assert {"m.room.create", "m.room.power_levels"} <= {e["type"] for e in found["state"]}
+
+
 async def test_context_of_an_unknown_event_is_404(server: SharedServer):
     room_id, alice, _ = await room_with_messages(server, 1)
     assert_error(await context(alice, room_id, "$missing"), 404, "M_NOT_FOUND")

@@ -123,7 +123,7 @@ CONDUIT_DEFAULTS = {
     "address": "127.0.0.1",
     "port": 8000,
     "tls": None,
-    "db_cache_capacity_mb": 300.0,
+    "db_cache_capacity_mb": 16.0,
     "conduit_cache_capacity_modifier": 1.0,
     "rocksdb_max_open_files": 1000,
     "pdu_cache_capacity": 150000,

@@ -30,7 +30,14 @@ TREES = ("relatesto_childpos", "roomthreadroot_latest")
 THREAD = "m.thread"
 REPLACE = "m.replace"
 REFERENCE = "m.reference"
+BUNDLED = frozenset((THREAD, REPLACE, REFERENCE))
+"""The rel_types aggregated in `unsigned.m.relations`."""
 MAX_CHILDREN_SCANNED = 10_000
+
+
+def _edit_order(edit: Event) -> tuple[int, str]:
+    """Edits are ordered by their time, then by id (the spec's tie-break)."""
+    return edit.get("origin_server_ts", 0), edit["event_id"]
 
 
 def relation_of(event: Event) -> tuple[str, str] | None:
@@ -67,16 +74,6 @@ class Relations:
 
     # ---- reading
 
-    def children(
-        self,
-        parent_id: str,
-        *,
-        rel_type: str | None = None,
-        event_type: str | None = None,
-    ) -> list[tuple[int, Event]]:
-        """(position, child event) relating to `parent_id`, oldest first."""
-        return list(self._iter_children(parent_id, rel_type=rel_type, event_type=event_type))
-
     def _iter_children(
         self,
         parent_id: str,
@@ -84,8 +81,14 @@ class Relations:
         rel_type: str | None = None,
         event_type: str | None = None,
         newest_first: bool = False,
+        rel_types: frozenset[str] | None = None,
     ) -> Iterator[tuple[int, Event]]:
-        """`children`, one at a time: a page stops reading events once it is full."""
+        """(position, child event) relating to `parent_id`, oldest first unless
+        `newest_first`; one at a time, so a page stops reading events once it is full.
+
+        The index record names each child's rel_type, so children of other
+        types are skipped without reading their events.
+        """
         prefix = parent_id.encode() + SEPARATOR
         records = self._children.iter_prefix(prefix, reverse=newest_first)
         for scanned, (key, value) in enumerate(records):
@@ -93,6 +96,8 @@ class Relations:
                 break
             record = json.loads(value)
             if rel_type is not None and record["rel_type"] != rel_type:
+                continue
+            if rel_types is not None and record["rel_type"] not in rel_types:
                 continue
             child = self._timeline.get_event(record["event_id"])
             if child is None or relation_of(child) is None:
@@ -117,35 +122,52 @@ class Relations:
         visible: Callable[[Event], bool],
         serialize: Callable[[Event], dict[str, Any]],
     ) -> dict[str, Any] | None:
-        """The `m.relations` of `event` as `user_id` may see them (None: nothing to bundle)."""
+        """The `m.relations` of `event` as `user_id` may see them (None: nothing to bundle).
+
+        One pass over the children, one event at a time, keeping counts and the
+        newest of each kind: a root with thousands of thread replies (each
+        event served with it, in every page and sync) holds one reply in memory,
+        not a list of all of them (issue 19). Children of other rel_types
+        (annotations) are never read.
+        """
         if (event.get("unsigned") or {}).get("redacted_because") is not None:
             return None
-        children = [(p, c) for p, c in self.children(event["event_id"]) if visible(c)]
-        if not children:
-            return None
-        relations: dict[str, Any] = {}
-        edits = [
-            c
-            for _, c in children
-            if relation_of(c)[1] == REPLACE
-            and c.get("sender") == event.get("sender")
-            and c.get("type") == event.get("type")
-        ]
         own_relation = relation_of(event)
-        if edits and (own_relation is None or own_relation[1] != REPLACE):
-            newest = max(edits, key=lambda c: (c.get("origin_server_ts", 0), c["event_id"]))
-            relations[REPLACE] = serialize(newest)
-        thread = [c for _, c in children if relation_of(c)[1] == THREAD]
-        if thread:
+        takes_edits = own_relation is None or own_relation[1] != REPLACE
+        newest_edit: Event | None = None
+        thread_count, latest_reply = 0, None
+        participated = event.get("sender") == user_id
+        references: list[dict[str, str]] = []
+        children = self._iter_children(event["event_id"], rel_types=BUNDLED)
+        for _, child in children:
+            relation = relation_of(child)
+            if relation is None or not visible(child):
+                continue
+            rel_type = relation[1]
+            if rel_type == THREAD:
+                thread_count += 1
+                latest_reply = child  # oldest first: the last one is the newest
+                participated = participated or child.get("sender") == user_id
+            elif rel_type == REFERENCE:
+                references.append({"event_id": child["event_id"]})
+            elif (
+                takes_edits
+                and child.get("sender") == event.get("sender")
+                and child.get("type") == event.get("type")
+                and (newest_edit is None or _edit_order(child) > _edit_order(newest_edit))
+            ):
+                newest_edit = child
+        relations: dict[str, Any] = {}
+        if newest_edit is not None:
+            relations[REPLACE] = serialize(newest_edit)
+        if latest_reply is not None:
             relations[THREAD] = {
-                "latest_event": serialize(thread[-1]),
-                "count": len(thread),
-                "current_user_participated": event.get("sender") == user_id
-                or any(c.get("sender") == user_id for c in thread),
+                "latest_event": serialize(latest_reply),
+                "count": thread_count,
+                "current_user_participated": participated,
             }
-        references = [c for _, c in children if relation_of(c)[1] == REFERENCE]
         if references:
-            relations[REFERENCE] = {"chunk": [{"event_id": c["event_id"]} for c in references]}
+            relations[REFERENCE] = {"chunk": references}
         return relations or None
 
     # ---- pages for clients
@@ -215,7 +237,8 @@ class Relations:
                 participated_only
                 and root.get("sender") != user_id
                 and not any(
-                    c.get("sender") == user_id for _, c in self.children(root_id, rel_type=THREAD)
+                    c.get("sender") == user_id
+                    for _, c in self._iter_children(root_id, rel_type=THREAD)
                 )
             ):
                 continue

@@ -36,6 +36,8 @@ from .state_cache import StateCache
 from .timeline import Event, Timeline
 from .visibility import Visibility
 
+MEMBER = "m.room.member"
+
 MAX_LIMIT = 1000
 JUMP_WINDOW = 50
 """`/timestamp_to_event` reads this many events on each side of where the time falls."""
@@ -430,14 +432,12 @@ class RoomEvents:
             after_count,
         )
         last = after[-1][1] if after else event
-        state_ids = self._state.state_ids_before(self._short.short_event_id(last["event_id"]))
+        short_event_id = self._short.short_event_id(last["event_id"])
         if event_filter.lazy_load_members:  # only the members of the events' senders
             senders = {e["sender"] for _, e in (*before, *after)} | {event["sender"]}
-            state_ids = {
-                key: eid
-                for key, eid in (state_ids or {}).items()
-                if key[0] != "m.room.member" or key[1] in senders
-            }
+            state_ids = self._lazy_state_before(room_id, short_event_id, senders)
+        else:
+            state_ids = self._state.state_ids_before(short_event_id)
         state = [
             found
             for state_id in (state_ids or {}).values()
@@ -451,6 +451,24 @@ class RoomEvents:
             "start": str(before[-1][0] - 1 if before else position - 1),
             "end": str(after[-1][0] if after else position),
         }
+
+    def _lazy_state_before(
+        self, room_id: str, short_event_id: int, senders: set[str]
+    ) -> Mapping[tuple[str, str], str] | None:
+        """The state before an event with only the memberships of `senders`, read key by
+        key (None: the event has no recorded state).
+
+        The snapshot of a 10,000-member room is never converted whole (nor cached so,
+        evicting others) for a few senders. Its other keys are the non-member keys of
+        the room's current state: a state key, once set, stays in the state (an event
+        replaces another of the same key; resolution keeps every key of its inputs).
+        """
+        view = self._state.state_view_before(short_event_id)
+        if view is None:
+            return None
+        keys = [key for key in self._state.current_state_ids(room_id) if key[0] != MEMBER]
+        keys += [(MEMBER, sender) for sender in senders]
+        return {key: event_id for key in keys if (event_id := view.get(key)) is not None}
 
     def timestamp_to_event(
         self, user_id: str, room_id: str, timestamp: int, direction: str
