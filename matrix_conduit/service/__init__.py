@@ -120,7 +120,12 @@ class Services:
         passwords = PasswordHashing()
         self.devices = Devices(db, self.globals)
         self.users = Users(
-            db, config, self.devices, passwords, stream_position=self.globals.next_count
+            db,
+            config,
+            self.devices,
+            passwords,
+            stream_position=self.globals.next_count,
+            cluster=self.cluster,
         )
         self.profile_fields = ProfileFields(self.users)
         self.registration = Registration(db, config, self.users, self.devices, passwords)
@@ -265,7 +270,9 @@ class Services:
     def _set_up_admin_room(self) -> None:
         """Conduit's admin room `#admins` and its commands; disabled rooms refuse local
         joins and sends and every federation request about them."""
-        self.disabled_rooms = DisabledRooms(self.db, self.users.server_user_id)
+        self.disabled_rooms = DisabledRooms(
+            self.db, self.users.server_user_id, cluster=self.cluster
+        )
         disabled = self.disabled_rooms.is_disabled
         self.rooms.builder.checks.append(self.disabled_rooms.check_local_event)
         blocked = self.rooms.membership.is_blocked

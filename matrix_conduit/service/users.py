@@ -39,6 +39,8 @@ from ..errors import MatrixError, bad_json, forbidden
 from ..storage import Database, Tree, WriteBatch
 from ..storage.kv import SEPARATOR, from_u64, u64
 from .clock import Clock, now_ms
+from .cluster import Cluster
+from .coherence import Invalidations
 from .devices import Devices
 from .passwords import PasswordHashing
 
@@ -73,6 +75,7 @@ class Users:
         *,
         clock: Clock = now_ms,
         stream_position: Callable[[], int] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self._db = db
         self._devices = devices
@@ -88,9 +91,12 @@ class Users:
         self._avatar_url = db.tree("userid_avatarurl")
         self._profile_fields = db.tree("useridkey_profilefield")
         self._erased_tree = db.tree("userid_erased")
-        self._erased = {
-            key.decode(): from_u64(value) for key, value in self._erased_tree.iter_prefix(b"")
-        }
+        self._erased: dict[str, int] = {}
+        self._reload_erased()
+        self._erasures = Invalidations(
+            cluster, "erased", self._erased_elsewhere, self._reload_erased
+        )
+        """Accounts another process erased."""
         self._guest = db.tree("userid_guest")
         self._deactivated = db.tree("userid_deactivated")
         self._admin = db.tree("userid_admin")
@@ -114,6 +120,15 @@ class Users:
 
     def is_guest(self, user_id: str) -> bool:
         return self._guest.get(user_id.encode()) is not None
+
+    def _erased_elsewhere(self, item: list[object]) -> None:
+        user_id, position = item
+        self._erased[str(user_id)] = int(str(position))
+
+    def _reload_erased(self) -> None:
+        self._erased = {
+            key.decode(): from_u64(value) for key, value in self._erased_tree.iter_prefix(b"")
+        }
 
     def is_erased(self, user_id: str) -> bool:
         """Whether the account was deactivated with `erase` (its messages are hidden from
@@ -319,6 +334,7 @@ class Users:
                 position = self._stream_position() if self._stream_position else 0
                 batch.put(self._erased_tree, key, u64(position))
                 batch.after_commit(lambda: self._erased.__setitem__(user_id, position))
+                self._erasures.tell([user_id, position], batch)
             self._devices.delete_all(user_id, batch=batch)
         log.info("deactivated %s%s", user_id, " (erased)" if erase else "")
         await self._announce(self.account_deactivated, user_id)

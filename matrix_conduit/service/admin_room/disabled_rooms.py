@@ -19,15 +19,36 @@ from typing import Any
 from ...errors import forbidden
 from ...storage import Database
 from ..clock import Clock, now_ms
+from ..cluster import Cluster
+from ..coherence import Invalidations
 
 TREES = ("roomid_disabled",)
 
 
 class DisabledRooms:
-    def __init__(self, db: Database, server_user_id: str, *, clock: Clock = now_ms) -> None:
+    def __init__(
+        self,
+        db: Database,
+        server_user_id: str,
+        *,
+        clock: Clock = now_ms,
+        cluster: Cluster | None = None,
+    ) -> None:
         self._tree = db.tree("roomid_disabled")
         self._server_user_id = server_user_id
         self._clock = clock
+        self._disabled = {key.decode() for key in self._tree.keys_with_prefix(b"")}
+        self._changed = Invalidations(cluster, "disabled_rooms", self._follow, self._reload)
+        """Rooms another process disabled or enabled."""
+
+    def _follow(self, item: list[object]) -> None:
+        room_id, disabled = item
+        if disabled:
+            self._disabled.add(str(room_id))
+        else:
+            self._disabled.discard(str(room_id))
+
+    def _reload(self) -> None:
         self._disabled = {key.decode() for key in self._tree.keys_with_prefix(b"")}
 
     def is_disabled(self, room_id: str) -> bool:
@@ -41,6 +62,7 @@ class DisabledRooms:
         else:
             self._tree.delete(room_id.encode())
             self._disabled.discard(room_id)
+        self._changed.tell([room_id, disabled])
 
     def disabled_rooms(self) -> list[str]:
         return sorted(self._disabled)
