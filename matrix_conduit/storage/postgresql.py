@@ -45,12 +45,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import struct
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg.conninfo
+import psycopg.errors
+from psycopg import pq
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .kv import Database, DatabaseError, DatabaseInUse, Tree, WriteBatch, key_range
@@ -59,6 +63,7 @@ _FIRST_PAGE = 16
 _LARGEST_PAGE = 1024
 _LOCK_KEY = 0x636F6E64756974  # "conduit": the one-process-per-database advisory lock
 _CONNECT_TIMEOUT = 10
+_BYTEA_OID = 17
 
 T = TypeVar("T")
 
@@ -102,51 +107,91 @@ def table_name(tree: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class Statement:
+    """One SQL text, run as a named prepared statement, prepared once per connection."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql.encode()
+        self.name = b"conduit_" + hashlib.sha256(self.sql).hexdigest()[:24].encode()
+
+
+def _binary_array(items: list[bytes]) -> bytes:
+    """`items` as a one-dimensional bytea[] in PostgreSQL's binary format."""
+    header = struct.pack(">iiiii", 1, 0, _BYTEA_OID, len(items), 1)
+    return header + b"".join(struct.pack(">i", len(item)) + item for item in items)
+
+
+def _check(connection: psycopg.Connection, result: pq.abc.PGresult) -> pq.abc.PGresult:
+    """`result` if its statement succeeded, else the error psycopg would raise
+    (OperationalError when the connection was lost, which `run` retries)."""
+    if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        return result
+    if connection.broken:
+        raise psycopg.OperationalError(result.get_error_message(connection.info.encoding))
+    raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
+
+
+def _key_values(result: pq.abc.PGresult) -> list[tuple[bytes, bytes]]:
+    return [(result.get_value(row, 0), result.get_value(row, 1)) for row in range(result.ntuples)]
+
+
 class PostgreSQLTree(Tree):
     def __init__(self, database: PostgreSQLDatabase, name: str) -> None:
         self.name = name
         self._database = database
         self.table = table_name(name)
-        self.upsert = (
-            f"INSERT INTO {self.table} (key, value) VALUES (%s, %s) "
+        self._get = Statement(f"SELECT value FROM {self.table} WHERE key = $1")
+        self._put = Statement(
+            f"INSERT INTO {self.table} (key, value) VALUES ($1, $2) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        self.upsert_many = (
+        self._delete = Statement(f"DELETE FROM {self.table} WHERE key = $1")
+        self._pages: dict[tuple[str, str | None, bool], Statement] = {}
+
+    def upsert_many(self, keys: int) -> str:
+        """Upserts the keys in array parameter `keys` with the values in the next one."""
+        return (
             f"INSERT INTO {self.table} (key, value) "
-            "SELECT * FROM unnest(%s::bytea[], %s::bytea[]) "
+            f"SELECT * FROM unnest(${keys}::bytea[], ${keys + 1}::bytea[]) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        self.delete_one = f"DELETE FROM {self.table} WHERE key = %s"
-        self.delete_many = f"DELETE FROM {self.table} WHERE key = ANY(%s::bytea[])"
-        self._select = f"SELECT value FROM {self.table} WHERE key = %s"
+
+    def delete_many(self, keys: int) -> str:
+        """Deletes the keys in array parameter `keys`."""
+        return f"DELETE FROM {self.table} WHERE key = ANY(${keys}::bytea[])"
 
     def get(self, key: bytes) -> bytes | None:
-        row = self._database.run(lambda c: c.execute(self._select, (key,)).fetchone())
-        return row[0] if row else None
+        result = self._database.execute(self._get, [key])
+        return result.get_value(0, 0) if result.ntuples else None
 
     def put(self, key: bytes, value: bytes) -> None:
-        self._database.run(lambda c: c.execute(self.upsert, (key, value)))
+        self._database.execute(self._put, [key, value])
 
     def delete(self, key: bytes) -> None:
-        self._database.run(lambda c: c.execute(self.delete_one, (key,)))
+        self._database.execute(self._delete, [key])
+
+    def _page(self, lower_op: str, upper_op: str | None, reverse: bool) -> Statement:
+        """The page query of one shape of bounds: a few per tree, each prepared once."""
+        shape = (lower_op, upper_op, reverse)
+        if shape not in self._pages:
+            upper = f"AND key {upper_op} $2 " if upper_op else ""
+            limit = "$3" if upper_op else "$2"
+            self._pages[shape] = Statement(
+                f"SELECT key, value FROM {self.table} WHERE key {lower_op} $1 {upper}"
+                f"ORDER BY key {'DESC' if reverse else 'ASC'} LIMIT {limit}"
+            )
+        return self._pages[shape]
 
     def iter_prefix(
         self, prefix: bytes = b"", *, reverse: bool = False, start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         lower, lower_op, upper, upper_op = key_range(prefix, reverse=reverse, start=start)
-        order = "DESC" if reverse else "ASC"
         page = _FIRST_PAGE
         while True:
-            conditions = [f"key {lower_op} %s"]
-            params: list[bytes] = [lower]
-            if upper is not None:
-                conditions.append(f"key {upper_op} %s")
-                params.append(upper)
-            query = (
-                f"SELECT key, value FROM {self.table} WHERE {' AND '.join(conditions)} "
-                f"ORDER BY key {order} LIMIT {page}"
-            )
-            rows = self._database.run(lambda c, q=query, p=params: c.execute(q, p).fetchall())
+            bounds = [lower] if upper is None else [lower, upper]
+            statement = self._page(lower_op, upper_op if upper is not None else None, reverse)
+            result = self._database.execute(statement, [*bounds, struct.pack(">q", page)])
+            rows = _key_values(result)
             for key, value in rows:
                 if key.startswith(prefix):
                     yield key, value
@@ -184,22 +229,19 @@ class PostgreSQLBatch(WriteBatch):
             else:
                 put_keys.append(key)
                 put_values.append(value)
-
-        parts: list[str] = []
-        params: list[list[bytes]] = []
-        for tree, put_keys, put_values, deletes in grouped.values():
+        # Trees in name order, so that batches writing the same trees the same way
+        # (every message, every receipt...) share one statement text, prepared once.
+        shape: list[tuple[str, bool, bool]] = []
+        arrays: list[bytes] = []
+        for name in sorted(grouped):
+            tree, put_keys, put_values, deletes = grouped[name]
+            shape.append((name, bool(deletes), bool(put_keys)))
             if deletes:
-                parts.append(f"d{len(parts)} AS ({tree.delete_many})")
-                params.append(deletes)
+                arrays.append(_binary_array(deletes))
             if put_keys:
-                parts.append(f"u{len(parts)} AS ({tree.upsert_many})")
-                params += [put_keys, put_values]
-        statement = "WITH " + ", ".join(parts) + " SELECT 1"
-
-        def write(connection: psycopg.Connection) -> None:
-            connection.execute(statement, params)
-
-        self._database.run(write, retry=False)
+                arrays += [_binary_array(put_keys), _binary_array(put_values)]
+        statement = self._database.batch_statement(tuple(shape))
+        self._database.execute(statement, arrays, retry=False)
 
 
 class PostgreSQLDatabase(Database):
@@ -233,6 +275,11 @@ class PostgreSQLDatabase(Database):
             raise DatabaseError(f"cannot connect to the PostgreSQL database {self.path}") from None
         self._local = threading.local()
         self._trees: dict[str, PostgreSQLTree] = {}
+        self._prepared: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """The statements each connection has prepared (a new connection has none)."""
+        self._batch_statements: dict[tuple[tuple[str, bool, bool], ...], Statement] = {}
         self.run(
             lambda c: c.execute(
                 "CREATE TABLE IF NOT EXISTS conduit_trees "
@@ -289,6 +336,42 @@ class PostgreSQLDatabase(Database):
                 if not retry or attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def execute(
+        self, statement: Statement, params: list[bytes], *, retry: bool = True
+    ) -> pq.abc.PGresult:
+        """`statement` with binary `params` on this thread's connection, straight
+        through libpq: prepared on first use, binary results (bytea as is)."""
+        return self.run(lambda c: self._execute(c, statement, params), retry=retry)
+
+    def _execute(
+        self, connection: psycopg.Connection, statement: Statement, params: list[bytes]
+    ) -> pq.abc.PGresult:
+        pgconn = connection.pgconn
+        prepared = self._prepared.setdefault(connection, set())
+        if statement.name not in prepared:
+            _check(connection, pgconn.prepare(statement.name, statement.sql))
+            prepared.add(statement.name)
+        formats = [pq.Format.BINARY] * len(params)
+        result = pgconn.exec_prepared(statement.name, params, formats, pq.Format.BINARY)
+        return _check(connection, result)
+
+    def batch_statement(self, shape: tuple[tuple[str, bool, bool], ...]) -> Statement:
+        """The one statement of a batch that deletes and/or upserts in these trees
+        (name, deletes, puts), its array parameters numbered in that order."""
+        if shape not in self._batch_statements:
+            parts: list[str] = []
+            number = 1  # of the next parameter
+            for name, deletes, puts in shape:
+                tree = self.tree(name)
+                if deletes:
+                    parts.append(f"d{len(parts)} AS ({tree.delete_many(number)})")
+                    number += 1
+                if puts:
+                    parts.append(f"u{len(parts)} AS ({tree.upsert_many(number)})")
+                    number += 2
+            self._batch_statements[shape] = Statement("WITH " + ", ".join(parts) + " SELECT 1")
+        return self._batch_statements[shape]
 
     def tree(self, name: str) -> PostgreSQLTree:
         if name not in self._trees:
