@@ -111,10 +111,15 @@ class ServerCollector:
         )
 
     def _database(self) -> Iterator[Metric]:
+        config = self._services.config
+        size = _directory_size(config.database_path)
+        if config.storage_engine == "postgresql":  # database_path holds only media there
+            size += self._services.db.size_on_disk()
         yield GaugeMetricFamily(
             "conduit_database_size_bytes",
-            "Bytes on disk under database_path (database and media).",
-            _directory_size(self._services.config.database_path),
+            "Bytes on disk of the database and media (database_path; PostgreSQL: "
+            "pg_database_size too).",
+            size,
         )
 
     def _caches(self) -> Iterator[Metric]:

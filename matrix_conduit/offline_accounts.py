@@ -25,7 +25,7 @@ from .config import Config
 from .core.ids import UserId
 from .errors import MatrixError
 from .service import Services
-from .storage import DatabaseError, DatabaseInUse, open_database
+from .storage import DatabaseError, DatabaseInUse, open_configured_database
 
 GENERATED_PASSWORD_BYTES = 12
 
@@ -46,12 +46,7 @@ def generate_password() -> str:
 def offline_services(config: Config) -> Iterator[Services]:
     """The services over the configured database, which no server may have open."""
     try:
-        db = open_database(
-            config.storage_engine,
-            config.database_path,
-            cache_capacity_mb=config.db_cache_capacity_mb,
-            max_open_files=config.rocksdb_max_open_files,
-        )
+        db = open_configured_database(config)
     except DatabaseInUse:
         raise OfflineCommandError(
             f"the database at {config.database_path} is in use by the running server: "

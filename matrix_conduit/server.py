@@ -27,7 +27,7 @@ from .app import create_app
 from .config import Config
 from .service import Services
 from .service.appservices import RegistrationError
-from .storage import DatabaseError, open_database
+from .storage import DatabaseError, open_configured_database
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,7 @@ async def serve(
 ) -> None:
     """Serve until `shutdown_trigger` returns; `task_status` gets a `Running`."""
     try:
-        db = open_database(
-            config.storage_engine,
-            config.database_path,
-            cache_capacity_mb=config.db_cache_capacity_mb,
-            max_open_files=config.rocksdb_max_open_files,
-            url=config.database_url,
-            password=config.database_password,
-            shared=True,
-        )
+        db = open_configured_database(config, shared=True)
     except DatabaseError as error:
         raise StartupError(str(error)) from None
     if config.database_backend == "rocksdb":

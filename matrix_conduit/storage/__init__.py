@@ -19,10 +19,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from .kv import Database, DatabaseError, DatabaseInUse, Tree, WriteBatch
 
-__all__ = ["Database", "DatabaseError", "DatabaseInUse", "Tree", "WriteBatch", "open_database"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "DatabaseInUse",
+    "Tree",
+    "WriteBatch",
+    "open_configured_database",
+    "open_database",
+]
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +149,21 @@ def open_database(
         raise
     database.release_on_close.append(lock.release)
     return database
+
+
+def open_configured_database(config: Config, *, shared: bool = False) -> Database:
+    """The database `config` names, with its tuning and PostgreSQL login.
+
+    One place for `serve` (`shared`) and the offline commands (create-user,
+    reset-password, keys: exclusive, refused while a server runs), so that both
+    open the same database whatever the backend.
+    """
+    return open_database(
+        config.storage_engine,
+        config.database_path,
+        cache_capacity_mb=config.db_cache_capacity_mb,
+        max_open_files=config.rocksdb_max_open_files,
+        url=config.database_url,
+        password=config.database_password,
+        shared=shared,
+    )
