@@ -6,6 +6,10 @@ The snippet is used as written, with only what a test machine needs changed:
 test server's port, and the certificate paths name the test CA's files. Each
 proxy runs in the foreground from a main config of its own in a temporary
 directory, so nothing under /etc is touched and no service is started.
+
+The snippets for several processes (`etc/reverse-proxy/cluster/`, issue #18)
+name one upstream per process, 127.0.0.1:6168, :6169, ...: each becomes the
+port of the test's process in the same place.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,9 @@ import httpx
 from tests.support.federation_ca import FederationCa, free_port_on
 
 SNIPPETS = Path(__file__).resolve().parents[2] / "etc" / "reverse-proxy"
+CLUSTER_SNIPPETS = SNIPPETS / "cluster"
+SINGLE_UPSTREAM = 6167
+FIRST_CLUSTER_UPSTREAM = 6168
 START_LIMIT_SECONDS = 30.0
 
 
@@ -34,7 +41,8 @@ START_LIMIT_SECONDS = 30.0
 class Ports:
     client: int
     federation: int
-    upstream: int
+    upstreams: Mapping[int, int]
+    """The snippet's upstream ports, each with the test's port in its place."""
 
 
 @dataclass
@@ -45,7 +53,8 @@ class RunningProxy:
 
 def localised(text: str, ports: Ports, certs: str, key: str) -> str:
     """The snippet on this machine's ports and the test CA's certificate."""
-    text = text.replace("127.0.0.1:6167", f"127.0.0.1:{ports.upstream}")
+    for snippets_port, port in ports.upstreams.items():
+        text = text.replace(f"127.0.0.1:{snippets_port}", f"127.0.0.1:{port}")
     text = re.sub(r"/etc/\S*/fullchain\.pem", certs, text)
     text = re.sub(r"/etc/\S*/privkey\.pem", key, text)
     text = text.replace("example.org", "localhost")
@@ -92,6 +101,9 @@ APACHE_MODULES = (
     "headers",
     "proxy",
     "proxy_http",
+    "slotmem_shm",
+    "proxy_balancer",
+    "lbmethod_byrequests",
 )
 
 
@@ -130,14 +142,20 @@ def _wait_until_answering(process: subprocess.Popen, url: str, ca_path: str, log
 
 @contextmanager
 def running_proxy(
-    kind: str, directory: Path, ca: FederationCa, upstream_port: int
+    kind: str, directory: Path, ca: FederationCa, *upstream_ports: int
 ) -> Iterator[RunningProxy]:
-    """`kind` ("nginx", "caddy", "apache") serving its etc/reverse-proxy/ snippet."""
+    """`kind` ("nginx", "caddy", "apache") serving its etc/reverse-proxy/ snippet:
+    the single process's with one upstream port, the cluster's with several."""
     directory.mkdir(parents=True, exist_ok=True)
-    ports = Ports(free_port_on("127.0.0.1"), free_port_on("127.0.0.1"), upstream_port)
+    if len(upstream_ports) == 1:
+        snippets, first = SNIPPETS, SINGLE_UPSTREAM
+    else:
+        snippets, first = CLUSTER_SNIPPETS, FIRST_CLUSTER_UPSTREAM
+    upstreams = {first + number: port for number, port in enumerate(upstream_ports)}
+    ports = Ports(free_port_on("127.0.0.1"), free_port_on("127.0.0.1"), upstreams)
     certs, key = ca.certificate_for("localhost")
     snippet = {"nginx": "nginx.conf", "caddy": "Caddyfile", "apache": "apache.conf"}[kind]
-    site = localised((SNIPPETS / snippet).read_text(), ports, certs, key)
+    site = localised((snippets / snippet).read_text(), ports, certs, key)
     if kind == "nginx":
         command = _nginx(directory, site)
     elif kind == "caddy":
