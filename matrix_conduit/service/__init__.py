@@ -151,7 +151,7 @@ class Services:
         self.users.account_erased.append(self._erase_account_data)
         self.filters = Filters(db)
         state_cache = self.rooms.state_cache
-        self.typing = Typing(self.globals, self.notifier, state_cache)
+        self.typing = Typing(self.globals, self.notifier, state_cache, cluster=self.cluster)
         self.receipts = Receipts(
             db,
             self.globals,
@@ -161,7 +161,7 @@ class Services:
             self.rooms.visibility,
             self.account_data,
         )
-        self.presence = Presence(db, self.globals, self.notifier, state_cache)
+        self.presence = Presence(db, self.globals, self.notifier, state_cache, cluster=self.cluster)
         self.background_tasks += [self.typing.run, self.presence.run]
         self.key_changes = KeyChanges(db, self.globals, self.devices, state_cache, self.notifier)
         self.cross_signing = CrossSigning(db, self.devices, self.key_changes)

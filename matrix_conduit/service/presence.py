@@ -17,6 +17,15 @@ that changes nothing visible only refreshes timestamps in memory. Records are
 kept in memory (one per user who ever had presence) and written to
 `userid_presence` at each visible change, so a restart keeps states and
 status messages.
+
+With several server processes on one database (issue #18) each keeps every
+user's record: a visible change is published (channel `presence`) and the
+others keep it under a position of their own, waking their syncs. The process
+that saw a user last (a sync, a set, an EDU) owns their timeouts and fires the
+`changed` hooks, so other servers hear of each change once; when a user's
+syncs move to another process it publishes the record too, taking over, and
+each process sends the others, every `check_interval_seconds`, when the users
+it owns were last seen (so nobody else times an active user out).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import trio
 from ..errors import invalid_param
 from ..storage import Database
 from .clock import Clock, now_ms
+from .cluster import Cluster
 from .globals import Globals
 from .notifier import Notifier
 from .rooms.state_cache import StateCache
@@ -45,6 +55,8 @@ PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 IDLE_AFTER_MS = 5 * 60_000
 OFFLINE_AFTER_MS = 30 * 60_000
 CHECK_INTERVAL_SECONDS = 15.0
+SEEN_PER_MESSAGE = 20
+"""Users per "last seen" message (a message must stay under 8000 bytes)."""
 
 
 @dataclass
@@ -70,8 +82,10 @@ class Presence:
         *,
         clock: Clock = now_ms,
         check_interval_seconds: float = CHECK_INTERVAL_SECONDS,
+        cluster: Cluster | None = None,
     ) -> None:
         self._globals = globals_
+        self._cluster = cluster if cluster is not None and cluster.shared else None
         self._notifier = notifier
         self._state_cache = state_cache
         self._clock = clock
@@ -83,6 +97,13 @@ class Presence:
         self.changed: list[Callable[[str], None]] = []
         """Called with the user id after a visible change (state or status message):
         the federation sender tells the servers that share a room with the user."""
+        self._seen_here: set[str] = set()
+        """Users this process saw last (other processes: by their messages)."""
+        self._seen_lately: set[str] = set()
+        """Users seen here since the last "last seen" message."""
+        if self._cluster is not None:
+            self._cluster.subscribe("presence", self._apply_published)
+            self._cluster.subscribe("presence.seen", self._apply_seen)
 
     # ---- changing
 
@@ -113,6 +134,7 @@ class Presence:
         record = self._records.get(user_id)
         if record is not None and record.chosen:
             record.last_seen_ts = now
+            self._seen(user_id, record, visible=False)
             return
         status_msg = record.status_msg if record is not None else None
         position = record.position if record is not None else 0
@@ -162,17 +184,18 @@ class Presence:
                 new_state = UNAVAILABLE
             else:
                 continue
-            self._update(
-                user_id,
-                _Record(
-                    new_state,
-                    record.status_msg,
-                    record.last_active_ts,
-                    record.last_seen_ts,
-                    False,
-                    record.position,
-                ),
+            timed_out = _Record(
+                new_state,
+                record.status_msg,
+                record.last_active_ts,
+                record.last_seen_ts,
+                False,
+                record.position,
             )
+            if user_id in self._seen_here or self._cluster is None:
+                self._update(user_id, timed_out)
+            else:  # its owner announces it (if it is still there)
+                self._keep(user_id, timed_out)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Apply the timeouts every `check_interval_seconds`, until cancelled."""
@@ -180,12 +203,25 @@ class Presence:
         while True:
             await trio.sleep(self._check_interval_seconds)
             self.apply_timeouts()
+            self._publish_seen()
 
     def _update(self, user_id: str, record: _Record) -> None:
         """Keep `record`; a visible change gets a new position, is stored and announced.
 
         Timestamps alone change in memory only: they move at every sync.
         """
+        previous = self._records.get(user_id)
+        visible = self._keep(user_id, record)
+        if visible or (previous is not None and previous.chosen != record.chosen):
+            self._tree.put(user_id.encode(), json.dumps(asdict(record)).encode())
+        if visible:
+            for listener in self.changed:
+                listener(user_id)
+        self._seen(user_id, record, visible=visible)
+
+    def _keep(self, user_id: str, record: _Record) -> bool:
+        """Keep `record` in memory; whether that is a visible change (then it gets a new
+        position and the syncs of those sharing a room with the user wake)."""
         previous = self._records.get(user_id)
         self._records[user_id] = record
         visible = (
@@ -195,12 +231,56 @@ class Presence:
         )
         if visible:
             record.position = self._globals.next_count()
-        if visible or previous.chosen != record.chosen:
-            self._tree.put(user_id.encode(), json.dumps(asdict(record)).encode())
-        if visible:
             self._notifier.notify(self._interested_users(user_id))
-            for listener in self.changed:
-                listener(user_id)
+        else:
+            record.position = previous.position
+        return visible
+
+    def _seen(self, user_id: str, record: _Record, *, visible: bool) -> None:
+        """The user was seen here: the others hear of a visible change, or of this
+        process taking the user's timeouts over."""
+        if self._cluster is None:
+            return
+        self._seen_lately.add(user_id)
+        if visible or user_id not in self._seen_here:
+            self._seen_here.add(user_id)
+            self._cluster.publish("presence", {"user_id": user_id, "record": asdict(record)})
+
+    def _apply_published(self, change: dict[str, Any] | None) -> None:
+        """A record another process changed or took over (never too big to arrive whole)."""
+        if change is None:
+            return
+        user_id = change["user_id"]
+        self._seen_here.discard(user_id)
+        self._seen_lately.discard(user_id)
+        self._keep(user_id, _Record(**change["record"]))
+
+    def _publish_seen(self) -> None:
+        """Tell the others when the users this process owns were last active and seen."""
+        if self._cluster is None:
+            return
+        seen = sorted(self._seen_lately & self._seen_here)
+        self._seen_lately.clear()
+        for start in range(0, len(seen), SEEN_PER_MESSAGE):
+            records = {
+                user_id: self._records[user_id]
+                for user_id in seen[start : start + SEEN_PER_MESSAGE]
+            }
+            self._cluster.publish(
+                "presence.seen",
+                {user_id: [r.last_active_ts, r.last_seen_ts] for user_id, r in records.items()},
+            )
+
+    def _apply_seen(self, seen: dict[str, list[int | None]] | None) -> None:
+        """When the users another process owns were last active and seen."""
+        for user_id, (last_active, last_seen) in (seen or {}).items():
+            record = self._records.get(user_id)
+            if record is None:
+                continue
+            if last_active is not None:
+                record.last_active_ts = max(record.last_active_ts or 0, last_active)
+            if last_seen is not None:
+                record.last_seen_ts = max(record.last_seen_ts, last_seen)
 
     def _interested_users(self, user_id: str) -> set[str]:
         """The user and everyone who shares a room with them."""

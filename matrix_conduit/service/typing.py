@@ -10,17 +10,26 @@ Each change of a room's list (a user starts, stops or times out) takes a
 position on the global counter, so `/sync` sends `m.typing` only to those whose
 token is older. Expiry happens when the list is read and in `run`, which wakes
 at the earliest deadline so the members' long-polling syncs hear of it.
+
+With several server processes on one database (issue #18) each process keeps
+every process's notices: a change made through one is published (channel
+`typing`, with its deadline) and applied by the others, which take a position
+of their own for it and wake their syncs; each expires notices itself. The
+`changed` hooks (federation EDUs, appservices) fire in the process the notice
+was set through only, so other servers hear of each change once.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
 from ..errors import forbidden
 from .clock import Clock, now_ms
+from .cluster import Cluster
 from .globals import Globals
 from .notifier import Notifier
 from .rooms.state_cache import StateCache
@@ -37,35 +46,65 @@ class Typing:
         state_cache: StateCache,
         *,
         clock: Clock = now_ms,
+        cluster: Cluster | None = None,
     ) -> None:
         self._globals = globals_
+        self._cluster = cluster
         self._notifier = notifier
         self._state_cache = state_cache
         self._clock = clock
         self._deadlines: dict[str, dict[str, int]] = {}
         """room id → user id → when their notice expires (ms since the epoch)."""
         self._last_change: dict[str, int] = {}
+        self._set_here: set[tuple[str, str]] = set()
+        """(room id, user id) of notices set through this process: its hooks announce them."""
         self._new_deadline = trio.Event()
         self.changed: list[Callable[[str, str, bool], None]] = []
         """Called with (room id, user id, typing) when someone starts or stops typing
         (a notice that times out stops): the federation sender tells other servers."""
+        if cluster is not None:
+            cluster.subscribe("typing", self._apply_published)
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         """Start (for `timeout_ms`) or stop `user_id`'s notice; they must be joined."""
         if not self._state_cache.is_joined(user_id, room_id):
             raise forbidden("You are not in this room.")
         self._expire(room_id)
+        deadline = self._clock() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS) if typing else None
+        if typing:
+            self._set_here.add((room_id, user_id))
+        else:
+            self._set_here.discard((room_id, user_id))
+        if self._set(room_id, user_id, deadline):
+            self._changed(room_id, {user_id: typing}, announced={user_id})
+        if self._cluster is not None:
+            self._cluster.publish(
+                "typing", {"room_id": room_id, "user_id": user_id, "until": deadline}
+            )
+
+    def _set(self, room_id: str, user_id: str, deadline: int | None) -> bool:
+        """Keep the user's notice until `deadline` (None: none); whether they started or
+        stopped typing."""
         typing_now = self._deadlines.setdefault(room_id, {})
         was_typing = user_id in typing_now
-        if typing:
-            typing_now[user_id] = self._clock() + min(max(timeout_ms, 0), MAX_TIMEOUT_MS)
+        if deadline is not None:
+            typing_now[user_id] = deadline
             self._new_deadline.set()
         else:
             typing_now.pop(user_id, None)
         if not typing_now:
             del self._deadlines[room_id]
-        if typing != was_typing:
-            self._changed(room_id, {user_id: typing})
+        return (deadline is not None) != was_typing
+
+    def _apply_published(self, change: dict[str, Any] | None) -> None:
+        """A notice set through another process (never too big to arrive whole)."""
+        if change is None:
+            return
+        room_id, user_id, deadline = change["room_id"], change["user_id"], change["until"]
+        self._set_here.discard((room_id, user_id))
+        self._expire(room_id)
+        if self._set(room_id, user_id, deadline):
+            self._changed(room_id, {user_id: deadline is not None}, announced=set())
 
     def typing_users(self, room_id: str) -> list[str]:
         """Who is typing in the room now, in the order they started."""
@@ -103,11 +142,15 @@ class Typing:
         if not typing_now:
             del self._deadlines[room_id]
         if expired:
-            self._changed(room_id, dict.fromkeys(expired, False))
+            announced = {user_id for user_id in expired if (room_id, user_id) in self._set_here}
+            self._set_here.difference_update((room_id, user_id) for user_id in expired)
+            self._changed(room_id, dict.fromkeys(expired, False), announced=announced)
 
-    def _changed(self, room_id: str, changes: dict[str, bool]) -> None:
+    def _changed(self, room_id: str, changes: dict[str, bool], *, announced: set[str]) -> None:
+        """Order and wake the room's syncs; the hooks hear of the `announced` users' changes."""
         self._last_change[room_id] = self._globals.next_count()
         self._notifier.notify(self._state_cache.joined_members(room_id))
         for user_id, typing in changes.items():
-            for listener in self.changed:
-                listener(room_id, user_id, typing)
+            if user_id in announced:
+                for listener in self.changed:
+                    listener(room_id, user_id, typing)
