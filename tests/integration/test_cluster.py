@@ -9,11 +9,16 @@ and news written through one wakes the long-polling `/sync` of another
 
 from __future__ import annotations
 
-import httpx
 import trio
 
 from tests.support import postgres
-from tests.support.cluster import register_user, server_processes, through
+from tests.support.cluster import (
+    register_user,
+    server_processes,
+    through,
+    two_processes,
+    two_processes_with_a_room,
+)
 
 postgres_server = postgres.postgres_server
 
@@ -35,46 +40,35 @@ def bodies_in(sync: dict, room_id: str) -> list[str]:
 async def test_a_message_sent_through_one_process_wakes_a_sync_waiting_on_another(
     tmp_path, postgres_server
 ):
-    with server_processes(tmp_path, postgres_server, 2) as (first, second):
-        async with (
-            httpx.AsyncClient(base_url=first.base_url, timeout=60) as one,
-            httpx.AsyncClient(base_url=second.base_url, timeout=60) as two,
-        ):
-            alice = await register_user(one, "alice")
-            bob = await register_user(two, "bob")
-            room_id = await alice.create_room(invite=[bob.user_id])
-            await bob.join(room_id)
-            since = (await bob.get("/sync", timeout=0)).json()["next_batch"]
-            received: list[str] = []
+    async with two_processes_with_a_room(tmp_path, postgres_server) as cluster:
+        alice, bob, room_id = cluster.alice, cluster.bob, cluster.room_id
+        since = (await bob.get("/sync", timeout=0)).json()["next_batch"]
+        received: list[str] = []
 
-            async def long_poll() -> None:
-                nonlocal since
-                # Without the wake-up each poll would wait the whole LONG_POLL_MS.
-                with trio.fail_after(WAKE_LIMIT_SECONDS):
-                    while not received:
-                        response = await bob.get("/sync", since=since, timeout=LONG_POLL_MS)
-                        since = response.json()["next_batch"]
-                        received.extend(bodies_in(response.json(), room_id))
+        async def long_poll() -> None:
+            nonlocal since
+            # Without the wake-up each poll would wait the whole LONG_POLL_MS.
+            with trio.fail_after(WAKE_LIMIT_SECONDS):
+                while not received:
+                    response = await bob.get("/sync", since=since, timeout=LONG_POLL_MS)
+                    since = response.json()["next_batch"]
+                    received.extend(bodies_in(response.json(), room_id))
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(long_poll)
-                await trio.sleep(0.5)  # bob's request is waiting on the second process
-                await alice.send(room_id, "across processes")
-            assert received == ["across processes"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(long_poll)
+            await trio.sleep(0.5)  # bob's request is waiting on the second process
+            await alice.send(room_id, "across processes")
+        assert received == ["across processes"]
 
 
 async def test_an_account_registered_through_one_process_works_through_the_other(
     tmp_path, postgres_server
 ):
-    with server_processes(tmp_path, postgres_server, 2) as (first, second):
-        async with (
-            httpx.AsyncClient(base_url=first.base_url) as one,
-            httpx.AsyncClient(base_url=second.base_url) as two,
-        ):
-            alice = await register_user(one, "alice")
-            response = await through(alice, two).get("/account/whoami")
-            assert response.status_code == 200
-            assert response.json()["user_id"] == alice.user_id
+    async with two_processes(tmp_path, postgres_server) as cluster:
+        alice = await register_user(cluster.one, "alice")
+        response = await through(alice, cluster.two).get("/account/whoami")
+        assert response.status_code == 200
+        assert response.json()["user_id"] == alice.user_id
 
 
 async def test_messages_sent_through_both_processes_reach_incremental_syncs_once_each(
@@ -82,38 +76,31 @@ async def test_messages_sent_through_both_processes_reach_incremental_syncs_once
 ):
     """Positions taken by two processes at once land out of order; a sync token
     never passes one that has not landed yet, so no message is skipped."""
-    with server_processes(tmp_path, postgres_server, 2) as (first, second):
-        async with (
-            httpx.AsyncClient(base_url=first.base_url, timeout=60) as one,
-            httpx.AsyncClient(base_url=second.base_url, timeout=60) as two,
-        ):
-            alice = await register_user(one, "alice")
-            bob = await register_user(two, "bob")
-            room_id = await alice.create_room(invite=[bob.user_id])
-            await bob.join(room_id)
-            since = (await bob.get("/sync", timeout=0)).json()["next_batch"]
-            sent = [f"{sender}-{number}" for sender in ("a", "b") for number in range(40)]
-            seen: list[str] = []
-            done = trio.Event()
+    async with two_processes_with_a_room(tmp_path, postgres_server) as cluster:
+        alice, bob, room_id = cluster.alice, cluster.bob, cluster.room_id
+        since = (await bob.get("/sync", timeout=0)).json()["next_batch"]
+        sent = [f"{sender}-{number}" for sender in ("a", "b") for number in range(40)]
+        seen: list[str] = []
+        done = trio.Event()
 
-            async def send_all(user, prefix: str) -> None:
-                for number in range(40):
-                    await user.send(room_id, f"{prefix}-{number}")
+        async def send_all(user, prefix: str) -> None:
+            for number in range(40):
+                await user.send(room_id, f"{prefix}-{number}")
 
-            async def follow(user) -> None:
-                nonlocal since
-                while len(seen) < len(sent):
-                    response = await user.get("/sync", since=since, timeout=LONG_POLL_MS)
-                    sync = response.json()
-                    seen.extend(bodies_in(sync, room_id))
-                    since = sync["next_batch"]
-                done.set()
+        async def follow(user) -> None:
+            nonlocal since
+            while len(seen) < len(sent):
+                response = await user.get("/sync", since=since, timeout=LONG_POLL_MS)
+                sync = response.json()
+                seen.extend(bodies_in(sync, room_id))
+                since = sync["next_batch"]
+            done.set()
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(follow, through(bob, one))
-                nursery.start_soon(send_all, alice, "a")
-                nursery.start_soon(send_all, through(bob, two), "b")
-            assert sorted(seen) == sorted(sent)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow, through(bob, cluster.one))
+            nursery.start_soon(send_all, alice, "a")
+            nursery.start_soon(send_all, bob, "b")
+        assert sorted(seen) == sorted(sent)
 
 
 async def test_an_offline_tool_refuses_the_database_while_a_server_process_runs(

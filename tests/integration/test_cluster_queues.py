@@ -16,7 +16,13 @@ import trio
 
 from tests.support import postgres
 from tests.support.appservice_receiver import AppServiceReceiver
-from tests.support.cluster import register_user, server_processes, start_another, through
+from tests.support.cluster import (
+    register_user,
+    server_processes,
+    start_another,
+    through,
+    two_processes_with_a_room,
+)
 
 postgres_server = postgres.postgres_server
 
@@ -43,22 +49,15 @@ async def test_an_appservice_gets_each_event_once_whichever_process_it_was_sent_
     registration = receiver.registration(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(receiver.serve)
-        with server_processes(
-            tmp_path, postgres_server, 2, app_service_config_files=[str(registration)]
-        ) as (first, second):
-            async with (
-                httpx.AsyncClient(base_url=first.base_url, timeout=60) as one,
-                httpx.AsyncClient(base_url=second.base_url, timeout=60) as two,
-            ):
-                alice = await register_user(one, "alice")
-                bob = await register_user(two, "bob")
-                room_id = await alice.create_room(invite=[bob.user_id])
-                await bob.join(room_id)
-                sent = await send_through_both(alice, bob, room_id, "m")
-                # Queues are sent in order: once the last one is in, a repeat of any
-                # earlier one would be too.
-                await through(alice, two).send(room_id, "last")
-                await receiver.wait_for_bodies(sent | {"last"})
+        async with two_processes_with_a_room(
+            tmp_path, postgres_server, app_service_config_files=[str(registration)]
+        ) as cluster:
+            alice, bob, room_id = cluster.alice, cluster.bob, cluster.room_id
+            sent = await send_through_both(alice, bob, room_id, "m")
+            # Queues are sent in order: once the last one is in, a repeat of any
+            # earlier one would be too.
+            await through(alice, cluster.two).send(room_id, "last")
+            await receiver.wait_for_bodies(sent | {"last"})
         nursery.cancel_scope.cancel()
     txn_ids = [txn_id for txn_id, _ in receiver.transactions]
     assert len(txn_ids) == len(set(txn_ids))

@@ -9,12 +9,17 @@ directory and the shared lock), as `conduit@.service` runs them.
     def test_x(tmp_path, postgres_server):
         with server_processes(tmp_path, postgres_server, 2) as (first, second):
             ...  # first.base_url, second.base_url
+
+    async def test_y(tmp_path, postgres_server):
+        async with two_processes_with_a_room(tmp_path, postgres_server) as cluster:
+            ...  # cluster.alice (first process), cluster.bob (second), cluster.room_id
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,60 @@ def server_processes(
             config = write_config(own, **shared)
             processes.append(stack.enter_context(server_process(config)))
         yield processes
+
+
+CLIENT_TIMEOUT_SECONDS = 60
+"""Longer than the long polls the tests make, so that only a hang times out."""
+
+
+@dataclass(frozen=True)
+class TwoProcesses:
+    """Two processes on one database and an HTTP client for each."""
+
+    first: ServerProcess
+    second: ServerProcess
+    one: httpx.AsyncClient
+    """Talks to `first`."""
+    two: httpx.AsyncClient
+    """Talks to `second`."""
+
+
+@dataclass(frozen=True)
+class TwoProcessesWithARoom(TwoProcesses):
+    """alice (registered through the first process) made a room that bob
+    (registered through the second) joined."""
+
+    alice: User
+    bob: User
+    room_id: str
+
+
+@asynccontextmanager
+async def two_processes(
+    directory: Path, postgres: PostgresServer, **overrides: Any
+) -> AsyncIterator[TwoProcesses]:
+    """Two `server_processes` with a client each, for the length of the block."""
+    with server_processes(directory, postgres, 2, **overrides) as (first, second):
+        async with (
+            httpx.AsyncClient(base_url=first.base_url, timeout=CLIENT_TIMEOUT_SECONDS) as one,
+            httpx.AsyncClient(base_url=second.base_url, timeout=CLIENT_TIMEOUT_SECONDS) as two,
+        ):
+            yield TwoProcesses(first, second, one, two)
+
+
+@asynccontextmanager
+async def two_processes_with_a_room(
+    directory: Path, postgres: PostgresServer, **overrides: Any
+) -> AsyncIterator[TwoProcessesWithARoom]:
+    """`two_processes` where alice and bob, one on each, share a room."""
+    async with two_processes(directory, postgres, **overrides) as pair:
+        alice = await register_user(pair.one, "alice")
+        bob = await register_user(pair.two, "bob")
+        room_id = await alice.create_room(invite=[bob.user_id])
+        await bob.join(room_id)
+        yield TwoProcessesWithARoom(
+            pair.first, pair.second, pair.one, pair.two, alice, bob, room_id
+        )
 
 
 def start_another(directory: Path, name: str, like: ServerProcess) -> Any:
