@@ -29,6 +29,7 @@ from ..errors import forbidden, invalid_param, not_found
 from ..storage import Database
 from ..storage.kv import SEPARATOR, join_key, u64
 from .account_data import FULLY_READ_TYPE, AccountData
+from .coherence import Invalidations
 from .globals import Globals
 from .notifier import Notifier
 from .rooms.state_cache import StateCache
@@ -66,6 +67,9 @@ class Receipts:
         self._account_data = account_data
         self._receipts = db.tree("receiptid_receipt")
         self._latest = db.tree("roomusertypethread_receiptid")
+        self._news = Invalidations(
+            globals_.cluster, "receipts", self._news_from_elsewhere, self._forget_all
+        )
         self.written: list[Callable[[str, dict[str, Any]], None]] = []
         """Called with (room id, receipt) after a public receipt is stored, the receipt
         as `receiptid_receipt` holds it: the federation sender tells other servers."""
@@ -187,12 +191,23 @@ class Receipts:
             batch.put(self._receipts, receipt_id, json.dumps(receipt).encode())
             batch.put(self._latest, latest_key, receipt_id)
         self._last_change[room_id] = position
+        self._news.tell([room_id, position])
         if receipt_type == READ_PRIVATE:
             self._notifier.notify([user_id])
         else:
             self._notifier.notify(self._state_cache.joined_members(room_id))
             for listener in self.written:
                 listener(room_id, receipt)
+
+    def _news_from_elsewhere(self, item: list[Any]) -> None:
+        room_id, position = item
+        if position > self._last_change.get(room_id, 0):
+            self._last_change[room_id] = position
+
+    def _forget_all(self) -> None:
+        """A message too big to say which rooms got receipts: any may have."""
+        assert self._globals.cluster is not None
+        self._started = self._globals.cluster.latest_position() + 1
 
     # ---- reading
 
