@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 LEVELDB_DIRECTORY = "leveldb"
 LOCK_FILE = "conduit.lock"
+# Named here, not only in `sqlite.py`, so that checking a LevelDB directory for it
+# does not import sqlite3 (0.8 MiB of RSS in every LevelDB server).
+SQLITE_FILE = "conduit.db"
 
 
 def _holds_rocksdb(directory: str) -> bool:
@@ -51,9 +54,7 @@ def _holds_leveldb(directory: str) -> bool:
 
 
 def _holds_sqlite(directory: str) -> bool:
-    from .sqlite import SQLiteDatabase
-
-    return os.path.exists(os.path.join(directory, SQLiteDatabase.FILENAME))
+    return os.path.exists(os.path.join(directory, SQLITE_FILE))
 
 
 def _check_contents(directory: str, engine: str) -> None:

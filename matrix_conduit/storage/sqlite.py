@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
+from . import SQLITE_FILE
 from .kv import Database, DatabaseError, Tree, WriteBatch, key_range
 
 _PAGE = 256
@@ -101,7 +102,7 @@ class SQLiteBatch(WriteBatch):
 
 
 class SQLiteDatabase(Database):
-    FILENAME = "conduit.db"
+    FILENAME = SQLITE_FILE
 
     def __init__(self, directory: str, *, cache_capacity_mb: float) -> None:
         self.path = os.path.join(directory, self.FILENAME)
