@@ -48,7 +48,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .storage import LEVELDB_DIRECTORY, Database, DatabaseError, DatabaseInUse, open_database
+from .storage import (
+    LEVELDB_DIRECTORY,
+    SQLITE_FILE,
+    Database,
+    DatabaseError,
+    DatabaseInUse,
+    embedded_engine_in,
+    open_database,
+)
 
 if TYPE_CHECKING:  # sqlite3 is imported by a SQLite backup, not by every server
     import sqlite3
@@ -196,9 +204,7 @@ def _sqlite_copier(source_path: str, destination: str, report: BackupReport) -> 
     def copy() -> None:
         import sqlite3
 
-        from .storage.sqlite import SQLiteDatabase
-
-        target_path = os.path.join(destination, SQLiteDatabase.FILENAME)
+        target_path = os.path.join(destination, SQLITE_FILE)
         descriptor = os.open(target_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(descriptor)
         source = sqlite3.connect(source_path)
@@ -376,14 +382,9 @@ def _media_problems(media: str) -> Iterator[str]:
 
 def verify(path: str, expected_server_name: str | None = None) -> Verification:
     """Open the backup at `path`, count its trees and events, check its server name."""
-    from .storage.sqlite import SQLiteDatabase
-
     path = os.path.abspath(path)
-    if os.path.exists(os.path.join(path, LEVELDB_DIRECTORY, "CURRENT")):
-        backend = "leveldb"
-    elif os.path.exists(os.path.join(path, SQLiteDatabase.FILENAME)):
-        backend = "sqlite"
-    else:
+    backend = embedded_engine_in(path)
+    if backend is None:
         raise BackupError(f"{path} holds no database (neither leveldb/ nor conduit.db)")
     try:
         database = open_database(backend, path)

@@ -77,8 +77,7 @@ class Endpoint:
 def resolve(spec: str) -> Endpoint:
     """An endpoint from a config file, a database directory or a postgresql:// URL."""
     from .config import ConfigError, load_config
-    from .storage import LEVELDB_DIRECTORY
-    from .storage.sqlite import SQLiteDatabase
+    from .storage import embedded_engine_in
 
     if spec.startswith(("postgresql://", "postgres://")):
         from .storage.postgresql import check_url
@@ -88,10 +87,9 @@ def resolve(spec: str) -> Endpoint:
             raise MigrationError(f"the database URL {reason}")
         return Endpoint("postgresql", None, url=spec)
     if os.path.isdir(spec):
-        if os.path.exists(os.path.join(spec, LEVELDB_DIRECTORY, "CURRENT")):
-            return Endpoint("leveldb", spec)
-        if os.path.exists(os.path.join(spec, SQLiteDatabase.FILENAME)):
-            return Endpoint("sqlite", spec)
+        engine = embedded_engine_in(spec)
+        if engine is not None:
+            return Endpoint(engine, spec)
         raise MigrationError(
             f"{spec} holds no LevelDB (leveldb/) or SQLite (conduit.db) database; "
             "name a config file to migrate into a new directory"

@@ -57,6 +57,16 @@ def _holds_sqlite(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, SQLITE_FILE))
 
 
+def embedded_engine_in(directory: str) -> str | None:
+    """The embedded database `directory` holds ("leveldb" or "sqlite"), if any: what
+    offline tools (backup verify, migrate-db) open a bare directory as."""
+    if _holds_leveldb(directory):
+        return "leveldb"
+    if _holds_sqlite(directory):
+        return "sqlite"
+    return None
+
+
 def _check_contents(directory: str, engine: str) -> None:
     if _holds_rocksdb(directory):
         raise DatabaseError(

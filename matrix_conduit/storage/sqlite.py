@@ -102,10 +102,8 @@ class SQLiteBatch(WriteBatch):
 
 
 class SQLiteDatabase(Database):
-    FILENAME = SQLITE_FILE
-
     def __init__(self, directory: str, *, cache_capacity_mb: float) -> None:
-        self.path = os.path.join(directory, self.FILENAME)
+        self.path = os.path.join(directory, SQLITE_FILE)
         self.release_on_close = []
         try:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
